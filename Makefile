@@ -1,0 +1,31 @@
+# The two commands of the README:
+#   make demo   set up .venv and run the main job (compile the library patterns, cross-check every backend)
+#   make test   set up .venv and run the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.maskc-installed
+
+.PHONY: demo test setup bench clean
+
+$(STAMP): pyproject.toml requirements-lock.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements-lock.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/maskc demo --out demo_out
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 --dist loadgroup -q tests
+
+bench: $(STAMP)
+	$(PY) benchmarks/compile_speed.py
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache .hypothesis

@@ -1,0 +1,105 @@
+"""Validation of Layout arrays: every size, dtype, pointer and index."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from maskc.errors import LayoutFormatError
+from maskc.ir.layout import FULL, PARTIAL, _ceil_div
+
+#: Largest sequence length a layout may describe (2**31 - 1 tokens).
+MAX_LEN = 2**31 - 1
+#: Largest block edge.
+MAX_BLOCK = 4096
+#: Largest number of stored heads.
+MAX_HEADS = 65536
+
+
+def _need(cond: bool, field: str, msg: str) -> None:
+    if not cond:
+        raise LayoutFormatError(f"layout field {field!r}: {msg}")
+
+
+def _int_scalar(value, field: str, lo: int, hi: int) -> int:
+    _need(isinstance(value, (int, np.integer)) and not isinstance(value, bool), field,
+          f"must be an integer, got {type(value).__name__}")
+    v = int(value)
+    _need(lo <= v <= hi, field, f"must be in [{lo}, {hi}], got {v}")
+    return v
+
+
+def _array(value, field: str, dtype, ndim: int) -> np.ndarray:
+    _need(isinstance(value, np.ndarray), field, f"must be a numpy array, got {type(value).__name__}")
+    _need(value.dtype == np.dtype(dtype), field, f"must have dtype {np.dtype(dtype)}, got {value.dtype}")
+    _need(value.ndim == ndim, field, f"must have {ndim} dimension(s), got shape {value.shape}")
+    return value
+
+
+def validate_layout(lay) -> None:
+    """Raise :class:`LayoutFormatError` naming the first field that is wrong."""
+    q_len = _int_scalar(lay.q_len, "q_len", 1, MAX_LEN)
+    kv_len = _int_scalar(lay.kv_len, "kv_len", 1, MAX_LEN)
+    bq = _int_scalar(lay.block_q, "block_q", 1, MAX_BLOCK)
+    bk = _int_scalar(lay.block_k, "block_k", 1, MAX_BLOCK)
+    n_qb, n_kb = _ceil_div(q_len, bq), _ceil_div(kv_len, bk)
+    row_ptr = _array(lay.row_ptr, "row_ptr", np.int64, 2)
+    H = row_ptr.shape[0]
+    _need(1 <= H <= MAX_HEADS, "row_ptr", f"must have between 1 and {MAX_HEADS} heads, got {H}")
+    _need(row_ptr.shape[1] == n_qb + 1, "row_ptr",
+          f"must have shape [heads, n_qb + 1] = [{H}, {n_qb + 1}], got {row_ptr.shape}")
+    col_idx = _array(lay.col_idx, "col_idx", np.int32, 1)
+    nnzb = col_idx.shape[0]
+    _need(nnzb <= H * n_qb * n_kb, "col_idx", f"has {nnzb} blocks, more than heads*n_qb*n_kb = {H * n_qb * n_kb}")
+    kind = _array(lay.kind, "kind", np.int8, 1)
+    _need(kind.shape[0] == nnzb, "kind", f"length {kind.shape[0]} != number of blocks {nnzb}")
+    pid = _array(lay.partial_id, "partial_id", np.int32, 1)
+    _need(pid.shape[0] == nnzb, "partial_id", f"length {pid.shape[0]} != number of blocks {nnzb}")
+    masks = _array(lay.masks, "masks", np.uint8, 3)
+    U = masks.shape[0]
+    _need(masks.shape[1:] == (bq, _ceil_div(bk, 8)), "masks",
+          f"must have shape [U, block_q, ceil(block_k/8)] = [U, {bq}, {_ceil_div(bk, 8)}], got {masks.shape}")
+    _need(U <= max(nnzb, 0), "masks", f"has {U} unique masks but only {nnzb} blocks")
+    _need(row_ptr[0, 0] == 0, "row_ptr", f"must start at 0, got {row_ptr[0, 0]}")
+    _need(bool(np.all(np.diff(row_ptr, axis=1) >= 0)), "row_ptr", "must be non-decreasing within each head")
+    if H > 1:
+        _need(bool(np.all(row_ptr[1:, 0] == row_ptr[:-1, -1])), "row_ptr",
+              "head h must start where head h-1 ends (row_ptr[h, 0] == row_ptr[h-1, -1])")
+    _need(row_ptr[-1, -1] == nnzb, "row_ptr", f"must end at the number of blocks {nnzb}, got {row_ptr[-1, -1]}")
+    if nnzb:
+        _need(int(col_idx.min()) >= 0 and int(col_idx.max()) < n_kb, "col_idx",
+              f"values must be in [0, n_kb={n_kb}), got range [{col_idx.min()}, {col_idx.max()}]")
+        # strictly increasing inside each row: a decrease is only allowed at a row start
+        starts = np.zeros(nnzb, dtype=bool)
+        flat_ptr = row_ptr[:, :-1].reshape(-1)
+        starts[flat_ptr[flat_ptr < nnzb]] = True
+        d = np.diff(col_idx.astype(np.int64))
+        bad = (d <= 0) & ~starts[1:]
+        _need(not bad.any(), "col_idx", f"must be strictly increasing within a block row (first violation at {int(np.argmax(bad)) + 1})")
+        _need(bool(np.isin(kind, (PARTIAL, FULL)).all()), "kind", f"values must be {PARTIAL} (partial) or {FULL} (full)")
+        full = kind == FULL
+        _need(bool(np.all(pid[full] == -1)), "partial_id", "must be -1 for full blocks")
+        _need(bool(np.all((pid[~full] >= 0) & (pid[~full] < U))), "partial_id",
+              f"must index masks [0, {U}) for partial blocks")
+        if U:
+            used = np.zeros(U, dtype=bool)
+            used[pid[~full]] = True
+            _need(bool(used.all()), "masks", "every stored mask must be used by some partial block")
+    if U:
+        bits = np.unpackbits(masks, axis=2, bitorder="little")
+        _need(not bits[:, :, bk:].any(), "masks", f"bits beyond block_k={bk} must be zero")
+        _need(bits.reshape(U, -1).any(axis=1).all(), "masks", "a partial mask may not be all zeros (drop the block)")
+    if nnzb and U:
+        # tail validity: partial masks used in ragged blocks must be zero past the tails
+        part = kind == PARTIAL
+        rows = np.repeat(np.tile(np.arange(n_qb), H), np.diff(row_ptr, axis=1).reshape(-1))
+        vr = np.full(n_qb, bq); vr[-1] = q_len - (n_qb - 1) * bq
+        vc = np.full(n_kb, bk); vc[-1] = kv_len - (n_kb - 1) * bk
+        bits = np.unpackbits(masks, axis=2, count=bk, bitorder="little").astype(bool)
+        tail = part & ((rows == n_qb - 1) | (col_idx == n_kb - 1))
+        for b in np.nonzero(tail)[0][:100000]:
+            m = bits[pid[b]]
+            ok = not m[vr[rows[b]]:, :].any() and not m[:, vc[col_idx[b]]:].any()
+            _need(ok, "masks", f"partial block {b} has bits set past the sequence end")
+            _need(not m[: vr[rows[b]], : vc[col_idx[b]]].all(), "kind",
+                  f"block {b} is marked partial but allows every valid element (mark it full)")
+    _need(isinstance(lay.pattern_text, str), "pattern_text", "must be a string")
