@@ -1,0 +1,227 @@
+"""Input validation shared by every backend: shapes, dtypes, devices, array library, layout sizes.
+
+:func:`validate_inputs` runs once in :func:`maskc.backends.attention`, before any backend
+sees the arrays, so backends may assume well-formed inputs. Errors say which argument is
+wrong, what was expected, and how to fix it.
+
+Example:
+    >>> import numpy as np, maskc as mc
+    >>> from maskc.backends.checks import validate_inputs
+    >>> lay = mc.Layout.from_dense(np.tril(np.ones((8, 8), bool)), block=4)
+    >>> q = np.ones((1, 2, 8, 16), np.float32)
+    >>> validate_inputs(q, q, q, lay).group
+    1
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: Array libraries maskc backends understand.
+ARRAY_LIBS: tuple[str, ...] = ("numpy", "torch", "jax")
+
+
+def array_lib(x: Any) -> str | None:
+    """'numpy', 'torch' or 'jax' for an array of that library, else None.
+
+    Never imports torch or jax: an object can only be one of their arrays if the
+    library is already imported.
+    """
+    if isinstance(x, np.ndarray):
+        return "numpy"
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(x, torch.Tensor):
+        return "torch"
+    jax = sys.modules.get("jax")
+    if jax is not None and isinstance(x, jax.Array):
+        return "jax"
+    return None
+
+
+def dtype_name(x: Any) -> str:
+    """Short dtype name of an array: 'float32', 'bfloat16', 'float16', ..."""
+    lib = array_lib(x)
+    if lib == "torch":
+        return str(x.dtype).replace("torch.", "")
+    return str(np.dtype(x.dtype)) if lib == "numpy" else str(x.dtype)
+
+
+def is_floating(x: Any) -> bool:
+    """True when the array holds real floating-point numbers."""
+    lib = array_lib(x)
+    if lib == "torch":
+        return bool(x.is_floating_point())
+    if lib == "numpy":
+        return bool(np.issubdtype(x.dtype, np.floating))
+    if lib == "jax":
+        import jax.numpy as jnp
+
+        return bool(jnp.issubdtype(x.dtype, jnp.floating))
+    return False
+
+
+def device_of(x: Any) -> str:
+    """A device string: 'cpu', 'cuda:0', ... (numpy arrays are always 'cpu')."""
+    lib = array_lib(x)
+    if lib == "torch":
+        return str(x.device)
+    if lib == "jax":
+        devs = sorted(f"{d.platform}:{d.id}" for d in x.devices())
+        return ",".join(devs)
+    return "cpu"
+
+
+def device_type(device: str) -> str:
+    """'cpu', 'cuda', 'gpu', 'tpu', ...: the device string without its index."""
+    return device.split(":")[0].split(",")[0]
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    """What :func:`validate_inputs` learned about a valid call."""
+
+    lib: str  #: 'numpy', 'torch' or 'jax'
+    dtype: str  #: dtype name shared by q, k, v
+    device: str  #: device string shared by q, k, v
+    batch: int
+    q_heads: int
+    kv_heads: int
+    q_len: int
+    kv_len: int
+    head_dim: int
+
+    @property
+    def group(self) -> int:
+        """Query heads per key/value head (GQA group size; 1 without GQA)."""
+        return self.q_heads // self.kv_heads
+
+    @property
+    def device_type(self) -> str:
+        """'cpu', 'cuda', ... without the index."""
+        return device_type(self.device)
+
+
+def _describe(x: Any) -> str:
+    t = type(x)
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def validate_arrays(q: Any, k: Any, v: Any) -> InputInfo:
+    """Check q, k, v on their own (no layout): library, rank, sizes, dtype, device.
+
+    Raises TypeError for a wrong type / dtype and ValueError for wrong shapes or devices.
+    """
+    libs = {}
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        lib = array_lib(x)
+        if lib is None:
+            raise TypeError(
+                f"{name} must be a numpy array, torch tensor or jax array of shape "
+                f"[batch, heads, seq, head_dim], got {_describe(x)}"
+            )
+        libs[name] = lib
+    if len(set(libs.values())) != 1:
+        got = ", ".join(f"{n}: {l}" for n, l in libs.items())
+        raise TypeError(
+            f"q, k and v must come from the same array library, got {got}; "
+            "convert them (e.g. torch.from_numpy / np.asarray / jnp.asarray) before calling"
+        )
+    lib = libs["q"]
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if len(x.shape) != 4:
+            raise ValueError(
+                f"{name} must have 4 dimensions [batch, heads, seq, head_dim], got shape {tuple(x.shape)}"
+            )
+        if not is_floating(x):
+            raise TypeError(
+                f"{name} must have a floating dtype (float16, bfloat16, float32, float64), "
+                f"got {dtype_name(x)}; cast it first, e.g. {name}.float()"
+                if lib == "torch"
+                else f"{name} must have a floating dtype (float16, bfloat16, float32, float64), got {dtype_name(x)}"
+            )
+    dt = dtype_name(q)
+    for name, x in (("k", k), ("v", v)):
+        if dtype_name(x) != dt:
+            raise TypeError(f"{name} has dtype {dtype_name(x)} but q has {dt}; q, k and v must share one dtype")
+    dev = device_of(q)
+    for name, x in (("k", k), ("v", v)):
+        if device_of(x) != dev:
+            raise ValueError(
+                f"{name} is on device {device_of(x)} but q is on {dev}; move q, k and v to one device"
+            )
+    B, Hq, Lq, D = (int(s) for s in q.shape)
+    Bk, Hkv, Lk, Dk = (int(s) for s in k.shape)
+    if tuple(int(s) for s in v.shape) != (Bk, Hkv, Lk, Dk):
+        raise ValueError(
+            f"v must have the same shape as k [batch, kv_heads, kv_len, head_dim] = {(Bk, Hkv, Lk, Dk)}, "
+            f"got {tuple(v.shape)}"
+        )
+    if Bk != B:
+        raise ValueError(f"k and v have batch size {Bk} but q has {B}; they must agree")
+    if Dk != D:
+        raise ValueError(f"k and v have head_dim {Dk} but q has {D}; q, k and v must share head_dim")
+    for what, n in (("batch", B), ("heads of q", Hq), ("heads of k/v", Hkv), ("q_len", Lq), ("kv_len", Lk), ("head_dim", D)):
+        if n < 1:
+            raise ValueError(f"{what} must be at least 1, got {n} (q {tuple(q.shape)}, k {tuple(k.shape)})")
+    if Hq % Hkv != 0:
+        raise ValueError(
+            f"q has {Hq} heads and k/v have {Hkv}; the number of q heads must be a multiple of the "
+            "k/v heads (grouped-query attention)"
+        )
+    return InputInfo(lib, dt, dev, B, Hq, Hkv, Lq, Lk, D)
+
+
+def validate_layout(layout: Any, info: InputInfo) -> None:
+    """Check that ``layout`` is a maskc Layout whose sizes match the arrays."""
+    from maskc.ir.layout import Layout
+
+    if not isinstance(layout, Layout):
+        from maskc.patterns.core import Pattern
+
+        if isinstance(layout, Pattern):
+            raise TypeError(
+                f"layout must be a compiled maskc.Layout, got the pattern {layout.text()!r}; "
+                f"compile it first: mc.compile(pattern, q_len={info.q_len}, kv_len={info.kv_len}, block=...)"
+            )
+        raise TypeError(
+            f"layout must be a maskc.Layout (mc.compile / mc.Layout.from_dense) or an object with "
+            f"__maskc_attention__ (mc.plan), got {_describe(layout)}"
+        )
+    if layout.q_len != info.q_len:
+        raise ValueError(
+            f"layout.q_len is {layout.q_len} but q has {info.q_len} query positions (q.shape[2]); "
+            "compile the layout for this length"
+        )
+    if layout.kv_len != info.kv_len:
+        raise ValueError(
+            f"layout.kv_len is {layout.kv_len} but k/v have {info.kv_len} key positions (k.shape[2]); "
+            "compile the layout for this length"
+        )
+    if layout.heads not in (1, info.q_heads):
+        raise ValueError(
+            f"layout has {layout.heads} heads but q has {info.q_heads}; a layout needs 1 head "
+            f"(broadcast) or exactly one per q head ({info.q_heads})"
+        )
+
+
+def validate_inputs(q: Any, k: Any, v: Any, layout: Any) -> InputInfo:
+    """Validate arrays and layout together; returns the :class:`InputInfo`."""
+    info = validate_arrays(q, k, v)
+    validate_layout(layout, info)
+    return info
+
+
+def validate_scale(scale: Any, head_dim: int) -> float:
+    """``scale`` or 1/sqrt(head_dim); must be a finite real number."""
+    if scale is None:
+        return 1.0 / float(np.sqrt(head_dim))
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
+        raise TypeError(f"scale must be a float or None (1/sqrt(head_dim)), got {_describe(scale)}")
+    s = float(scale)
+    if not np.isfinite(s):
+        raise ValueError(f"scale must be finite, got {s}")
+    return s
