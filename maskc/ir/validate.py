@@ -74,7 +74,8 @@ def validate_layout(lay) -> None:
         starts[flat_ptr[flat_ptr < nnzb]] = True
         d = np.diff(col_idx.astype(np.int64))
         bad = (d <= 0) & ~starts[1:]
-        _need(not bad.any(), "col_idx", f"must be strictly increasing within a block row (first violation at {int(np.argmax(bad)) + 1})")
+        if bad.any():
+            _need(False, "col_idx", f"must be strictly increasing within a block row (first violation at {int(np.argmax(bad)) + 1})")
         _need(bool(np.isin(kind, (PARTIAL, FULL)).all()), "kind", f"values must be {PARTIAL} (partial) or {FULL} (full)")
         full = kind == FULL
         _need(bool(np.all(pid[full] == -1)), "partial_id", "must be -1 for full blocks")
