@@ -1,0 +1,223 @@
+"""Shared helpers of the torch modules: attention dispatch, layouts, patterns, checks.
+
+Everything here is private to :mod:`maskc.nn`; the modules' public behaviour is
+documented on the modules themselves.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from maskc.ir.layout import FULL, Layout
+from maskc.patterns.core import Pattern
+
+PatternLike = Pattern | Layout
+
+
+# ------------------------------------------------------------------ checks
+def check_embed(embed_dim: int, num_heads: int, what: str = "embed_dim") -> int:
+    """Validate (embed_dim, num_heads); return head_dim."""
+    for name, v in ((what, embed_dim), ("num_heads", num_heads)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
+        if v < 1:
+            raise ValueError(f"{name} must be >= 1, got {v}")
+    if embed_dim % num_heads:
+        raise ValueError(f"{what}={embed_dim} must be divisible by num_heads={num_heads}")
+    return embed_dim // num_heads
+
+
+def check_positive_int(v: Any, name: str, lo: int = 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
+    if v < lo:
+        raise ValueError(f"{name} must be >= {lo}, got {v}")
+    return int(v)
+
+
+def check_input(x: Any, embed_dim: int, module: str) -> tuple[int, int]:
+    """x must be a floating tensor [batch, seq, embed_dim]; return (batch, seq)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{module}: input must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 3:
+        raise ValueError(
+            f"{module}: input must be [batch, seq, embed_dim={embed_dim}] (batch_first), got shape {tuple(x.shape)}"
+        )
+    if x.shape[-1] != embed_dim:
+        raise ValueError(f"{module}: last dimension must be embed_dim={embed_dim}, got shape {tuple(x.shape)}")
+    if x.shape[1] < 1:
+        raise ValueError(f"{module}: sequence length must be >= 1, got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{module}: input must be a floating tensor, got {x.dtype}")
+    return int(x.shape[0]), int(x.shape[1])
+
+
+# ----------------------------------------------------------------- backends
+def resolve_backend(backend: str, q: torch.Tensor, params_need_grad: bool = True) -> str:
+    """``"auto"`` on a CPU tensor while gradients are being recorded means ``"reference"``.
+
+    The automatic choice on CPU torch is FlexAttention, which has no backward pass on
+    CPU; the float64 reference backend is differentiable. Explicit names pass through.
+    """
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a string, got {type(backend).__name__}")
+    if backend != "auto":
+        return backend
+    if q.device.type == "cpu" and torch.is_grad_enabled() and (q.requires_grad or params_need_grad):
+        return "reference"
+    return "auto"
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: Layout, backend: str = "auto",
+           return_lse: bool = False, scale: float | None = None):
+    """Masked softmax attention of [B, H, L, D] tensors over ``layout`` via ``maskc.backends``.
+
+    Falls back to a dense float64 torch implementation with identical semantics when the
+    backends package is not importable (development checkouts).
+    """
+    try:
+        from maskc.backends import attention as _attention
+    except ImportError:  # pragma: no cover - only before maskc.backends exists
+        _attention = None
+    if _attention is not None:
+        return _attention(q, k, v, layout, backend=backend, scale=scale, return_lse=return_lse)
+    return _dense_fallback(q, k, v, layout, scale, return_lse)  # pragma: no cover
+
+
+def _dense_fallback(q, k, v, layout, scale, return_lse):  # pragma: no cover - see attend()
+    mask = torch.from_numpy(dense_mask(layout)).to(q.device)
+    s = scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
+    scores = torch.einsum("bhid,bhjd->bhij", q.double(), k.double()) * s
+    scores = scores.masked_fill(~mask[None], float("-inf"))
+    lse = torch.logsumexp(scores, dim=-1)
+    p = torch.exp(scores - torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))[..., None])
+    out = torch.einsum("bhij,bhjd->bhid", p, v.double()).to(q.dtype)
+    return (out, lse) if return_lse else out
+
+
+_DENSE_CACHE: dict[int, np.ndarray] = {}
+
+
+def dense_mask(layout: Layout) -> np.ndarray:
+    """bool [H, q_len, kv_len] (small sizes; cached per layout object)."""
+    key = id(layout)
+    m = _DENSE_CACHE.get(key)
+    if m is None or m.shape[1:] != (layout.q_len, layout.kv_len):
+        m = layout.to_dense()
+        if len(_DENSE_CACHE) > 64:
+            _DENSE_CACHE.clear()
+        _DENSE_CACHE[key] = m
+    return m
+
+
+def layout_is_causal(layout: Layout) -> bool:
+    """True iff no head allows a key j > i (checked block by block, never densely)."""
+    if layout.nnz_blocks == 0:
+        return True
+    Bq, Bk = layout.block_q, layout.block_k
+    rows = layout.block_row.astype(np.int64)
+    cols = layout.col_idx.astype(np.int64)
+    i_max = np.minimum((rows + 1) * Bq, layout.q_len) - 1
+    j_min = cols * Bk
+    j_max = np.minimum((cols + 1) * Bk, layout.kv_len) - 1
+    i_min = rows * Bq
+    # blocks entirely on or below the diagonal are causal whatever their content
+    safe = j_max <= i_min
+    if safe.all():
+        return True
+    if np.any(j_min[~safe] > i_max[~safe]):
+        return False  # a non-empty block strictly above the diagonal
+    todo = np.flatnonzero(~safe)
+    ii = np.arange(Bq)[:, None]
+    jj = np.arange(Bk)[None, :]
+    for b in todo:
+        gi = i_min[b] + ii
+        gj = j_min[b] + jj
+        valid = (gi < layout.q_len) & (gj < layout.kv_len)
+        allowed = valid if layout.kind[b] == FULL else layout.mask_bits[layout.partial_id[b]] & valid
+        if np.any(allowed & (gj > gi)):
+            return False
+    return True
+
+
+def compile_layout(pattern: PatternLike, q_len: int, kv_len: int | None, block: int | tuple[int, int],
+                   heads: int | None) -> Layout:
+    """A Layout for ``pattern`` at these sizes (a Layout passes through after a size check)."""
+    kv_len = q_len if kv_len is None else kv_len
+    if isinstance(pattern, Layout):
+        if (pattern.q_len, pattern.kv_len) != (q_len, kv_len):
+            raise ValueError(
+                f"the layout was compiled for q_len={pattern.q_len}, kv_len={pattern.kv_len} but the input has "
+                f"q_len={q_len}, kv_len={kv_len}; pass a Pattern to compile per length"
+            )
+        return pattern
+    import maskc as mc
+
+    return mc.compile(pattern, q_len, kv_len, block=block, heads=heads)
+
+
+def check_pattern(pattern: Any, num_heads: int, module: str) -> PatternLike:
+    if not isinstance(pattern, (Pattern, Layout)):
+        raise TypeError(f"{module}: pattern must be a maskc Pattern or Layout, got {type(pattern).__name__}")
+    nh = pattern.heads if isinstance(pattern, Layout) else pattern.n_heads
+    if nh is not None and nh not in (1, num_heads):
+        raise ValueError(f"{module}: the pattern has {nh} per-head patterns but num_heads={num_heads}")
+    return pattern
+
+
+class LayoutCache:
+    """Per-module cache of compiled layouts keyed by (q_len, kv_len) (mc.compile caches too)."""
+
+    def __init__(self, pattern: PatternLike, block, heads: int | None):
+        self.pattern, self.block, self.heads = pattern, block, heads
+        self._store: dict[tuple[int, int], Layout] = {}
+
+    def get(self, q_len: int, kv_len: int | None = None) -> Layout:
+        key = (q_len, q_len if kv_len is None else kv_len)
+        lay = self._store.get(key)
+        if lay is None:
+            heads = self.heads if (isinstance(self.pattern, Pattern) and self.pattern.n_heads) else None
+            lay = compile_layout(self.pattern, key[0], key[1], self.block, heads)
+            if len(self._store) > 32:
+                self._store.clear()
+            self._store[key] = lay
+        return lay
+
+
+# ----------------------------------------------------------------- patterns
+def bird_pattern(kind: str, window: int = 3, global_tokens: int = 2, cap: int | None = None) -> Pattern:
+    """SPEC A: causal & (global j < G | 0 <= d <= w | d in S (<= cap)), S by ``kind``."""
+    from maskc.patterns import library
+
+    name = {"primes": "prime_bird", "squares": "square_bird", "mian_chowla": "mian_chowla_bird"}[kind]
+    return getattr(library, name)(window=window, global_tokens=global_tokens, cap=cap)
+
+
+def ring_pattern(radius: int, causal: bool) -> Pattern:
+    """SPEC B ring-local: causal form 0 <= d <= r, else circular distance <= r (library pi_ring)."""
+    from maskc.patterns.library import pi_ring
+
+    return pi_ring(radius, causal=causal)
+
+
+def pi_pattern(period: int, causal: bool, variant: str = "all", m: int | None = None) -> Pattern:
+    """SPEC B π-step (library pi_step): variants "all", "bounded" (m required), "doubling"."""
+    from maskc.patterns.library import pi_step
+
+    return pi_step(period, variant=variant, m=m, causal=causal)
+
+
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """[B, L, H*D] -> [B, H, L, D]."""
+    B, L, E = x.shape
+    return x.view(B, L, num_heads, E // num_heads).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """[B, H, L, D] -> [B, L, H*D]."""
+    B, H, L, D = x.shape
+    return x.transpose(1, 2).reshape(B, L, H * D)
