@@ -70,6 +70,10 @@ def device_of(x: Any) -> str:
     if lib == "torch":
         return str(x.device)
     if lib == "jax":
+        import jax
+
+        if isinstance(x, jax.core.Tracer):  # inside jit / grad: placement is decided by jax
+            return jax.default_backend()
         devs = sorted(f"{d.platform}:{d.id}" for d in x.devices())
         return ",".join(devs)
     return "cpu"
@@ -148,10 +152,15 @@ def validate_arrays(q: Any, k: Any, v: Any) -> InputInfo:
         if dtype_name(x) != dt:
             raise TypeError(f"{name} has dtype {dtype_name(x)} but q has {dt}; q, k and v must share one dtype")
     dev = device_of(q)
+    devs = {"q": dev, "k": device_of(k), "v": device_of(v)}
+    if lib == "jax" and any(":" not in d for d in devs.values()):
+        # a jax tracer only knows its platform: compare platforms
+        devs = {n: device_type(d) for n, d in devs.items()}
+        dev = devs["q"]
     for name, x in (("k", k), ("v", v)):
-        if device_of(x) != dev:
+        if devs[name] != dev:
             raise ValueError(
-                f"{name} is on device {device_of(x)} but q is on {dev}; move q, k and v to one device"
+                f"{name} is on device {devs[name]} but q is on {dev}; move q, k and v to one device"
             )
     B, Hq, Lq, D = (int(s) for s in q.shape)
     Bk, Hkv, Lk, Dk = (int(s) for s in k.shape)
