@@ -13,6 +13,8 @@ MAX_LEN = 2**31 - 1
 MAX_BLOCK = 4096
 #: Largest number of stored heads.
 MAX_HEADS = 65536
+#: Longest pattern text (characters; the file stores at most 1 MiB of utf-8).
+MAX_TEXT_CHARS = 1 << 20
 
 
 def _need(cond: bool, field: str, msg: str) -> None:
@@ -36,7 +38,19 @@ def _array(value, field: str, dtype, ndim: int) -> np.ndarray:
 
 
 def validate_layout(lay) -> None:
-    """Raise :class:`LayoutFormatError` naming the first field that is wrong."""
+    """Raise :class:`LayoutFormatError` naming the first field that is wrong.
+
+    Checks, in order: sizes (q_len, kv_len, block_q, block_k within their limits); dtypes
+    and shapes of every array; ``row_ptr`` values in [0, nnzb], starting at 0, ending at
+    nnzb, non-decreasing, heads contiguous; ``col_idx`` in [0, n_kb) and strictly
+    increasing within each block row; ``kind`` in {PARTIAL, FULL}; ``partial_id`` -1 for
+    FULL and in [0, U) for PARTIAL; every mask used, not all zero, no bits past block_k;
+    partial blocks have no bits past a ragged tail and do not allow every valid element
+    (those must be FULL); ``pattern_text`` a string of at most 1 MiB of utf-8.
+    Costs O(nnzb + U * block_q * block_k); never allocates anything larger.
+    """
+    _need(isinstance(lay.pattern_text, str), "pattern_text", f"must be a string, got {type(lay.pattern_text).__name__}")
+    _need(len(lay.pattern_text) <= MAX_TEXT_CHARS, "pattern_text", f"must be at most {MAX_TEXT_CHARS} characters")
     q_len = _int_scalar(lay.q_len, "q_len", 1, MAX_LEN)
     kv_len = _int_scalar(lay.kv_len, "kv_len", 1, MAX_LEN)
     bq = _int_scalar(lay.block_q, "block_q", 1, MAX_BLOCK)
@@ -58,7 +72,10 @@ def validate_layout(lay) -> None:
     U = masks.shape[0]
     _need(masks.shape[1:] == (bq, _ceil_div(bk, 8)), "masks",
           f"must have shape [U, block_q, ceil(block_k/8)] = [U, {bq}, {_ceil_div(bk, 8)}], got {masks.shape}")
-    _need(U <= max(nnzb, 0), "masks", f"has {U} unique masks but only {nnzb} blocks")
+    _need(U <= nnzb, "masks", f"has {U} unique masks but only {nnzb} blocks")
+    # row_ptr: range first, so that differences below cannot overflow
+    _need(bool(((row_ptr >= 0) & (row_ptr <= nnzb)).all()), "row_ptr",
+          f"values must be in [0, nnzb={nnzb}], got range [{row_ptr.min()}, {row_ptr.max()}]")
     _need(row_ptr[0, 0] == 0, "row_ptr", f"must start at 0, got {row_ptr[0, 0]}")
     _need(bool(np.all(np.diff(row_ptr, axis=1) >= 0)), "row_ptr", "must be non-decreasing within each head")
     if H > 1:
@@ -75,7 +92,8 @@ def validate_layout(lay) -> None:
         d = np.diff(col_idx.astype(np.int64))
         bad = (d <= 0) & ~starts[1:]
         if bad.any():
-            _need(False, "col_idx", f"must be strictly increasing within a block row (first violation at {int(np.argmax(bad)) + 1})")
+            _need(False, "col_idx",
+                  f"must be strictly increasing within a block row (first violation at {int(np.argmax(bad)) + 1})")
         _need(bool(np.isin(kind, (PARTIAL, FULL)).all()), "kind", f"values must be {PARTIAL} (partial) or {FULL} (full)")
         full = kind == FULL
         _need(bool(np.all(pid[full] == -1)), "partial_id", "must be -1 for full blocks")
@@ -86,21 +104,29 @@ def validate_layout(lay) -> None:
             used[pid[~full]] = True
             _need(bool(used.all()), "masks", "every stored mask must be used by some partial block")
     if U:
-        bits = np.unpackbits(masks, axis=2, bitorder="little")
+        bits = np.unpackbits(masks, axis=2, bitorder="little")  # [U, bq, 8 * ceil(bk / 8)]
         _need(not bits[:, :, bk:].any(), "masks", f"bits beyond block_k={bk} must be zero")
-        _need(bits.reshape(U, -1).any(axis=1).all(), "masks", "a partial mask may not be all zeros (drop the block)")
-    if nnzb and U:
-        # tail validity: partial masks used in ragged blocks must be zero past the tails
-        part = kind == PARTIAL
-        rows = np.repeat(np.tile(np.arange(n_qb), H), np.diff(row_ptr, axis=1).reshape(-1))
-        vr = np.full(n_qb, bq); vr[-1] = q_len - (n_qb - 1) * bq
-        vc = np.full(n_kb, bk); vc[-1] = kv_len - (n_kb - 1) * bk
-        bits = np.unpackbits(masks, axis=2, count=bk, bitorder="little").astype(bool)
-        tail = part & ((rows == n_qb - 1) | (col_idx == n_kb - 1))
-        for b in np.nonzero(tail)[0][:100000]:
-            m = bits[pid[b]]
-            ok = not m[vr[rows[b]]:, :].any() and not m[:, vc[col_idx[b]]:].any()
-            _need(ok, "masks", f"partial block {b} has bits set past the sequence end")
-            _need(not m[: vr[rows[b]], : vc[col_idx[b]]].all(), "kind",
-                  f"block {b} is marked partial but allows every valid element (mark it full)")
-    _need(isinstance(lay.pattern_text, str), "pattern_text", "must be a string")
+        bits = bits[:, :, :bk]
+        any_row = bits.any(axis=2)  # [U, bq]
+        any_col = bits.any(axis=1)  # [U, bk]
+        _need(bool(any_row.any(axis=1).all()), "masks", "a partial mask may not be all zeros (drop the block)")
+        # last used row / column of each mask, and its popcount
+        last_row = bq - 1 - np.argmax(any_row[:, ::-1], axis=1)
+        last_col = bk - 1 - np.argmax(any_col[:, ::-1], axis=1)
+        pop = bits.reshape(U, -1).sum(axis=1, dtype=np.int64)
+        part = np.flatnonzero(kind == PARTIAL)
+        counts = np.diff(row_ptr, axis=1).reshape(-1)
+        rows = np.repeat(np.tile(np.arange(n_qb, dtype=np.int64), H), counts)[part]
+        cols = col_idx[part].astype(np.int64)
+        vr = np.full(n_qb, bq, np.int64)
+        vr[-1] = q_len - (n_qb - 1) * bq
+        vc = np.full(n_kb, bk, np.int64)
+        vc[-1] = kv_len - (n_kb - 1) * bk
+        u = pid[part]
+        past = (last_row[u] >= vr[rows]) | (last_col[u] >= vc[cols])
+        if past.any():
+            _need(False, "masks", f"partial block {int(part[np.argmax(past)])} has bits set past the sequence end")
+        allset = pop[u] == vr[rows] * vc[cols]
+        if allset.any():
+            _need(False, "kind", f"block {int(part[np.argmax(allset)])} is marked partial but allows every "
+                  "valid element (mark it full)")

@@ -1,0 +1,60 @@
+"""Exports of maskc layouts to (and imports from) other frameworks' layout formats.
+
+Every exporter is ``to_X(layout, ...)`` and returns numpy arrays (or torch tensors with
+``device=``); every importer ``from_X(...)`` returns a validated :class:`~maskc.Layout`.
+See docs/export.md for the table of formats, what each loses and when each refuses.
+Importing this package needs numpy only: torch (FlexAttention) and jax (splash) are
+imported when their functions are called.
+
+Example:
+    >>> import numpy as np, maskc as mc
+    >>> lay = mc.Layout.from_dense(np.tril(np.ones((8, 8), bool)), block=4)
+    >>> mc.export.to_deepspeed(lay, strict=False).shape   # doctest: +SKIP
+    (1, 2, 2)
+    >>> mc.export.from_scipy(mc.export.to_scipy(lay), block=4) == lay
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from maskc.export._common import LossyExportWarning
+from maskc.export.blocklayout import (
+    from_block_sparse_attn, from_deepspeed, from_xformers, to_block_sparse_attn, to_deepspeed, to_xformers,
+)
+from maskc.export.flashinfer import (
+    from_flashinfer_bsr, from_flashinfer_variable, to_flashinfer_bsr, to_flashinfer_variable,
+)
+from maskc.export.flashmask import from_flashmask, to_flashmask
+from maskc.export.magi import MAGI_MASK_TYPES, from_magi, to_magi
+from maskc.export.sparse import from_dense, from_scipy, to_dense, to_scipy
+from maskc.export.splash import from_splash_info, to_splash_info, to_splash_mask
+
+#: Names provided by maskc.export.flex (torch), imported on first use.
+_LAZY_FLEX = ("to_flex_block_mask", "from_flex_block_mask")
+
+__all__ = [
+    "to_flashinfer_bsr", "from_flashinfer_bsr", "to_flashinfer_variable", "from_flashinfer_variable",
+    "to_deepspeed", "from_deepspeed", "to_xformers", "from_xformers",
+    "to_block_sparse_attn", "from_block_sparse_attn",
+    "to_splash_mask", "to_splash_info", "from_splash_info",
+    "to_flashmask", "from_flashmask", "to_magi", "from_magi", "MAGI_MASK_TYPES",
+    "to_scipy", "from_scipy", "to_dense", "from_dense",
+    "to_flex_block_mask", "from_flex_block_mask",
+    "LossyExportWarning",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_FLEX:
+        from maskc.export import flex
+
+        value = getattr(flex, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'maskc.export' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,163 @@
+"""JAX splash attention (``jax.experimental.pallas.ops.tpu.splash_attention``).
+
+:func:`to_splash_mask` builds the ``MultiHeadMask`` of ``NumpyMask`` objects splash
+attention consumes (jax needed). :func:`to_splash_info` computes, without jax, the
+arrays of splash's ``MaskInfo`` (``splash_attention_mask_info.process_mask`` with
+``shrink_grid=False, downcast_smem_data=False``, jax 0.4.3x - 0.10): block codes,
+``data_next`` / ``mask_next`` prefetch indices and the deduplicated partial blocks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from maskc.ir.layout import DEFAULT_MAX_DENSE_ELEMENTS, FULL, PARTIAL, Layout, _ceil_div
+from maskc.export._common import block_tiles, check_layout, int_array, bool_array, layout_from_coo, positive_int, validated
+
+__all__ = ["to_splash_mask", "to_splash_info", "from_splash_info", "SPLASH_MODULE"]
+
+SPLASH_MODULE = "jax.experimental.pallas.ops.tpu.splash_attention.splash_attention_mask"
+
+
+def _splash_mask_lib():
+    import importlib
+
+    try:
+        return importlib.import_module(SPLASH_MODULE)
+    except Exception as e:  # ImportError, or a jax build whose pallas TPU ops fail to import
+        raise ImportError(
+            f"to_splash_mask needs {SPLASH_MODULE}, which cannot be imported on this jax build "
+            f"({type(e).__name__}: {e}); install jax >= 0.4.30 (pip install 'jax[cpu]'), or use "
+            "mc.export.to_splash_info(layout), which needs no jax"
+        ) from None
+
+
+def to_splash_mask(layout: Layout, heads: int | None = None, max_elements: int = DEFAULT_MAX_DENSE_ELEMENTS):
+    """A splash-attention ``MultiHeadMask`` with one ``NumpyMask`` [q_len, kv_len] per head.
+
+    ``heads`` repeats a one-head layout. The masks are dense (that is what ``NumpyMask``
+    holds): ``heads * q_len * kv_len`` must stay below ``max_elements``. Splash needs
+    q_len / kv_len to be multiples of its own block sizes.
+
+    Example:
+        >>> import numpy as np, maskc as mc
+        >>> lay = mc.Layout.from_dense(np.tril(np.ones((2, 8, 8), bool)), block=4)
+        >>> m = mc.export.to_splash_mask(lay)   # doctest: +SKIP
+        >>> m.shape                              # doctest: +SKIP
+        (2, 8, 8)
+    """
+    layout = check_layout(layout, "to_splash_mask")
+    lib = _splash_mask_lib()
+    dense = layout.to_dense(max_elements=max_elements)
+    if heads is not None:
+        heads = positive_int(heads, "heads")
+        if heads != layout.heads:
+            if layout.heads != 1:
+                raise ValueError(f"heads={heads} but the layout stores {layout.heads} heads")
+            one = lib.NumpyMask(dense[0])
+            return lib.MultiHeadMask([one] * heads)
+    return lib.MultiHeadMask([lib.NumpyMask(np.ascontiguousarray(dense[h])) for h in range(layout.heads)])
+
+
+def _next_index(present: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """For each flat position p: ``values[q]`` of the first q >= p with ``present[q]``, wrapping
+    around to the first present position; zeros when nothing is present (splash's rule)."""
+    out = np.zeros(present.shape, np.int32)
+    pos = np.flatnonzero(present)
+    if pos.size == 0:
+        return out
+    k = np.searchsorted(pos, np.arange(present.size), side="left")
+    k[k == pos.size] = 0
+    return values[pos[k]].astype(np.int32)
+
+
+def to_splash_info(layout: Layout) -> dict[str, np.ndarray]:
+    """Splash ``MaskInfo``-like arrays for the forward pass, without jax.
+
+    Returns (H = stored heads, grid = (n_qb, n_kb) over the layout's blocks):
+
+    * ``block_mask`` int32 [H, n_qb, n_kb]: 0 empty, 1 partial, 2 full. Blocks are judged
+      on the padded grid, so a FULL maskc block cut by a ragged tail is 1 here.
+    * ``data_next`` int32 [H, n_qb, n_kb]: key-block index of the first non-empty block at
+      or after this grid position (row-major over (h, qb, kb)), wrapping to the first one.
+    * ``mask_next`` int32 [H, n_qb, n_kb]: the same walk over partial blocks, giving their
+      index into ``partial_mask_blocks``.
+    * ``partial_mask_blocks`` bool [P, block_q, block_k]: the distinct partial blocks in
+      order of first appearance; padded positions are False.
+    * ``q_len``, ``kv_len``, ``block_q``, ``block_k``: int64 scalars.
+
+    Example:
+        >>> import numpy as np, maskc as mc
+        >>> lay = mc.Layout.from_dense(np.tril(np.ones((8, 8), bool)), block=4)
+        >>> info = mc.export.to_splash_info(lay)
+        >>> info["block_mask"].tolist(), info["partial_mask_blocks"].shape
+        ([[[1, 0], [2, 1]]], (1, 4, 4))
+    """
+    layout = check_layout(layout, "to_splash_info")
+    from maskc.ir.convert import dedupe_masks
+
+    H, n_qb, n_kb = layout.heads, layout.n_qb, layout.n_kb
+    tiles = block_tiles(layout)
+    full = tiles.reshape(tiles.shape[0], -1).all(axis=1)
+    codes = np.zeros((H, n_qb, n_kb), np.int32)
+    codes[layout.block_head, layout.block_row, layout.col_idx] = np.where(full, 2, 1)
+    part = ~full
+    packed, ids = dedupe_masks(tiles[part])
+    bits = np.unpackbits(packed, axis=2, count=layout.block_k, bitorder="little").astype(bool)
+    pid_grid = np.zeros((H, n_qb, n_kb), np.int64)
+    pid_grid[layout.block_head[part], layout.block_row[part], layout.col_idx[part]] = ids
+    kb_grid = np.broadcast_to(np.arange(n_kb, dtype=np.int64), (H, n_qb, n_kb)).reshape(-1)
+    data_next = _next_index(codes.reshape(-1) > 0, kb_grid).reshape(H, n_qb, n_kb)
+    mask_next = _next_index(codes.reshape(-1) == 1, pid_grid.reshape(-1)).reshape(H, n_qb, n_kb)
+    return {
+        "block_mask": codes, "data_next": data_next, "mask_next": mask_next,
+        "partial_mask_blocks": bits,
+        "q_len": np.int64(layout.q_len), "kv_len": np.int64(layout.kv_len),
+        "block_q": np.int64(layout.block_q), "block_k": np.int64(layout.block_k),
+    }
+
+
+def from_splash_info(info: dict[str, Any], pattern_text: str = "") -> Layout:
+    """Layout from :func:`to_splash_info`'s dict (``block_mask``, ``mask_next``,
+    ``partial_mask_blocks`` and the four sizes); the inverse of :func:`to_splash_info`.
+
+    Example:
+        >>> import numpy as np, maskc as mc
+        >>> lay = mc.Layout.from_dense(np.tril(np.ones((8, 8), bool)), block=4)
+        >>> mc.export.from_splash_info(mc.export.to_splash_info(lay)) == lay
+        True
+    """
+    from maskc.export._common import require_keys
+
+    require_keys(info, ("block_mask", "mask_next", "partial_mask_blocks", "q_len", "kv_len", "block_q", "block_k"),
+                 "splash info")
+    q_len, kv_len = (positive_int(int(np.asarray(info[k])), k) for k in ("q_len", "kv_len"))
+    bq, bk = (positive_int(int(np.asarray(info[k])), k) for k in ("block_q", "block_k"))
+    codes = int_array(info["block_mask"], "block_mask", 3)
+    mnext = int_array(info["mask_next"], "mask_next", 3)
+    pmb = bool_array(info["partial_mask_blocks"], "partial_mask_blocks", 3)
+    H, n_qb, n_kb = codes.shape
+    if (n_qb, n_kb) != (_ceil_div(q_len, bq), _ceil_div(kv_len, bk)) or mnext.shape != codes.shape:
+        raise ValueError("block_mask / mask_next shapes do not match the sizes")
+    if pmb.shape[1:] != (bq, bk):
+        raise ValueError(f"partial_mask_blocks must be [P, {bq}, {bk}], got {list(pmb.shape)}")
+    if not np.isin(codes, (0, 1, 2)).all():
+        raise ValueError("block_mask values must be 0, 1 or 2")
+    hh, qb, kb, r, c = [], [], [], [], []
+    for code_val in (1, 2):
+        h_, q_, k_ = np.nonzero(codes == code_val)
+        if code_val == 1:
+            ids = mnext[h_, q_, k_]
+            if ids.size and (ids.min() < 0 or ids.max() >= pmb.shape[0]):
+                raise ValueError("mask_next of a partial block is out of range")
+            blocks = pmb[ids]
+        else:
+            blocks = np.ones((h_.size, bq, bk), bool)
+        b, rr, cc = np.nonzero(blocks)
+        hh.append(h_[b]); qb.append(q_[b]); kb.append(k_[b]); r.append(rr); c.append(cc)
+    hh, qb, kb, r, c = (np.concatenate(x).astype(np.int64) for x in (hh, qb, kb, r, c))
+    qi, kj = qb * bq + r, kb * bk + c
+    keep = (qi < q_len) & (kj < kv_len)
+    return validated(layout_from_coo(H, hh[keep], qi[keep], kj[keep], q_len, kv_len, (bq, bk), pattern_text))
