@@ -28,7 +28,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from maskc.backends.checks import InputInfo, validate_arrays, validate_inputs, validate_layout, validate_scale
 from maskc.backends.registry import (
@@ -46,9 +46,6 @@ from maskc.backends.registry import (
     select,
     unregister,
 )
-
-if TYPE_CHECKING:  # pragma: no cover
-    from maskc.backends.crosscheck import CrosscheckReport, crosscheck
 
 __all__ = [
     "attention",
@@ -113,7 +110,7 @@ def attention(
         return layout.__maskc_attention__(q, k, v, backend=backend, scale=scale, return_lse=return_lse)
     validate_layout(layout, info)
     s = validate_scale(scale, info.head_dim)
-    rec = select(info, q, backend)
+    rec = select(info, q, backend, layout)
     out, lse = rec.impl(q, k, v, layout, scale=s)
     if tuple(out.shape) != tuple(q.shape) or tuple(lse.shape) != tuple(q.shape[:3]):
         raise RuntimeError(
@@ -170,6 +167,34 @@ def _flex_impl(q, k, v, layout, *, scale):
     return attention_flex(q, k, v, layout, scale=scale)
 
 
+def _triton_supports(q, layout):
+    from maskc.backends.triton_backend import check_supported
+
+    if layout is not None:
+        try:
+            check_supported(layout, int(q.shape[-1]), q.dtype)
+        except ValueError as e:
+            return False, str(e)
+    return True, ""
+
+
+def _flex_supports(q, layout):
+    import importlib
+
+    mod = importlib.import_module("maskc.backends.flex")
+    own = getattr(mod, "supports", None)
+    if own is not None:
+        return own(q, layout)
+    import torch
+
+    if q.device.type == "cpu" and torch.is_grad_enabled() and q.requires_grad:
+        return False, (
+            "torch FlexAttention has no backward on CPU; use backend='reference' to train on CPU "
+            "(or triton with TRITON_INTERPRET=1), or run flex under torch.no_grad()"
+        )
+    return True, ""
+
+
 def _register_builtins() -> None:
     register(
         "reference",
@@ -207,7 +232,8 @@ def _register_builtins() -> None:
         _flex_impl,
         array="torch",
         check=_lazy_check("maskc.backends.flex", "torch FlexAttention backend"),
-        grads=True,
+        supports=_flex_supports,
+        grads=("cuda",),
         devices=("cpu", "cuda"),
         priority=20,
         dtypes=("float16", "bfloat16", "float32", "float64"),
@@ -218,6 +244,7 @@ def _register_builtins() -> None:
         _triton_impl,
         array="torch",
         check=_lazy_check("maskc.backends.triton_backend", "Triton block-sparse kernels"),
+        supports=_triton_supports,
         grads=True,
         devices=("cuda", "cpu"),
         auto_devices=("cuda",),
@@ -231,11 +258,6 @@ def _register_builtins() -> None:
 _register_builtins()
 
 
-def __getattr__(name: str):
-    if name in ("crosscheck", "CrosscheckReport"):
-        import importlib
-
-        mod = importlib.import_module("maskc.backends.crosscheck")
-        globals().update(crosscheck=mod.crosscheck, CrosscheckReport=mod.CrosscheckReport)
-        return globals()[name]
-    raise AttributeError(f"module 'maskc.backends' has no attribute {name!r}")
+# The submodule maskc.backends.crosscheck shares its name with the function: import the
+# function last so the package attribute is the function (the module stays importable).
+from maskc.backends.crosscheck import CrosscheckReport, crosscheck  # noqa: E402

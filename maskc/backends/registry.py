@@ -55,7 +55,7 @@ class Backend:
     arrays: tuple[str, ...]
     supports: Callable[[Any], bool] | None = None
     check: Check | None = None
-    grads: bool = False
+    grads: bool | tuple[str, ...] = False
     devices: tuple[str, ...] = ("cpu",)
     auto_devices: tuple[str, ...] = ("cpu",)
     priority: int = 0
@@ -73,7 +73,7 @@ class Backend:
             return False, f"check() raised {type(e).__name__}: {e}"
         return bool(ok), str(reason) if reason else ("ok" if ok else "unavailable")
 
-    def accepts(self, info: InputInfo, q: Any, *, auto: bool) -> tuple[bool, str]:
+    def accepts(self, info: InputInfo, q: Any, layout: Any = None, *, auto: bool) -> tuple[bool, str]:
         """Whether this backend can take these inputs; ``(ok, reason)``."""
         if info.lib not in self.arrays:
             return False, f"takes {'/'.join(self.arrays)} arrays, got {info.lib}"
@@ -85,11 +85,30 @@ class Backend:
             return False, f"supports dtypes {', '.join(self.dtypes)}, got {info.dtype}"
         if self.supports is not None:
             try:
-                if not self.supports(q):
-                    return False, "supports(q) returned False for these inputs"
+                res = self.supports(q, layout) if _takes_layout(self.supports) else self.supports(q)
             except Exception as e:
-                return False, f"supports(q) raised {type(e).__name__}: {e}"
+                return False, f"supports() raised {type(e).__name__}: {e}"
+            ok, reason = res if isinstance(res, tuple) else (bool(res), "")
+            if not ok:
+                return False, reason or "supports() refused these inputs"
         return True, "ok"
+
+    def grads_on(self, device_type: str) -> bool:
+        """Whether the backend is differentiable on this device type."""
+        g = self.grads
+        return bool(g) if isinstance(g, bool) else device_type in g
+
+
+def _takes_layout(fn: Callable) -> bool:
+    """True when ``fn`` accepts a second positional argument (the layout)."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    pos = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(pos) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
 
 
 _REGISTRY: dict[str, Backend] = {}
@@ -105,7 +124,7 @@ def register(
     array: str | Iterable[str] = "torch",
     supports: Callable[[Any], bool] | None = None,
     check: Check | None = None,
-    grads: bool = False,
+    grads: bool | Iterable[str] = False,
     devices: Iterable[str] = ("cpu",),
     auto_devices: Iterable[str] | None = None,
     priority: int = 0,
@@ -121,9 +140,11 @@ def register(
         impl: ``impl(q, k, v, layout, *, scale) -> (out, lse)`` on validated inputs; out
             like q, lse ``[B, Hq, Lq]`` natural log, ``-inf`` (and out 0) on rows without keys.
         array: the array library (or libraries) impl takes: "torch", "numpy", "jax".
-        supports: optional ``fn(q) -> bool`` refusing particular inputs (size, head_dim, ...).
+        supports: optional ``fn(q) -> bool`` or ``fn(q, layout) -> bool | (bool, reason)``
+            refusing particular inputs (block size, head_dim, gradients on a device, ...).
         check: optional ``fn() -> (ok, reason)``: can the backend run on this machine?
-        grads: whether impl is differentiable by its array library's autodiff.
+        grads: whether impl is differentiable by its array library's autodiff: a bool, or
+            the device types where it is (e.g. ``("cuda",)``).
         devices: device types it can run on ("cpu", "cuda", ...).
         auto_devices: device types where ``backend="auto"`` may pick it (default: devices).
         priority: higher wins in ``backend="auto"`` among backends that accept the inputs.
@@ -156,7 +177,7 @@ def register(
             arrays=arrays,
             supports=supports,
             check=check,
-            grads=bool(grads),
+            grads=grads if isinstance(grads, bool) else tuple(grads),
             devices=devs,
             auto_devices=devs if auto_devices is None else tuple(auto_devices),
             priority=int(priority),
@@ -260,7 +281,8 @@ def format_available(details: bool = True) -> str:
         b = get(n)
         ok, reason = b.status()
         rows.append(
-            (n, "ok" if ok else "unavailable", "/".join(b.arrays), "/".join(b.devices), "yes" if b.grads else "no", reason)
+            (n, "ok" if ok else "unavailable", "/".join(b.arrays), "/".join(b.devices),
+             ("yes" if b.grads else "no") if isinstance(b.grads, bool) else "/".join(b.grads), reason)
         )
     head = ("backend", "status", "arrays", "devices", "grads", "reason")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
@@ -287,7 +309,7 @@ def _set_choice(name: str, reason: str) -> None:
     log.debug("maskc.attention: backend %r (%s)", name, reason)
 
 
-def select(info: InputInfo, q: Any, backend: str = "auto") -> Backend:
+def select(info: InputInfo, q: Any, backend: str = "auto", layout: Any = None) -> Backend:
     """Resolve ``backend`` (a name or "auto") for validated inputs; records :func:`last_choice`."""
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a backend name or 'auto', got {type(backend).__name__}")
@@ -306,7 +328,7 @@ def select(info: InputInfo, q: Any, backend: str = "auto") -> Backend:
         ok, reason = rec.status()
         if not ok:
             raise RuntimeError(f"backend {backend!r} ({source}) is not available here: {reason}")
-        ok, reason = rec.accepts(info, q, auto=False)
+        ok, reason = rec.accepts(info, q, layout, auto=False)
         if not ok:
             raise ValueError(f"backend {backend!r} ({source}) cannot run these inputs: it {reason}")
         _set_choice(rec.name, source)
@@ -314,7 +336,7 @@ def select(info: InputInfo, q: Any, backend: str = "auto") -> Backend:
     refused = []
     for n in names():
         rec = get(n)
-        ok, reason = rec.accepts(info, q, auto=True)
+        ok, reason = rec.accepts(info, q, layout, auto=True)
         if ok:
             ok, reason = rec.status()
         if ok:
