@@ -39,16 +39,16 @@ def check_positive_int(v: Any, name: str, lo: int = 1) -> int:
     return int(v)
 
 
-def check_input(x: Any, embed_dim: int, module: str) -> tuple[int, int]:
+def check_input(x: Any, embed_dim: int, module: str, dim_name: str = "d_model") -> tuple[int, int]:
     """x must be a floating tensor [batch, seq, embed_dim]; return (batch, seq)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{module}: input must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 3:
         raise ValueError(
-            f"{module}: input must be [batch, seq, embed_dim={embed_dim}] (batch_first), got shape {tuple(x.shape)}"
+            f"{module}: input must be [batch, seq, {dim_name}={embed_dim}] (batch_first), got shape {tuple(x.shape)}"
         )
     if x.shape[-1] != embed_dim:
-        raise ValueError(f"{module}: last dimension must be embed_dim={embed_dim}, got shape {tuple(x.shape)}")
+        raise ValueError(f"{module}: last dimension must be {dim_name}={embed_dim}, got shape {tuple(x.shape)}")
     if x.shape[1] < 1:
         raise ValueError(f"{module}: sequence length must be >= 1, got shape {tuple(x.shape)}")
     if not x.is_floating_point():
