@@ -183,3 +183,65 @@ def _mian_chowla_kernel(limit):
             k += 1
         n += 1
     return terms[:k].copy()
+
+
+# ------------------------------------------------- added for the pattern library
+@register_sequence("mersenne_primes", "Mersenne primes 2**p - 1: 3, 7, 31, 127, 8191, 131071, ...")
+def mersenne_primes(limit: int) -> np.ndarray:
+    """Mersenne numbers 2**k - 1 <= limit that are prime (Lucas-Lehmer via sympy)."""
+    from sympy import isprime
+
+    out = []
+    k = 2
+    while (1 << k) - 1 <= limit:
+        if isprime(k) and isprime((1 << k) - 1):
+            out.append((1 << k) - 1)
+        k += 1
+    return np.array(out, dtype=np.int64)
+
+
+@register_sequence("proper_prime_powers", "p**k for prime p and k >= 2: 4, 8, 9, 16, 25, 27, 32, ...")
+def proper_prime_powers(limit: int) -> np.ndarray:
+    """Prime powers with exponent at least 2 (von Mangoldt support minus the primes)."""
+    pp = prime_powers(limit)
+    return pp[~prime_sieve(limit)[pp]] if pp.size else pp
+
+
+def paley_prime(n: int) -> int:
+    """The smallest prime p >= n with p = 1 (mod 4) (the Paley prime of length n).
+
+    Example:
+        >>> [paley_prime(n) for n in (1, 6, 14, 100)]
+        [5, 13, 17, 101]
+    """
+    from sympy import isprime
+
+    p = max(int(n), 2)
+    while not (p % 4 == 1 and isprime(p)):
+        p += 1
+    return p
+
+
+def quadratic_residues(p: int) -> np.ndarray:
+    """Sorted nonzero quadratic residues modulo the odd prime ``p`` (Legendre symbol +1).
+
+    Example:
+        >>> quadratic_residues(13).tolist()
+        [1, 3, 4, 9, 10, 12]
+    """
+    x = np.arange(1, (int(p) - 1) // 2 + 1, dtype=np.int64)
+    return np.unique((x * x) % int(p))
+
+
+@register_sequence(
+    "paley_residues",
+    "nonzero quadratic residues mod p, p = smallest prime >= limit with p = 1 (mod 4); "
+    "depends on limit (not prefix-stable)",
+)
+def paley_residues(limit: int) -> np.ndarray:
+    """Quadratic residues of the Paley prime of ``limit``, as offsets for a length-``limit`` mask.
+
+    Unlike the other sequences, the members depend on ``limit``: the Offsets leaf asks
+    for ``limit = max(q_len, kv_len)``, so the prime is the one of the sequence length.
+    """
+    return quadratic_residues(paley_prime(max(int(limit), 1)))
