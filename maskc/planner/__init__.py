@@ -1,0 +1,15 @@
+"""The planner: disjoint decomposition, per-part lowering (BSR / DIA / residue / dense / gather), exact LSE merge.
+
+Example:
+    >>> import maskc as mc
+    >>> from maskc.planner import plan
+    >>> pl = plan(mc.causal() & (mc.window(3) | mc.offsets("mian_chowla")), 512, block=64)
+    >>> [p.lowering for p in pl.parts]
+    ['bsr', 'dia']
+"""
+
+from maskc.planner.cost import PROFILES, CostProfile, get_profile
+from maskc.planner.merge import merge_lse
+from maskc.planner.plan import Part, Plan, plan
+
+__all__ = ["plan", "Plan", "Part", "merge_lse", "CostProfile", "PROFILES", "get_profile"]
