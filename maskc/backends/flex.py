@@ -1,0 +1,152 @@
+"""maskc's FlexAttention backend: torch ``flex_attention`` fed a BlockMask built from the Layout.
+
+The BlockMask comes from :func:`maskc.export.flex.to_flex_block_mask` (no
+``create_block_mask``; partial blocks masked by a lookup in the layout's bitmask
+dictionary). On CUDA the ``torch.compile``'d flex_attention is used (compiled once per
+process, cached at module level); on CPU the eager implementation is used unless
+``compiled=True`` or the environment variable ``MASKC_FLEX_COMPILE=1`` asks for the
+compiled one (about 17 s of compilation on a small CPU). Forward and backward on CUDA;
+on CPU, forward only (torch's CPU flex has no backward). torch's compiled CPU flex
+cannot return the log-sum-exp, so on that path lse comes from the eager implementation.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+from maskc.errors import MaskcError
+from maskc.ir.layout import Layout
+
+__all__ = ["attention_flex", "is_available", "compiled_flex_attention"]
+
+_COMPILED = None
+
+
+def is_available() -> tuple[bool, str]:
+    """Whether torch FlexAttention can be used here, and why not.
+
+    Example:
+        >>> from maskc.backends import flex
+        >>> ok, reason = flex.is_available()
+        >>> isinstance(ok, bool) and isinstance(reason, str)
+        True
+    """
+    try:
+        import torch  # noqa: F401
+        from torch.nn.attention.flex_attention import BlockMask, flex_attention  # noqa: F401
+    except Exception as exc:
+        return False, f"torch.nn.attention.flex_attention not importable: {exc}"
+    return True, "torch FlexAttention (compiled on CUDA, eager on CPU)"
+
+
+def compiled_flex_attention():
+    """The module-level ``torch.compile(flex_attention)`` (built on first use, then reused).
+
+    Example:
+        >>> from maskc.backends.flex import compiled_flex_attention
+        >>> fn = compiled_flex_attention()
+        >>> fn is compiled_flex_attention()
+        True
+    """
+    global _COMPILED
+    if _COMPILED is None:
+        import torch
+        from torch.nn.attention.flex_attention import flex_attention
+
+        _COMPILED = torch.compile(flex_attention, dynamic=False)
+    return _COMPILED
+
+
+def _kernel_options(layout: Layout, device_type: str) -> dict | None:
+    """Tile sizes that divide the layout blocks (flex's GPU kernels require it)."""
+    if device_type != "cuda":
+        return None
+    bq, bk = layout.block_q, layout.block_k
+    if bq >= 128 and bk >= 128:
+        return None
+    m1 = min(bq, bk, 32)
+    n2 = min(bq, bk, 32)
+    return {
+        "BLOCK_M": min(bq, 64), "BLOCK_N": min(bk, 64),
+        "bwd_BLOCK_M1": m1, "bwd_BLOCK_N1": min(bk, 64),
+        "bwd_BLOCK_M2": min(bq, 64), "bwd_BLOCK_N2": n2,
+    }
+
+
+def _empty_rows(layout: Layout, device):
+    """bool [heads, q_len] on device: query rows with no allowed key (cached)."""
+    import torch
+
+    key = ("flex_empty_rows", str(device))
+    if key not in layout._cache:
+        layout._cache[key] = torch.from_numpy(layout.row_counts() == 0).to(device)
+    return layout._cache[key]
+
+
+def attention_flex(q, k, v, layout: Layout, *, scale: float, compiled: bool | None = None):
+    """Block-sparse attention through torch FlexAttention.
+
+    Args:
+        q: ``[B, Hq, Lq, D]`` torch tensor; k, v: ``[B, Hkv, Lk, D]`` (``Hq % Hkv == 0``,
+            GQA through ``enable_gqa``).
+        layout: the Layout (``heads`` in {1, Hq}, lengths equal to Lq / Lk).
+        scale: softmax scale.
+        compiled: use ``torch.compile(flex_attention)``; default: True on CUDA, on CPU
+            only when ``MASKC_FLEX_COMPILE=1``.
+
+    Returns:
+        ``(out, lse)``: out like q, lse float32 ``[B, Hq, Lq]`` (natural log); rows with
+        no allowed key give out 0 and lse -inf.
+
+    Example:
+        >>> import torch, maskc as mc
+        >>> from maskc.backends.flex import attention_flex
+        >>> lay = mc.compile(mc.causal(), q_len=64, block=32)
+        >>> q = k = v = torch.randn(1, 2, 64, 16)
+        >>> out, lse = attention_flex(q, k, v, lay, scale=0.25)
+        >>> out.shape, lse.dtype
+        (torch.Size([1, 2, 64, 16]), torch.float32)
+    """
+    import torch
+    from torch.nn.attention.flex_attention import AuxRequest, flex_attention
+
+    from maskc.export.flex import to_flex_block_mask
+
+    if layout.heads not in (1, q.shape[1]):
+        raise MaskcError(f"flex backend: layout has {layout.heads} heads, expected 1 or {q.shape[1]}")
+    if (q.shape[2], k.shape[2]) != (layout.q_len, layout.kv_len):
+        raise MaskcError(
+            f"flex backend: sequence lengths (q {q.shape[2]}, kv {k.shape[2]}) differ from the layout's "
+            f"(q_len {layout.q_len}, kv_len {layout.kv_len})"
+        )
+    if compiled is None:
+        compiled = q.device.type == "cuda" or os.environ.get("MASKC_FLEX_COMPILE", "0") not in ("", "0")
+    bm = to_flex_block_mask(layout, q.device)
+    fn = compiled_flex_attention() if compiled else flex_attention
+    kw = dict(block_mask=bm, scale=float(scale), enable_gqa=q.shape[1] != k.shape[1],
+              return_aux=AuxRequest(lse=True))
+    opts = _kernel_options(layout, q.device.type)
+    if opts is not None:
+        kw["kernel_options"] = opts
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")
+        if compiled and q.device.type == "cpu":
+            # torch's compiled CPU flex is inference-only and cannot return lse (torch 2.13):
+            # the output comes from the compiled kernel, lse from the eager implementation
+            if needs_grad:
+                raise MaskcError("flex backend: torch's compiled CPU FlexAttention has no backward; "
+                                 "use compiled=False (eager) or run on CUDA for gradients")
+            kw.pop("return_aux")
+            out = fn(q, k, v, **kw)
+            _, aux = flex_attention(q, k, v, **kw, return_aux=AuxRequest(lse=True))
+        else:
+            out, aux = fn(q, k, v, **kw)
+    lse = aux.lse.float()
+    # rows with no allowed key: zeros and -inf whatever the kernel produced
+    empty = _empty_rows(layout, q.device)[None]  # [1, H or 1, Lq]
+    if bool(empty.any()):
+        out = torch.where(empty[..., None], torch.zeros((), dtype=out.dtype, device=out.device), out)
+        lse = torch.where(empty, torch.full((), float("-inf"), device=lse.device), lse)
+    return out, lse
