@@ -100,7 +100,7 @@ def to_splash_info(layout: Layout) -> dict[str, np.ndarray]:
 
     H, n_qb, n_kb = layout.heads, layout.n_qb, layout.n_kb
     tiles = block_tiles(layout)
-    full = tiles.reshape(tiles.shape[0], -1).all(axis=1)
+    full = tiles.all(axis=(1, 2))
     codes = np.zeros((H, n_qb, n_kb), np.int32)
     codes[layout.block_head, layout.block_row, layout.col_idx] = np.where(full, 2, 1)
     part = ~full
