@@ -534,6 +534,14 @@ class Offsets(_DLeaf):
             hit = hit | np.isin(-d, vals)
         return hit
 
+    def membership(self, q_len, kv_len):
+        m = np.zeros(q_len + kv_len - 1, dtype=bool)
+        vals = self.seq.values(max(q_len, kv_len))
+        for v in (vals, -vals) if self.symmetric else (vals,):
+            v = v[(v > -kv_len) & (v < q_len)]
+            m[v + kv_len - 1] = True
+        return m
+
 
 class Sums(Pattern):
     """Hankel rule: i + j in S."""
