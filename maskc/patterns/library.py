@@ -147,8 +147,8 @@ def mian_chowla_bird(window: int = 3, global_tokens: int = 2, cap: int | None = 
     (all pairwise differences distinct). Rule: ``j <= i`` and (``j < global_tokens`` or
     ``0 <= d <= window`` or ``d`` in the sequence, ``d <= cap``).
 
-    Keys per row: ~ #{terms <= i} + window + 1 + global_tokens ≈ i^0.45 (terms grow
-    about like n^2.2 at these sizes: 27 terms <= 1,000, 70 <= 10,000).
+    Keys per row: ~ #{terms <= i} + window + 1 + global_tokens ≈ i^0.39 (measured:
+    27 terms <= 1,000, 66 <= 10,000, 161 <= 100,000).
 
     Example:
         >>> mian_chowla_bird(window=0, global_tokens=0).dense(14)[0, 13].nonzero()[0].tolist()
@@ -264,7 +264,8 @@ def twin_primes() -> Named:
 
     Causal, diagonal included. Twin-prime members: 3, 5, 7, 11, 13, 17, 19, 29, 31, ...
 
-    Keys per row ≈ 3 + 2 C₂ i / ln² i (C₂ ≈ 0.66, twin-prime constant).
+    Keys per row: 3 + the twin-prime members up to i, ~ 4 C₂ i / ln² i asymptotically
+    (C₂ ≈ 0.66; measured: 2,447 members <= 10^5).
 
     Example:
         >>> twin_primes().dense(14)[0, 13].nonzero()[0].tolist()
@@ -301,8 +302,9 @@ def goldbach() -> Named:
     Goldbach partition ``v(i) = v(j) + p``; since ``v(i) - v(j) = d`` the rule is
     "column ``j + 1`` prime and offset ``d`` prime" (a column set ∩ an offset set). Causal.
 
-    Keys per row ≈ (number of ordered prime pairs summing to v(i)) + 1 ≈ v(i) / ln² v(i)
-    (zero for most odd v(i): only ``v(j) = v(i) - 2``).
+    Keys per row: 1 + the number of ordered prime pairs (p, q) with p + q = v(i), which
+    for even v(i) grows like v(i) / ln² v(i) up to the Hardy-Littlewood factor; for odd
+    v(i) at most two (``v(j) = 2`` or ``v(j) = v(i) - 2``).
 
     Example:
         >>> goldbach().dense(10)[0, 9].nonzero()[0].tolist()   # v = 10 = 3 + 7 = 5 + 5 = 7 + 3
@@ -810,7 +812,7 @@ def gallery_patterns() -> dict[str, Named]:
         "prime_gaps": prime_gaps(), "quadratic_residue": quadratic_residue(), "prime_powers": prime_powers(),
         "primeformer_heads": primeformer_heads(9),
         "sliding_window": sliding_window(16), "dilated_window": dilated_window(8, 4),
-        "longformer": longformer(8, 2), "bigbird": bigbird(window=3, global_tokens=16, random_blocks=2, block=16),
+        "longformer": longformer(8, 2), "bigbird": bigbird(window=3, global_tokens=8, random_blocks=1, block=8),
         "sparse_transformer_strided": sparse_transformer_strided(16),
         "sparse_transformer_fixed": sparse_transformer_fixed(16, 2), "chunked_causal": chunked_causal(32),
         "prefix_lm": prefix_lm(32), "document_mask": document_mask([40, 24, 50]),
