@@ -284,3 +284,13 @@ def test_bad_inputs():
         pl.run(torch.randn(1, 1, 15, 8), torch.randn(1, 1, 16, 8), torch.randn(1, 1, 16, 8))
     with pytest.raises(ValueError):
         plan(SQUARES, 64, force={"offsets": "residue"}, allow_whole=False)
+
+
+def test_cli_plan(capsys):
+    from maskc.cli import main
+
+    rc = main(["plan", "causal() & (window(64) | stride(16))", "--len", "32768", "--device", "h100"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "residue" in out and "speed-up" in out
+    assert main(["plan", "causal()", "--len", "64", "--device", "nope"]) == 2
