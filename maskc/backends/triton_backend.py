@@ -258,8 +258,6 @@ def attention_triton(q, k, v, layout: Layout, *, scale: float):
     ok, reason = is_available()
     if not ok:
         raise MaskcError(f"triton backend unavailable: {reason}")
-    if q.device.type == "cpu" and not _interpret():
-        raise MaskcError("triton backend: CPU tensors need TRITON_INTERPRET=1 (set before importing triton)")
     if not (q.dtype == k.dtype == v.dtype):
         raise MaskcError(f"triton backend: q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     if q.shape[-1] != k.shape[-1] or v.shape[-1] != k.shape[-1]:
@@ -276,6 +274,8 @@ def attention_triton(q, k, v, layout: Layout, *, scale: float):
             f"triton backend: sequence lengths (q {q.shape[2]}, kv {k.shape[2]}) differ from the layout's "
             f"(q_len {layout.q_len}, kv_len {layout.kv_len})"
         )
+    if q.device.type == "cpu" and not _interpret():
+        raise MaskcError("triton backend: CPU tensors need TRITON_INTERPRET=1 (set before importing triton)")
     if _FUNCTION is None:
         _FUNCTION = _make_function()
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()

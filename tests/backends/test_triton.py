@@ -27,6 +27,7 @@ pytestmark = pytest.mark.skipif(not _ok, reason=f"triton backend unavailable: {_
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 if os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
     DEVICES = [d for d in DEVICES if d != "cpu"]
+DEV = DEVICES[0] if DEVICES else "cpu"
 
 
 def _inputs(B, Hq, Hkv, Lq, Lk, D, dtype, device, seed=0):
@@ -124,9 +125,9 @@ def test_no_blocks_at_all(bk):
     """A layout with no stored block: zeros, -inf, zero gradients, no NaN."""
     lay = mc.Layout.from_dense(np.zeros((20, 30), bool), 16)
     assert lay.nnz_blocks == 0
-    q = torch.randn(1, 1, 20, 16, requires_grad=True)
-    k = torch.randn(1, 1, 30, 16, requires_grad=True)
-    v = torch.randn(1, 1, 30, 16, requires_grad=True)
+    q = torch.randn(1, 1, 20, 16, device=DEV, requires_grad=True)
+    k = torch.randn(1, 1, 30, 16, device=DEV, requires_grad=True)
+    v = torch.randn(1, 1, 30, 16, device=DEV, requires_grad=True)
     out, lse = tb.attention_triton(q, k, v, lay, scale=0.25)
     assert torch.all(out == 0) and torch.all(lse == float("-inf"))
     out.sum().backward()
@@ -136,11 +137,11 @@ def test_no_blocks_at_all(bk):
 
 def test_device_arrays_cached_on_layout():
     lay = mc.Layout.from_dense(np.tril(np.ones((32, 32), bool)), 16)
-    q = torch.randn(1, 1, 32, 16)
+    q = torch.randn(1, 1, 32, 16, device=DEV)
     tb.attention_triton(q, q, q, lay, scale=0.25)
-    cached = lay._cache[("triton", "cpu")]
+    cached = lay._cache[("triton", str(q.device))]
     tb.attention_triton(q, q, q, lay, scale=0.25)
-    assert lay._cache[("triton", "cpu")] is cached
+    assert lay._cache[("triton", str(q.device))] is cached
     assert cached["col_idx"].dtype == torch.int32 and cached["masks"].dtype == torch.uint8
 
 
