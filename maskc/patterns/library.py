@@ -46,6 +46,7 @@ __all__ = [
     # SPEC C
     "twin_primes", "arithmetic_progression", "goldbach", "mersenne", "sieve", "riemann_zeros",
     "prime_gaps", "quadratic_residue", "prime_powers", "primeformer_heads", "PRIMEFORMER_HEADS",
+    "riemann_zero_offsets", "VALUE_DIVIDES",
     # SPEC E
     "sliding_window", "dilated_window", "longformer", "bigbird", "sparse_transformer_strided",
     "sparse_transformer_fixed", "chunked_causal", "prefix_lm", "document_mask", "attention_sinks",
@@ -217,7 +218,7 @@ def pi_step(period: int = 16, variant: str = "all", m: int | None = None, causal
     if variant == "all":
         if mm is not None:
             raise ValueError(f"{fn}: m applies to variant 'bounded' or 'doubling' only; use m=None with variant='all'")
-        body = causal_() & stride(p) if c else stride(p)
+        body = _causal() & stride(p) if c else stride(p)
     elif variant == "bounded":
         if mm is None:
             raise ValueError(f"{fn}: variant='bounded' needs m, the largest multiple (an integer >= 0)")
@@ -254,7 +255,7 @@ def pi_attention_union(r: int = 32, period: int = 16, variant: str = "all", m: i
     return Named("pi_attention_union", kwargs, ring | step)
 
 
-def causal_() -> Pattern:
+def _causal() -> Pattern:
     return causal()
 
 
@@ -530,17 +531,17 @@ def longformer(window: int, global_tokens: int | Sequence[int], causal: bool = F
     w = _int(fn, "window", window)
     g = _indices(fn, "global_tokens", global_tokens)
     c = _bool(fn, "causal", causal)
-    glob = global_tokens_leaf(g)
+    glob = _global_leaf(g)
     body = _union(_window(w, 0 if c else w), glob)
     return Named(fn, {"window": w, "global_tokens": g, "causal": c},
-                 causal_() & body if c else body)
+                 _causal() & body if c else body)
 
 
 def _window(left: int, right: int) -> Pattern:
     return window(left, right)
 
 
-def global_tokens_leaf(g: int | tuple[int, ...]) -> Pattern | None:
+def _global_leaf(g: int | tuple[int, ...]) -> Pattern | None:
     if g == 0 or g == ():
         return None
     return global_tokens(g if isinstance(g, int) else list(g))
@@ -646,9 +647,9 @@ def bigbird(window: int = 3, global_tokens: int = 64, random_blocks: int = 3, bl
     rad = w // 2
     local = _window(rad, 0 if c else rad)
     inner = local | _bigbird_random(sd, r, rad, g // b, not c) if r else local
-    body = _union(block_level(inner, b), global_tokens_leaf(g))
+    body = _union(block_level(inner, b), _global_leaf(g))
     kwargs = {"window": w, "global_tokens": g, "random_blocks": r, "block": b, "seed": sd, "causal": c}
-    return Named(fn, kwargs, causal_() & body if c else body)
+    return Named(fn, kwargs, _causal() & body if c else body)
 
 
 def sparse_transformer_strided(stride: int) -> Named:
@@ -664,10 +665,10 @@ def sparse_transformer_strided(stride: int) -> Named:
         [0, 3, 6, 7, 8, 9]
     """
     s = _int("sparse_transformer_strided", "stride", stride, 1)
-    return Named("sparse_transformer_strided", {"stride": s}, causal() & (window(s - 1) | stride_(s)))
+    return Named("sparse_transformer_strided", {"stride": s}, causal() & (window(s - 1) | _stride(s)))
 
 
-def stride_(period: int) -> Pattern:
+def _stride(period: int) -> Pattern:
     return stride(period)
 
 
@@ -751,7 +752,7 @@ def document_mask(lengths: Sequence[int], causal: bool = True) -> Named:
         raise ValueError(f"{fn}: lengths must hold at least one document length")
     c = _bool(fn, "causal", causal)
     seg = segments(list(lens))
-    return Named(fn, {"lengths": lens, "causal": c}, causal_() & seg if c else seg)
+    return Named(fn, {"lengths": lens, "causal": c}, _causal() & seg if c else seg)
 
 
 def attention_sinks(n_sinks: int = 4, window: int = 1020) -> Named:

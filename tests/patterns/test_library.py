@@ -562,3 +562,40 @@ def test_parse_reports_bad_library_parameters():
 def test_docstring_examples():
     res = doctest.testmod(L, optionflags=doctest.ELLIPSIS)
     assert res.attempted > 30 and res.failed == 0
+
+
+# ============================================ random parameters (hypothesis)
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@given(kind=st.sampled_from(["primes", "squares", "mc"]), w=st.integers(0, 6), G=st.integers(0, 4),
+       cap=st.one_of(st.none(), st.integers(0, 40)), q=st.integers(1, 45), k=st.integers(1, 45))
+def test_bird_random_parameters(kind, w, G, cap, q, k):
+    ctor = {"primes": L.prime_bird, "squares": L.square_bird, "mc": L.mian_chowla_bird}[kind]
+    p = ctor(window=w, global_tokens=G, cap=cap)
+    assert (p.dense(q, k)[0] == dense_from_rule(bird_rule(kind, w, G, cap), q, k)).all()
+
+
+@given(period=st.integers(1, 9), variant=st.sampled_from(["all", "bounded", "doubling"]),
+       m=st.integers(0, 5), causal=st.booleans(), q=st.integers(1, 45), k=st.integers(1, 45))
+def test_pi_step_random_parameters(period, variant, m, causal, q, k):
+    mm = None if variant == "all" else m
+    p = L.pi_step(period, variant, mm, causal)
+    assert (p.dense(q, k)[0] == dense_from_rule(pi_step_rule(period, variant, mm, causal), q, k)).all()
+
+
+@given(block=st.integers(1, 12), data=st.data(), n=st.integers(1, 60))
+def test_fixed_random_parameters(block, data, n):
+    c = data.draw(st.integers(1, block))
+    assert (L.sparse_transformer_fixed(block, c).dense(n)[0] == dense_from_rule(fixed_rule(block, c), n, n)).all()
+
+
+@given(w=st.integers(0, 6), dil=st.integers(1, 6), sym=st.booleans(), n=st.integers(1, 60))
+def test_dilated_random_parameters(w, dil, sym, n):
+    assert (L.dilated_window(w, dil, sym).dense(n)[0] == dense_from_rule(dilated_rule(w, dil, sym), n, n)).all()
+
+
+@given(lengths=st.lists(st.integers(1, 20), min_size=1, max_size=6), causal=st.booleans(), n=st.integers(1, 80))
+def test_document_random_parameters(lengths, causal, n):
+    got = L.document_mask(lengths, causal).dense(n)[0]
+    assert (got == dense_from_rule(document_rule(lengths, causal), n, n)).all()
