@@ -47,12 +47,19 @@ def is_available() -> tuple[bool, str]:
     return True, "ok"
 
 
+def _bucket(n: int) -> int:
+    """Round up to 1, 2, 4, 8, ... (then multiples of 64) so that jit shapes repeat across layouts."""
+    n = max(n, 1)
+    return 1 << (n - 1).bit_length() if n <= 64 else -(-n // 64) * 64
+
+
 def block_lists(layout) -> dict[str, np.ndarray]:
     """Padded per-row block lists of a layout (numpy, cached on the layout).
 
     Returns ``cols`` int32 [H, n_qb, K] (key block of each slot, 0 for padding),
     ``mids`` int32 [H, n_qb, K] (0 padding, 1 FULL, 2 + u partial mask u) and
-    ``table`` bool [U + 2, Bq, Bk] (the mask of each id).
+    ``table`` bool [T, Bq, Bk] (the mask of each id; T >= U + 2). K and T are rounded up
+    to powers of two (multiples of 64 above 64) so jit compilations are shared.
 
     Example:
         >>> import numpy as np, maskc as mc
@@ -65,7 +72,7 @@ def block_lists(layout) -> dict[str, np.ndarray]:
         return layout._cache[_CACHE_KEY]
     H, n_qb = layout.heads, layout.n_qb
     counts = np.diff(layout.row_ptr, axis=1)  # [H, n_qb]
-    K = max(int(counts.max(initial=0)), 1)
+    K = _bucket(int(counts.max(initial=0)))
     cols = np.zeros((H, n_qb, K), np.int32)
     mids = np.zeros((H, n_qb, K), np.int32)
     if layout.nnz_blocks:
@@ -73,10 +80,10 @@ def block_lists(layout) -> dict[str, np.ndarray]:
         h, r = layout.block_head, layout.block_row
         cols[h, r, slot] = layout.col_idx
         mids[h, r, slot] = np.where(layout.kind == PARTIAL, layout.partial_id + 2, 1)
-    table = np.zeros((layout.n_unique_masks + 2, layout.block_q, layout.block_k), bool)
+    table = np.zeros((_bucket(layout.n_unique_masks + 2), layout.block_q, layout.block_k), bool)
     table[1] = True
     if layout.n_unique_masks:
-        table[2:] = layout.mask_bits
+        table[2 : 2 + layout.n_unique_masks] = layout.mask_bits
     res = {"cols": cols, "mids": mids, "table": table}
     layout._cache[_CACHE_KEY] = res
     return res
