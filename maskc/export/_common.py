@@ -47,24 +47,33 @@ def positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
-def block_tiles(layout: Layout, lo: int = 0, hi: int | None = None) -> np.ndarray:
-    """Element bits of stored blocks ``lo:hi``: bool [n, block_q, block_k].
+def block_tiles(layout: Layout, lo: int = 0, hi: int | None = None, index: np.ndarray | None = None) -> np.ndarray:
+    """Element bits of stored blocks ``lo:hi`` (or of the blocks ``index``): bool [n, block_q, block_k].
 
     FULL blocks are all ones inside the valid region; everything past a ragged tail
     (rows >= q_len, columns >= kv_len) is False.
     """
-    hi = layout.nnz_blocks if hi is None else hi
+    if index is None:
+        hi = layout.nnz_blocks if hi is None else hi
+        index = np.arange(lo, hi)
+    index = np.asarray(index, dtype=np.int64)
     Bq, Bk = layout.block_q, layout.block_k
-    tiles = np.ones((hi - lo, Bq, Bk), dtype=bool)
-    kind = layout.kind[lo:hi]
+    tiles = np.ones((index.size, Bq, Bk), dtype=bool)
+    kind = layout.kind[index]
     part = kind == PARTIAL
     if part.any():
-        tiles[part] = layout.mask_bits[layout.partial_id[lo:hi][part]]
-    rows = layout.block_row[lo:hi]
-    cols = layout.col_idx[lo:hi]
+        tiles[part] = layout.mask_bits[layout.partial_id[index][part]]
+    rows = layout.block_row[index]
+    cols = layout.col_idx[index]
     tiles &= (np.arange(Bq)[None, :] < layout.valid_rows()[rows][:, None])[:, :, None]
     tiles &= (np.arange(Bk)[None, :] < layout.valid_cols()[cols][:, None])[:, None, :]
     return tiles
+
+
+def padded_full(layout: Layout) -> np.ndarray:
+    """bool [nnzb]: the block allows all block_q x block_k elements (FULL and not cut by a tail)."""
+    return ((layout.kind == FULL) & (layout.valid_rows()[layout.block_row] == layout.block_q)
+            & (layout.valid_cols()[layout.col_idx] == layout.block_k))
 
 
 def block_codes(layout: Layout) -> np.ndarray:
@@ -80,21 +89,23 @@ def head_slice(layout: Layout, h: int) -> tuple[int, int]:
 
 
 def heads_identical(layout: Layout) -> bool:
-    """True when every stored head allows exactly the same pairs."""
+    """True when every stored head allows exactly the same pairs (O(nnzb) packed comparisons)."""
     if layout.heads == 1:
         return True
     lo0, hi0 = head_slice(layout, 0)
     ref_ptr = layout.row_ptr[0] - lo0
-    ref = block_tiles(layout, lo0, hi0)
+
+    def packed(lo: int, hi: int) -> np.ndarray:
+        pid = layout.partial_id[lo:hi]
+        return layout.masks[pid[pid >= 0]]
+
+    ref = packed(lo0, hi0)
     for h in range(1, layout.heads):
         lo, hi = head_slice(layout, h)
-        if not np.array_equal(layout.row_ptr[h] - lo, ref_ptr):
-            return False
-        if not np.array_equal(layout.col_idx[lo:hi], layout.col_idx[lo0:hi0]):
-            return False
-        if not np.array_equal(layout.kind[lo:hi], layout.kind[lo0:hi0]):
-            return False
-        if not np.array_equal(block_tiles(layout, lo, hi), ref):
+        if not (np.array_equal(layout.row_ptr[h] - lo, ref_ptr)
+                and np.array_equal(layout.col_idx[lo:hi], layout.col_idx[lo0:hi0])
+                and np.array_equal(layout.kind[lo:hi], layout.kind[lo0:hi0])
+                and np.array_equal(packed(lo, hi), ref)):
             return False
     return True
 

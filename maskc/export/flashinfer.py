@@ -16,7 +16,7 @@ import numpy as np
 
 from maskc.ir.layout import Layout, _ceil_div
 from maskc.export._common import (
-    block_tiles, bool_array, check_layout, int_array, layout_from_block_grid, layout_from_coo,
+    block_tiles, padded_full, bool_array, check_layout, int_array, layout_from_block_grid, layout_from_coo,
     lossy_partial, positive_int, select_head, to_torch, validated,
 )
 
@@ -52,9 +52,8 @@ def to_flashinfer_bsr(layout: Layout, head: int | None = None, device: Any = Non
         "indices": layout.col_idx[lo:hi].astype(np.int32),
         "M": layout.q_len, "N": layout.kv_len, "R": layout.block_q, "C": layout.block_k,
     }
-    tiles = block_tiles(layout, lo, hi)
-    if not tiles.all():
-        out["mask"] = tiles
+    if not padded_full(layout)[lo:hi].all():  # FlashInfer then takes the masks of all blocks
+        out["mask"] = block_tiles(layout, lo, hi)
     return to_torch(out, device)
 
 

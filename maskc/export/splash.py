@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from maskc.ir.layout import DEFAULT_MAX_DENSE_ELEMENTS, FULL, PARTIAL, Layout, _ceil_div
-from maskc.export._common import block_tiles, check_layout, int_array, bool_array, layout_from_coo, positive_int, validated
+from maskc.export._common import block_tiles, padded_full, check_layout, int_array, bool_array, layout_from_coo, positive_int, validated
 
 __all__ = ["to_splash_mask", "to_splash_info", "from_splash_info", "SPLASH_MODULE"]
 
@@ -99,12 +99,11 @@ def to_splash_info(layout: Layout) -> dict[str, np.ndarray]:
     from maskc.ir.convert import dedupe_masks
 
     H, n_qb, n_kb = layout.heads, layout.n_qb, layout.n_kb
-    tiles = block_tiles(layout)
-    full = tiles.all(axis=(1, 2))
+    full = padded_full(layout)
     codes = np.zeros((H, n_qb, n_kb), np.int32)
     codes[layout.block_head, layout.block_row, layout.col_idx] = np.where(full, 2, 1)
     part = ~full
-    packed, ids = dedupe_masks(tiles[part])
+    packed, ids = dedupe_masks(block_tiles(layout, index=np.flatnonzero(part)))
     bits = np.unpackbits(packed, axis=2, count=layout.block_k, bitorder="little").astype(bool)
     pid_grid = np.zeros((H, n_qb, n_kb), np.int64)
     pid_grid[layout.block_head[part], layout.block_row[part], layout.col_idx[part]] = ids
