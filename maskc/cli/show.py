@@ -1,0 +1,56 @@
+"""``maskc show``: print a layout's terminal picture and optionally write a PNG.
+
+Usage::
+
+    maskc show "causal() & (window(3) | offsets('primes'))" --len 4096 --block 128
+    maskc show layout.npz --png layout.png --head 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def register(subparsers) -> None:
+    """Add the ``show`` sub-command to the ``maskc`` parser."""
+    p = subparsers.add_parser(
+        "show", help="picture of a layout (terminal; PNG with --png)",
+        description="Compile a pattern expression (or load a layout file) and print its block picture; "
+                    "write a PNG with block layout, token zoom and row-degree histogram with --png.",
+    )
+    p.add_argument("source", metavar="EXPR|FILE", help="pattern text (maskc.parse) or a saved layout file")
+    p.add_argument("--len", dest="q_len", type=int, default=1024, help="query length for EXPR (default 1024)")
+    p.add_argument("--kv-len", type=int, default=None, help="key length for EXPR (default: --len)")
+    p.add_argument("--block", type=int, default=128, help="block size for EXPR (default 128)")
+    p.add_argument("--png", default=None, metavar="OUT", help="write a PNG picture to OUT")
+    p.add_argument("--head", type=int, default=None, help="head to show (terminal default 0; PNG default all)")
+    p.add_argument("--width", type=int, default=64, help="terminal picture width in characters (default 64)")
+    p.add_argument("--zoom", type=int, nargs=4, metavar=("Q0", "Q1", "K0", "K1"), default=None,
+                   help="token window of the PNG's zoomed view")
+    p.set_defaults(func=run)
+
+
+def load_source(source: str, q_len: int, kv_len: int | None, block: int):
+    """A Layout from a file path (maskc.load) or a pattern expression (maskc.parse + compile)."""
+    import maskc as mc
+
+    if os.path.isfile(source):
+        return mc.load(source)
+    if q_len < 1 or (kv_len is not None and kv_len < 1) or block < 1:
+        raise ValueError(f"--len, --kv-len and --block must be positive, got {q_len}, {kv_len}, {block}")
+    return mc.compile(mc.parse(source), q_len, kv_len, block=block)
+
+
+def run(args: argparse.Namespace) -> int:
+    from maskc.viz import save_png, terminal_picture
+
+    lay = load_source(args.source, args.q_len, args.kv_len, args.block)
+    head = 0 if args.head is None else args.head
+    if not 0 <= head < lay.heads:
+        raise ValueError(f"--head must be in [0, {lay.heads}), got {head}")
+    print(terminal_picture(lay, head=head, max_width=args.width))
+    if args.png:
+        out = save_png(lay, args.png, head=args.head, zoom=tuple(args.zoom) if args.zoom else None)
+        print(f"wrote {out}")
+    return 0
