@@ -132,7 +132,15 @@ def build_program(pattern: P.Pattern, q_len: int, kv_len: int) -> Program:
             inner = _compile_head(node.inner, cq, ck, _inner_block(cq), _inner_block(ck))
             csr = inner.to_scipy("csr")
             csr.sort_indices()
-            aux = np.concatenate([csr.indptr.astype(np.int64), csr.indices.astype(np.int64)])
+            idx = csr.indices.astype(np.int64)
+            # run_end[e]: position of the last element of the run of consecutive columns holding e
+            brk = np.ones(idx.size, dtype=bool)
+            if idx.size:
+                brk[:-1] = idx[1:] != idx[:-1] + 1
+                brk[csr.indptr[1:-1] - 1] = True  # runs never cross rows
+            pos = np.arange(idx.size)
+            run_end = np.minimum.accumulate(np.where(brk, pos, idx.size)[::-1])[::-1] if idx.size else pos
+            aux = np.concatenate([csr.indptr.astype(np.int64), idx, run_end.astype(np.int64)])
             prog.add_leaf(K.T_B, aux=aux, p0=b, p1=cq)
         else:  # pragma: no cover - every node type is handled above
             raise TypeError(f"the compiler does not know pattern node {type(node).__name__}")

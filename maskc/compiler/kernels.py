@@ -169,6 +169,7 @@ def walk_blocks(fill, ops, args, ltype, pref, po, aux, ao, p0, p1, q_len, kv_len
     L = ltype.shape[0]
     sx = bk // g
     lcls = np.empty(L, dtype=np.int8)
+    cursor = np.zeros(L, dtype=np.int64)
     stack = np.empty(ops.shape[0] + 1, dtype=np.int8)
     W = ((n_qb - 1) * bq + (n_kb - 1) * bk) // g + 1
     W = max(W, n_qb, n_kb)
@@ -184,8 +185,10 @@ def walk_blocks(fill, ops, args, ltype, pref, po, aux, ao, p0, p1, q_len, kv_len
     n_keys = 0
     generic = False
     for l in range(L):
-        if ltype[l] >= T_SEG:
+        if ltype[l] == T_SEG or ltype[l] == T_G:
             generic = True
+        elif ltype[l] == T_B and (p0[l] % bq != 0 or p0[l] % bk != 0):
+            generic = True  # a block straddles coarse cells: classify block by block
     row_int = q_len // bq  # rows [0, row_int) have full height
     col_int = kv_len // bk  # cols [0, col_int) have full width
     for qb in range(n_qb):
@@ -211,9 +214,33 @@ def walk_blocks(fill, ops, args, ltype, pref, po, aux, ao, p0, p1, q_len, kv_len
                         nxt = min(nxt, kb + tab_run[to[l] + y] // sx + 1)
                     elif t == T_R:
                         lcls[l] = tab_cls[to[l] + qb]
-                    else:
+                    elif t == T_C:
                         lcls[l] = tab_cls[to[l] + kb]
                         nxt = min(nxt, kb + tab_run[to[l] + kb] + 1)
+                    else:
+                        # aligned block-level leaf: the block lies in coarse cell (r, c)
+                        b = p0[l]
+                        n_rows_c = p1[l]
+                        ptr_off = ao[l]
+                        nnz_c = aux[ptr_off + n_rows_c]
+                        idx_off = ptr_off + n_rows_c + 1
+                        run_off = idx_off + nnz_c
+                        r = i0 // b
+                        c = j0 // b
+                        hi = aux[ptr_off + r + 1]
+                        if kb == 0:
+                            cursor[l] = aux[ptr_off + r]
+                        k = cursor[l]  # columns only grow along a row: advance, never search
+                        while k < hi and aux[idx_off + k] < c:
+                            k += 1
+                        cursor[l] = k
+                        if k < hi and aux[idx_off + k] == c:
+                            lcls[l] = FULL
+                            change = aux[idx_off + aux[run_off + k]] + 1
+                        else:
+                            lcls[l] = EMPTY
+                            change = aux[idx_off + k] if k < hi else (kv_len + b - 1) // b
+                        nxt = min(nxt, (change * b) // bk)
             else:
                 j1 = min(j0 + bk, kv_len)
                 for l in range(L):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from maskc.errors import LayoutFormatError
 from maskc.ir.layout import FULL, PARTIAL, _ceil_div
@@ -92,6 +93,37 @@ def layout_to_scipy(layout, fmt: str, head: int):
         raise ValueError(f"fmt must be 'csr', 'bsr' or 'coo', got {fmt!r}")
     if not 0 <= head < layout.heads:
         raise ValueError(f"head must be in [0, {layout.heads}), got {head}")
+    if fmt == "bsr":
+        return _layout_to_bsr(layout, head)
+    indptr, indices = csr_arrays(layout, head)
+    csr = sp.csr_matrix((np.ones(indices.size, dtype=bool), indices, indptr), shape=(layout.q_len, layout.kv_len))
+    csr.has_sorted_indices = True
+    return csr.tocoo() if fmt == "coo" else csr
+
+
+def csr_arrays(layout, head: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Token-level CSR (indptr int64 [q_len + 1], indices int32 sorted) of one stored head.
+
+    O(nnz) time and memory: rows are produced block by block, never densely.
+    """
+    key = ("csr", head)
+    if key not in layout._cache:
+        lo, hi = int(layout.row_ptr[head, 0]), int(layout.row_ptr[head, -1])
+        bits = layout.mask_bits if layout.n_unique_masks else np.zeros((1, layout.block_q, layout.block_k), bool)
+        args = (layout.row_ptr[head] - lo, layout.col_idx[lo:hi], layout.kind[lo:hi], layout.partial_id[lo:hi],
+                bits, layout.q_len, layout.kv_len, layout.block_q, layout.block_k)
+        counts = np.zeros(layout.q_len, dtype=np.int64)
+        _csr_fill(*args, counts, np.zeros(1, np.int32), 0)
+        indptr = np.concatenate([np.zeros(1, np.int64), np.cumsum(counts)])
+        indices = np.empty(int(indptr[-1]), dtype=np.int32)
+        _csr_fill(*args, indptr, indices, 1)
+        layout._cache[key] = (indptr, indices)
+    return layout._cache[key]
+
+
+def _layout_to_bsr(layout, head: int):
+    import scipy.sparse as sp
+
     Bq, Bk = layout.block_q, layout.block_k
     lo, hi = layout.row_ptr[head, 0], layout.row_ptr[head, -1]
     kind = layout.kind[lo:hi]
@@ -99,23 +131,38 @@ def layout_to_scipy(layout, fmt: str, head: int):
     part = kind == PARTIAL
     if part.any():
         blocks[part] = layout.mask_bits[layout.partial_id[lo:hi][part]]
-    # zero out elements past the ragged tails so FULL tail blocks stay exact
     rows = layout.block_row[lo:hi]
     cols = layout.col_idx[lo:hi]
     blocks &= (np.arange(Bq)[None, :] < layout.valid_rows()[rows][:, None])[:, :, None]
     blocks &= (np.arange(Bk)[None, :] < layout.valid_cols()[cols][:, None])[:, None, :]
     indptr = layout.row_ptr[head] - lo
     shape = (layout.n_qb * Bq, layout.n_kb * Bk)
-    bsr = sp.bsr_matrix((blocks, cols.astype(np.int64), indptr), shape=shape, blocksize=(Bq, Bk))
-    if fmt == "bsr":
-        return bsr
-    coo = bsr.tocoo()
-    keep = coo.data
-    coo = sp.coo_matrix(
-        (coo.data[keep], (coo.row[keep], coo.col[keep])), shape=(layout.q_len, layout.kv_len)
-    )
-    if fmt == "coo":
-        return coo
-    csr = coo.tocsr()
-    csr.sort_indices()
-    return csr
+    return sp.bsr_matrix((blocks, cols.astype(np.int64), indptr), shape=shape, blocksize=(Bq, Bk))
+
+
+@njit(cache=True)
+def _csr_fill(row_ptr, col_idx, kind, pid, bits, q_len, kv_len, bq, bk, ptr, indices, fill):
+    n_qb = row_ptr.shape[0] - 1
+    for qb in range(n_qb):
+        for a in range(bq):
+            i = qb * bq + a
+            if i >= q_len:
+                break
+            pos = ptr[i] if fill == 1 else 0
+            for t in range(row_ptr[qb], row_ptr[qb + 1]):
+                j0 = col_idx[t] * bk
+                cols = min(bk, kv_len - j0)
+                if kind[t] == FULL:
+                    for b in range(cols):
+                        if fill == 1:
+                            indices[pos] = j0 + b
+                        pos += 1
+                else:
+                    m = bits[pid[t], a]
+                    for b in range(cols):
+                        if m[b]:
+                            if fill == 1:
+                                indices[pos] = j0 + b
+                            pos += 1
+            if fill == 0:
+                ptr[i] = pos
