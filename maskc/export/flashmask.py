@@ -28,33 +28,40 @@ __all__ = ["to_flashmask", "from_flashmask"]
 
 
 def _gaps(col: np.ndarray, row: np.ndarray, lo: np.ndarray, hi: np.ndarray):
-    """Masked runs of every column inside [lo[j], hi[j]) given allowed entries (col, row).
+    """Masked runs of every column inside [lo[j], hi[j]) given allowed entries (col, row),
+    sorted by column then row (CSC order). O(nnz + L), no sort of the entries.
 
     Returns (count [L], start [L], end [L], second_start [L], second_end [L]) where
-    start/end is the first gap (or hi/hi when none) and second_* the second gap (for errors).
+    start/end is the first gap (hi/hi when none) and second_* the second gap (for errors).
     """
     L = lo.size
-    cols = np.concatenate([col, np.arange(L), np.arange(L)])
-    rows = np.concatenate([row, lo - 1, hi])
-    order = np.lexsort((rows, cols))
-    cols, rows = cols[order], rows[order]
-    same = cols[1:] == cols[:-1]
-    gap = same & (rows[1:] - rows[:-1] > 1)
-    g_col = cols[1:][gap]
-    g_start = rows[:-1][gap] + 1
-    g_end = rows[1:][gap]
+    cnt = np.bincount(col, minlength=L)
+    ptr = np.zeros(L + 1, np.int64)
+    np.cumsum(cnt, out=ptr[1:])
+    has = cnt > 0
+    first = np.where(has, row[np.minimum(ptr[:-1], max(row.size - 1, 0))] if row.size else hi, hi)
+    last = np.where(has, row[np.maximum(ptr[1:] - 1, 0)] if row.size else lo - 1, lo - 1)
+    inner = (col[1:] == col[:-1]) & (row[1:] - row[:-1] > 1)
+    lead = first > lo  # [lo, first) (for an empty column: [lo, hi))
+    trail = has & (last < hi - 1)  # [last + 1, hi)
+    j = np.arange(L)
+    g_col = np.concatenate([j[lead], col[1:][inner], j[trail]])
+    g_s = np.concatenate([lo[lead], row[:-1][inner] + 1, last[trail] + 1])
+    g_e = np.concatenate([first[lead], row[1:][inner], hi[trail]])
+    order = np.lexsort((g_s, g_col))
+    g_col, g_s, g_e = g_col[order], g_s[order], g_e[order]
     count = np.bincount(g_col, minlength=L)
     start, end = hi.copy(), hi.copy()
     s2, e2 = np.zeros(L, np.int64), np.zeros(L, np.int64)
     if g_col.size:
-        first = np.ones(g_col.size, bool)
-        first[1:] = g_col[1:] != g_col[:-1]
-        start[g_col[first]] = g_start[first]
-        end[g_col[first]] = g_end[first]
+        is_first = np.ones(g_col.size, bool)
+        is_first[1:] = g_col[1:] != g_col[:-1]
+        start[g_col[is_first]] = g_s[is_first]
+        end[g_col[is_first]] = g_e[is_first]
         second = np.zeros(g_col.size, bool)
-        second[1:] = (~first[1:]) & first[:-1]
-        s2[g_col[second]] = g_start[second]
-        e2[g_col[second]] = g_end[second]
+        second[1:] = (~is_first[1:]) & is_first[:-1]
+        s2[g_col[second]] = g_s[second]
+        e2[g_col[second]] = g_e[second]
     return count, start, end, s2, e2
 
 
