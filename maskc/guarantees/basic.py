@@ -78,36 +78,38 @@ def causal_violations(x: Source, *, q_len: int | None = None, kv_len: int | None
     cross = (~above) & (k_hi > q_lo)  # some elements may be violations
     count = int(lay.block_nnz[above].sum())
     cross_idx = np.flatnonzero(cross)
-    first_bad: list[int] = []
+    bad_cross: list[np.ndarray] = []
     # straddling blocks: count their bits above the diagonal, in chunks
     for s in range(0, cross_idx.size, 4096):
         sel = cross_idx[s : s + 4096]
         el = block_elements(lay, sel)
         i = q_lo[sel][:, None, None] + np.arange(Bq)[None, :, None]
         j = k_lo[sel][:, None, None] + np.arange(Bk)[None, None, :]
-        bad = el & (j > i)
-        n_bad = bad.sum(axis=(1, 2))
+        n_bad = (el & (j > i)).sum(axis=(1, 2))
         count += int(n_bad.sum())
-        first_bad.extend(sel[n_bad > 0][:1].tolist())
+        bad_cross.append(sel[n_bad > 0])
     if count == 0:
         return Violations(0, np.zeros((0, 3), np.int64))
-    # examples: the first offending (head, query block) row, all of its blocks
-    cand = np.flatnonzero(above | cross)
-    has = above.copy()
-    if first_bad:
-        has[first_bad] = True
+    # examples: walk the offending (head, query block) rows in order until `limit` are found
     heads_ = lay.block_head.astype(np.int64)
     key = heads_ * lay.n_qb + rows
-    # smallest (head, qb) with a known violation; examine all its candidate blocks
-    bad_keys = np.concatenate([key[above], key[first_bad]]) if first_bad else key[above]
-    k0 = int(bad_keys.min())
-    sel = cand[key[cand] == k0]
-    el = block_elements(lay, sel)
-    i = q_lo[sel][:, None, None] + np.arange(Bq)[None, :, None]
-    j = k_lo[sel][:, None, None] + np.arange(Bk)[None, None, :]
-    b, r, c = np.nonzero(el & (j > i))
-    ex = np.stack([heads_[sel][b], q_lo[sel][b] + r, k_lo[sel][b] + c], axis=1)
-    ex = ex[np.lexsort((ex[:, 2], ex[:, 1], ex[:, 0]))][:limit]
+    bad = np.concatenate([np.flatnonzero(above)] + bad_cross)
+    order = np.argsort(key[bad], kind="stable")
+    bad = bad[order]
+    found: list[np.ndarray] = []
+    got = 0
+    for k0 in np.unique(key[bad]):
+        sel = bad[key[bad] == k0]
+        el = block_elements(lay, sel)
+        i = q_lo[sel][:, None, None] + np.arange(Bq)[None, :, None]
+        j = k_lo[sel][:, None, None] + np.arange(Bk)[None, None, :]
+        b_, r, c = np.nonzero(el & (j > i))
+        ex = np.stack([heads_[sel][b_], q_lo[sel][b_] + r, k_lo[sel][b_] + c], axis=1)
+        found.append(ex[np.lexsort((ex[:, 2], ex[:, 1], ex[:, 0]))])
+        got += ex.shape[0]
+        if got >= limit:
+            break
+    ex = np.concatenate(found)[:limit]
     return Violations(count, ex.astype(np.int64))
 
 
