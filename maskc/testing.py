@@ -246,7 +246,7 @@ def qkv(batch=(1, 2), heads=(1, 3), q_len=None, kv_len=None, head_dim=(4, 8, 16)
     all zeros. ``library`` is ``"numpy"`` or ``"torch"`` (CPU tensors); ``dtype`` a
     name such as ``"float32"``, ``"float64"``, ``"bfloat16"`` (torch only).
     ``q_len`` / ``kv_len`` are ints or strategies (default :func:`lengths` up to 64;
-    kv_len equals q_len unless given). ``kv_heads`` (an int dividing H) gives GQA.
+    kv_len equals q_len unless given). ``kv_heads`` gives GQA (query head counts are drawn as its multiples).
 
     Example:
         >>> from maskc.testing import qkv
@@ -259,6 +259,10 @@ def qkv(batch=(1, 2), heads=(1, 3), q_len=None, kv_len=None, head_dim=(4, 8, 16)
         raise ValueError(f"library must be 'numpy' or 'torch', got {library!r}")
     bs = _int_choice(batch, st)
     hs = _int_choice(heads, st)
+    if kv_heads is not None:
+        if kv_heads < 1:
+            raise ValueError(f"kv_heads must be >= 1, got {kv_heads}")
+        hs = hs.filter(lambda h: h % kv_heads == 0)  # query heads: multiples of kv_heads
     ds = st.sampled_from(list(head_dim)) if isinstance(head_dim, (tuple, list)) else _as_strategy(head_dim, None)
     ql = _as_strategy(q_len, lengths(max_len=64))
 
@@ -268,8 +272,6 @@ def qkv(batch=(1, 2), heads=(1, 3), q_len=None, kv_len=None, head_dim=(4, 8, 16)
         Lq = draw(ql)
         Lk = Lq if kv_len is None else draw(_as_strategy(kv_len, None))
         Hk = H if kv_heads is None else kv_heads
-        if H % Hk:
-            raise ValueError(f"kv_heads={Hk} must divide heads={H}")
         rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
         arrs = [rng.standard_normal(s) * scale for s in ((B, H, Lq, D), (B, Hk, Lk, D), (B, Hk, Lk, D))]
         for a in arrs:
