@@ -109,7 +109,7 @@ def _device_arrays(layout: Layout, device) -> dict:
         a = np.ascontiguousarray(a)
         if a.size == 0:  # kernels never read it, but pointers must be valid
             a = np.zeros(1, dtype=a.dtype)
-        return torch.from_numpy(a.astype(dtype, copy=False)).to(device)
+        return torch.from_numpy(np.array(a, dtype=dtype)).to(device)  # copy: layouts are read-only
 
     csc = layout.csc
     masks = layout.masks

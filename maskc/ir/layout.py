@@ -66,7 +66,7 @@ class Layout:
         >>> import numpy as np, maskc as mc
         >>> lay = mc.Layout.from_dense(np.tril(np.ones((5, 5), bool)), block=2)
         >>> lay.nnz, lay.nnz_blocks, lay.n_full, lay.n_partial
-        (15, 6, 3, 3)
+        (15, 6, 4, 2)
     """
 
     q_len: int
@@ -164,8 +164,8 @@ class Layout:
         """Allowed elements in each unique partial mask (int64 [U])."""
         return self._cached(
             "mask_popcount",
-            lambda: np.unpackbits(self.masks.reshape(self.masks.shape[0], -1), axis=1)
-            .sum(axis=1, dtype=np.int64),
+            lambda: np.unpackbits(self.masks.reshape(self.masks.shape[0], -1), axis=1).sum(axis=1, dtype=np.int64)
+            if self.masks.shape[0] else np.zeros(0, dtype=np.int64),
         )
 
     @property
@@ -263,7 +263,7 @@ class Layout:
 
         Example:
             >>> import maskc as mc
-            >>> mc.compile(mc.causal(), q_len=4, block=2).to_dense()[0].sum()
+            >>> int(mc.compile(mc.causal(), q_len=4, block=2).to_dense()[0].sum())
             10
         """
         H, Bq, Bk = self.heads, self.block_q, self.block_k
@@ -306,7 +306,7 @@ class Layout:
         Example:
             >>> import numpy as np, maskc as mc
             >>> mc.Layout.from_dense(np.eye(3, dtype=bool), block=2).n_partial
-            2
+            1
         """
         from maskc.ir.convert import layout_from_dense
 
