@@ -54,3 +54,15 @@ def test_min_hops_pairs():
     assert min_hops(PATTERN, 1027, 1000, q_len=4096) == 3
     assert min_hops(PATTERN, 28, 0, q_len=4096) == 2
     assert min_hops(PATTERN, 5, 5, q_len=4096) == 0
+
+
+def test_docs_example():
+    """The example of docs/testing.md, verbatim."""
+    n = 4096
+    hops = offset_hops(np.r_[0, 1, named_sequence("primes", n - 1)], n).at(np.arange(n))
+    assert hops.max() == 3                    # every earlier token within 3 layers
+    assert np.all(hops[2::2] <= 2)            # every even distance within 2 (Goldbach)
+    assert hops[27] == 3                      # 27: neither prime, p + 1, nor p + q
+    for length in (5, 28, 1000, 4096):        # the same through the pattern API
+        p = mc.causal() & (mc.window(1) | mc.offsets("primes"))
+        assert reachability(p, q_len=length).diameter == (2 if length <= 27 else 3)
