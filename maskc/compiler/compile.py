@@ -68,33 +68,34 @@ class Program:
         self.p1.append(p1)
 
     def arrays(self):
-        """Concatenate leaf data into the flat arrays the kernels take."""
+        """Concatenate leaf data into the flat arrays the kernels take.
+
+        ``memb`` and ``pref`` share offsets ``po``: leaf l's membership is
+        ``memb[po[l]:po[l] + n_l]`` and its prefix counts ``pref[po[l]:po[l] + n_l + 1]``.
+        """
         L = len(self.ltype)
+        sizes = np.array([m.size + 1 for m in self.membs], dtype=np.int64)
         po = np.zeros(L, dtype=np.int64)
+        if L:
+            po[1:] = np.cumsum(sizes)[:-1]
+        total = int(sizes.sum()) if L else 1
+        memb = np.zeros(max(total, 1), dtype=np.uint8)
+        pref = np.zeros(max(total, 1), dtype=np.int64)
+        for l, m in enumerate(self.membs):
+            memb[po[l]: po[l] + m.size] = m
+            np.cumsum(m, out=pref[po[l] + 1: po[l] + m.size + 1])
         ao = np.zeros(L, dtype=np.int64)
-        membs, prefs, auxs = [], [], []
-        mo = 0
-        ax = 0
-        for l in range(L):
-            m = self.membs[l]
-            po[l] = mo
-            membs.append(np.concatenate([m, np.zeros(1, np.uint8)]))  # same offsets as pref
-            pref = np.zeros(m.size + 1, dtype=np.int64)
-            np.cumsum(m, out=pref[1:])
-            prefs.append(pref)
-            mo += m.size + 1
-            ao[l] = ax
-            auxs.append(self.auxs[l])
-            ax += self.auxs[l].size
-        cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(1, dt)  # noqa: E731
+        if L:
+            ao[1:] = np.cumsum([a.size for a in self.auxs])[:-1]
+        aux = np.concatenate(self.auxs) if any(a.size for a in self.auxs) else np.zeros(1, np.int64)
         return dict(
             ops=np.asarray(self.ops, dtype=np.int64),
             args=np.asarray(self.args, dtype=np.int64),
             ltype=np.asarray(self.ltype, dtype=np.int64),
-            pref=cat(prefs, np.int64),
-            memb=cat(membs, np.uint8),
+            pref=pref,
+            memb=memb,
             po=po,
-            aux=cat(auxs, np.int64) if ax else np.zeros(1, np.int64),
+            aux=aux.astype(np.int64, copy=False),
             ao=ao,
             p0=np.asarray(self.p0, dtype=np.int64),
             p1=np.asarray(self.p1, dtype=np.int64),
@@ -260,8 +261,7 @@ def _leaf_tables(prog: Program, A: dict, q_len: int, kv_len: int, bq: int, bk: i
     off = 0
     for l, t in enumerate(prog.ltype):
         m = prog.membs[l]
-        pref = np.zeros(m.size + 1, dtype=np.int64)
-        np.cumsum(m, out=pref[1:])
+        pref = A["pref"][A["po"][l]: A["po"][l] + m.size + 1]
         if t in (K.T_D, K.T_S):
             x = np.arange(W, dtype=np.int64) * g
             if t == K.T_D:
@@ -299,15 +299,17 @@ def _leaf_tables(prog: Program, A: dict, q_len: int, kv_len: int, bq: int, bk: i
 def _dedupe_packed(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unique packed masks (first-appearance order) and the id of every input mask."""
     n = packed.shape[0]
-    if n == 0:
-        return packed, np.zeros(0, dtype=np.int64)
-    flat = np.ascontiguousarray(packed.reshape(n, -1))
-    view = flat.view(np.dtype((np.void, flat.shape[1]))).reshape(-1)
-    _, first, inverse = np.unique(view, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    return np.ascontiguousarray(packed[first[order]]), rank[inverse.reshape(-1)]
+    ids = np.empty(n, dtype=np.int64)
+    seen: dict[bytes, int] = {}
+    first: list[int] = []
+    for t in range(n):
+        key = packed[t].tobytes()
+        u = seen.get(key)
+        if u is None:
+            u = seen[key] = len(first)
+            first.append(t)
+        ids[t] = u
+    return np.ascontiguousarray(packed[np.asarray(first, dtype=np.int64)]), ids
 
 
 def _merge_heads(layouts: list[Layout], text: str) -> Layout:

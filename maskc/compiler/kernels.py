@@ -510,9 +510,18 @@ def _eval_one(t, ops, args, ltype, pref, memb, po, aux, ao, p0, p1, q_len, kv_le
         return
     buf = pool[slot[0]]
     cnt = 0
+    full_bytes = cols >> 3
     for a in range(rows):
-        for b in range(cols):
-            if buf[a, b]:
+        row = buf[a]
+        for c in range(full_bytes):  # branch-free: 8 bits per byte
+            v = 0
+            for k in range(8):
+                v |= np.int64(row[c * 8 + k]) << k
+            cnt += np.int64(row[c * 8]) + row[c * 8 + 1] + row[c * 8 + 2] + row[c * 8 + 3] + \
+                row[c * 8 + 4] + row[c * 8 + 5] + row[c * 8 + 6] + row[c * 8 + 7]
+            packed[t, a, c] = np.uint8(v)
+        for b in range(full_bytes * 8, cols):
+            if row[b]:
                 cnt += 1
                 packed[t, a, b >> 3] |= np.uint8(1 << (b & 7))
     if cnt == 0:
