@@ -280,7 +280,7 @@ def entropy_hinge(attn_probs, n: int | None = None) -> torch.Tensor:
         >>> import torch
         >>> from maskc.nn import entropy_hinge
         >>> float(entropy_hinge(torch.full((1, 4, 64), 1 / 64)))   # log 64 is above the band
-        2.8...
+        3.08...
     """
     items = _as_list(attn_probs)
     out = []
