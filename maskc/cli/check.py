@@ -10,8 +10,9 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+
+from maskc.cli.common import load_source
 
 
 def register(subparsers) -> None:
@@ -41,27 +42,11 @@ def register(subparsers) -> None:
     b.set_defaults(func=run_backends)
 
 
-def _load_source(args):
-    import maskc
-
-    src = args.source
-    if src.endswith((".npz", ".safetensors")):
-        if not os.path.exists(src):
-            raise ValueError(f"layout file {src!r} does not exist")
-        if args.kv_len is not None:
-            raise ValueError("--kv-len applies to a pattern; a layout file has its own sizes")
-        return maskc.load(src)
-    if os.path.exists(src):
-        raise ValueError(f"{src!r} is a file but not .npz / .safetensors; pass a layout file or a pattern expression")
-    pattern = maskc.parse(src)
-    return maskc.compile(pattern, q_len=args.q_len, kv_len=args.kv_len, block=args.block, heads=pattern.n_heads)
-
-
 def run_check(args: argparse.Namespace) -> int:
     """Print the crosscheck report; 0 when it passed, 1 when a backend failed or none ran."""
     from maskc.backends import crosscheck
 
-    layout = _load_source(args)
+    layout = load_source(args)[0]
     report = crosscheck(
         layout,
         backends=args.backends,

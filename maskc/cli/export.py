@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import struct
 import sys
 import warnings
 from typing import Any, Callable
 
 import numpy as np
+
+from maskc.cli.common import load_source
 
 #: format name -> one-line description (the choices of --to)
 FORMATS: dict[str, str] = {
@@ -65,22 +66,6 @@ def register(subparsers) -> None:
     p.add_argument("--batch", type=int, default=1, help="batch size for formats with a batch axis (default 1)")
     p.add_argument("--strict", action="store_true", help="refuse lossy exports (block-level formats and partial blocks)")
     p.set_defaults(func=run_export)
-
-
-def _load_source(args: argparse.Namespace):
-    import maskc
-
-    src = args.source
-    if os.path.isfile(src):
-        if args.q_len is not None or args.kv_len is not None:
-            raise ValueError("--len / --kv-len apply to a pattern expression; a layout file has its own sizes")
-        return maskc.load(src)
-    if src.endswith((".npz", ".safetensors", ".npy")):
-        raise ValueError(f"layout file {src!r} does not exist")
-    if args.q_len is None:
-        raise ValueError("a pattern expression needs --len N (and optionally --kv-len M, --block B)")
-    pattern = maskc.parse(src)
-    return maskc.compile(pattern, q_len=args.q_len, kv_len=args.kv_len, block=args.block, heads=pattern.n_heads)
 
 
 def _scipy_arrays(layout, fmt: str) -> dict[str, np.ndarray]:
@@ -187,7 +172,7 @@ def write_arrays(arrays: dict[str, np.ndarray], path: str, fmt_name: str) -> Non
 
 def run_export(args: argparse.Namespace) -> int:
     """Export and write; prints one line per written array."""
-    layout = _load_source(args)
+    layout = load_source(args)[0]
     if args.to == "maskc":
         if not args.output.endswith((".npz", ".safetensors")):
             raise ValueError("--to maskc writes a layout file: the output must end in .npz or .safetensors")

@@ -9,7 +9,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
+
+from maskc.cli.common import load_source
 
 
 def register(subparsers) -> None:
@@ -31,21 +32,10 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def load_source(source: str, q_len: int, kv_len: int | None, block: int):
-    """A Layout from a file path (maskc.load) or a pattern expression (maskc.parse + compile)."""
-    import maskc as mc
-
-    if os.path.isfile(source):
-        return mc.load(source)
-    if q_len < 1 or (kv_len is not None and kv_len < 1) or block < 1:
-        raise ValueError(f"--len, --kv-len and --block must be positive, got {q_len}, {kv_len}, {block}")
-    return mc.compile(mc.parse(source), q_len, kv_len, block=block)
-
-
 def run(args: argparse.Namespace) -> int:
     from maskc.viz import save_png, terminal_picture
 
-    lay = load_source(args.source, args.q_len, args.kv_len, args.block)
+    lay = load_source(args)[0]
     head = 0 if args.head is None else args.head
     if not 0 <= head < lay.heads:
         raise ValueError(f"--head must be in [0, {lay.heads}), got {head}")
