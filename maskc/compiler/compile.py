@@ -181,21 +181,34 @@ def _compile_head(pattern: P.Pattern, q_len: int, kv_len: int, bq: int, bk: int,
     g = math.gcd(bq, bk)
     tab_cls, tab_run, to = _leaf_tables(prog, A, q_len, kv_len, bq, bk, g)
     walk = (A["ops"], A["args"], *common, bq, bk, g, tab_cls, tab_run, to, 31)
+    counts = np.zeros(n_qb, dtype=np.int64)
+    uniq = np.zeros(n_qb, dtype=np.int64)
+    slot_kind, slot_tail, slot_ctx = K.plan_rows(*walk, counts, uniq)
     cand_ptr = np.zeros(n_qb + 1, dtype=np.int64)
-    dummy = np.zeros(1, np.int32), np.zeros(1, np.int8), np.zeros(1, np.int32)
-    K.walk_blocks(0, *walk, cand_ptr, *dummy)
-    np.cumsum(cand_ptr, out=cand_ptr)
+    np.cumsum(counts, out=cand_ptr[1:])
+    uniq_ptr = np.zeros(n_qb + 1, dtype=np.int64)
+    np.cumsum(uniq, out=uniq_ptr[1:])
     n_cand = int(cand_ptr[-1])
-    need = n_cand * (4 + 1 + 4) * 2
+    W = max(((n_qb - 1) * bq + (n_kb - 1) * bk) // g + 1, n_qb, n_kb)
+    n_key_space = slot_kind.size * W + int(uniq_ptr[-1])
+    need = n_cand * (4 + 1 + 4) + n_key_space * 8
     if need > max_bytes:
         raise TooLargeError(
             f"the layout has {n_cand:,} non-empty blocks and needs about {need / 2**30:.1f} GiB to build, above "
             f"max_bytes={max_bytes / 2**30:.1f} GiB; use a larger block or a sparser pattern"
         )
+    if n_key_space >= 2**31 - 1:
+        raise TooLargeError(f"{n_key_space:,} distinct block contents exceed the int32 mask ids; use a larger block")
     cand_col = np.empty(n_cand, dtype=np.int32)
     cand_cls = np.empty(n_cand, dtype=np.int8)
     cand_key = np.empty(n_cand, dtype=np.int32)
-    n_keys, rep_qb, rep_kb = K.walk_blocks(1, *walk, cand_ptr, cand_col, cand_cls, cand_key)
+    rep = np.full(n_key_space, -1, dtype=np.int64)
+    K.fill_rows(*walk, cand_ptr, uniq_ptr, slot_kind, slot_tail, slot_ctx, W, cand_col, cand_cls, cand_key, rep)
+    used = np.flatnonzero(rep >= 0)
+    rep_qb = rep[used] >> 32
+    rep_kb = rep[used] & 0xFFFFFFFF
+    n_keys = used.size
+    del rep
 
     pb = -(-bk // 8)
     packed = np.zeros((n_keys, bq, pb), dtype=np.uint8)
@@ -223,9 +236,11 @@ def _compile_head(pattern: P.Pattern, q_len: int, kv_len: int, bq: int, bk: int,
     part = np.flatnonzero(kclass == PARTIAL)
     masks, ids = _dedupe_packed(packed[part])
     del packed
-    key_pid = np.full(n_keys, -1, dtype=np.int64)
-    key_pid[part] = ids
-    kept = K.finalize(cand_ptr, cand_col, cand_cls, cand_key, kclass, key_pid)
+    key_pid = np.full(n_key_space, -1, dtype=np.int64)
+    key_pid[used[part]] = ids
+    key_class = np.zeros(n_key_space, dtype=np.int8)
+    key_class[used] = kclass
+    kept = K.finalize(cand_ptr, cand_col, cand_cls, cand_key, key_class, key_pid)
     if kept < n_cand:
         cand_col, cand_cls, cand_key = cand_col[:kept].copy(), cand_cls[:kept].copy(), cand_key[:kept].copy()
     row_ptr, col_idx, kind, partial_id = cand_ptr, cand_col, cand_cls, cand_key

@@ -146,111 +146,206 @@ def _lookup_slot(slot_kind, slot_tail, slot_ctx, n_slots, kind, tail, ctx):
 
 
 @njit(cache=True)
-def walk_blocks(fill, ops, args, ltype, pref, po, aux, ao, p0, p1, q_len, kv_len, bq, bk, g,
-                tab_cls, tab_run, to, max_ctx_leaves, row_ptr, cand_col, cand_cls, cand_key):
-    """Walk every block row in *segments* of constant leaf classes.
+def _is_generic(ltype, p0, bq, bk):
+    """True if some leaf must be classified block by block (SEG, G, unaligned B)."""
+    for l in range(ltype.shape[0]):
+        if ltype[l] == T_SEG or ltype[l] == T_G:
+            return True
+        if ltype[l] == T_B and (p0[l] % bq != 0 or p0[l] % bk != 0):
+            return True  # a block straddles coarse cells
+    return False
+
+
+@njit(cache=True)
+def _segment(qb, kb, generic, ltype, pref, po, aux, ao, p0, p1, q_len, kv_len, bq, bk, g,
+             tab_cls, tab_run, to, lcls, cursor):
+    """Leaf classes of block (qb, kb) into ``lcls``; returns the end of the run of blocks
+    (along the row) over which every leaf keeps its class.
 
     Interior blocks (full bq x bk extent) read each structured leaf's class from a
     precomputed table (``tab_cls`` at offset ``to[l]``: per diagonal for D, per
     anti-diagonal for S, per row for R, per column for C) together with the distance to
-    its next change (``tab_run``), so a row costs O(segments x leaves) plus one write
-    per non-empty block. Ragged tail blocks and generic leaves (SEG, G, B) are
-    classified block by block.
+    its next change (``tab_run``). Ragged tail blocks and generic leaves are classified
+    block by block. ``cursor`` carries aligned block-level leaves' position in their
+    coarse CSR row (reset at kb == 0).
+    """
+    n_kb = -(-kv_len // bk)
+    row_int = q_len // bq
+    col_int = kv_len // bk
+    L = ltype.shape[0]
+    i0 = qb * bq
+    j0 = kb * bk
+    if generic or qb >= row_int or kb >= col_int:
+        i1 = min(i0 + bq, q_len)
+        j1 = min(j0 + bk, kv_len)
+        for l in range(L):
+            lcls[l] = leaf_class(l, ltype, pref, po, aux, ao, p0, p1, q_len, kv_len, i0, i1, j0, j1)
+        return kb + 1
+    sx = bk // g
+    nxt = col_int
+    for l in range(L):
+        t = ltype[l]
+        if t == T_D:
+            x = (i0 - j0 + (n_kb - 1) * bk) // g
+            lcls[l] = tab_cls[to[l] + x]
+            nxt = min(nxt, kb + tab_run[to[l] + x] // sx + 1)
+        elif t == T_S:
+            y = (i0 + j0) // g
+            lcls[l] = tab_cls[to[l] + y]
+            nxt = min(nxt, kb + tab_run[to[l] + y] // sx + 1)
+        elif t == T_R:
+            lcls[l] = tab_cls[to[l] + qb]
+        elif t == T_C:
+            lcls[l] = tab_cls[to[l] + kb]
+            nxt = min(nxt, kb + tab_run[to[l] + kb] + 1)
+        else:
+            # aligned block-level leaf: the block lies in coarse cell (r, c)
+            b = p0[l]
+            n_rows_c = p1[l]
+            ptr_off = ao[l]
+            nnz_c = aux[ptr_off + n_rows_c]
+            idx_off = ptr_off + n_rows_c + 1
+            run_off = idx_off + nnz_c
+            r = i0 // b
+            c = j0 // b
+            hi = aux[ptr_off + r + 1]
+            if kb == 0:
+                cursor[l] = aux[ptr_off + r]
+            k = cursor[l]  # columns only grow along a row: advance, never search
+            while k < hi and aux[idx_off + k] < c:
+                k += 1
+            cursor[l] = k
+            if k < hi and aux[idx_off + k] == c:
+                lcls[l] = FULL
+                change = aux[idx_off + aux[run_off + k]] + 1
+            else:
+                lcls[l] = EMPTY
+                change = aux[idx_off + k] if k < hi else (kv_len + b - 1) // b
+            nxt = min(nxt, (change * b) // bk)
+    return nxt
 
-    With ``fill == 0`` only counts non-empty blocks per row into ``row_ptr[1:]``. With
-    ``fill == 1`` writes candidates (column, class, content key) from ``row_ptr``
-    offsets and returns (n_keys, rep_qb, rep_kb): every undecided block gets a content
-    key; blocks share a key when their undecided leaves share one axis (D, S, R or C),
-    their decided leaves have equal classes, and their axis coordinate and ragged extent
-    agree -- their element bits are then provably identical.
+
+@njit(cache=True)
+def _key_kind(lcls, ltype, qb, kb, n_qb_int, n_kb_int, max_ctx_leaves):
+    """(kind, tail, ctx) of an undecided block: which single axis its undecided leaves
+    share (K_UNIQUE if none or several), its ragged-tail flags and decided-leaf classes."""
+    L = ltype.shape[0]
+    axes = 0
+    for l in range(L):
+        if lcls[l] == PARTIAL or lcls[l] == UNKNOWN:
+            axes |= 1 << ltype[l]
+    kind = K_UNIQUE
+    if L <= max_ctx_leaves:
+        if axes == 1 << T_D:
+            kind = K_D
+        elif axes == 1 << T_S:
+            kind = K_S
+        elif axes == 1 << T_R:
+            kind = K_R
+        elif axes == 1 << T_C:
+            kind = K_C
+    ctx = 0
+    for l in range(L):
+        ctx = ctx * 4 + lcls[l]
+    tail = 0
+    if qb >= n_qb_int:
+        tail += 2
+    if kb >= n_kb_int:
+        tail += 1
+    return kind, tail, ctx
+
+
+@njit(cache=True)
+def plan_rows(ops, args, ltype, pref, po, aux, ao, p0, p1, q_len, kv_len, bq, bk, g,
+              tab_cls, tab_run, to, max_ctx_leaves, counts, uniq):
+    """First pass over block rows (serial, O(segments)): non-empty blocks per row into
+    ``counts``, blocks needing a key of their own into ``uniq``, and the table of key
+    *slots* (kind, tail, decided-leaf classes) shared by undecided blocks.
+
+    Returns (slot_kind, slot_tail, slot_ctx) of the slots found.
     """
     n_qb = -(-q_len // bq)
     n_kb = -(-kv_len // bk)
     L = ltype.shape[0]
-    sx = bk // g
     lcls = np.empty(L, dtype=np.int8)
     cursor = np.zeros(L, dtype=np.int64)
     stack = np.empty(ops.shape[0] + 1, dtype=np.int8)
-    W = ((n_qb - 1) * bq + (n_kb - 1) * bk) // g + 1
-    W = max(W, n_qb, n_kb)
-    nslot_cap = 16 if fill == 1 else 1
-    slot_kind = np.zeros(nslot_cap, dtype=np.int64)
-    slot_tail = np.zeros(nslot_cap, dtype=np.int64)
-    slot_ctx = np.zeros(nslot_cap, dtype=np.int64)
-    table = np.full((nslot_cap, W if fill == 1 else 1), -1, dtype=np.int64)
+    generic = _is_generic(ltype, p0, bq, bk)
+    slot_kind = np.zeros(16, dtype=np.int64)
+    slot_tail = np.zeros(16, dtype=np.int64)
+    slot_ctx = np.zeros(16, dtype=np.int64)
     n_slots = 0
-    cap = 1024
-    rep_qb = np.empty(cap, dtype=np.int64)
-    rep_kb = np.empty(cap, dtype=np.int64)
-    n_keys = 0
-    generic = False
-    for l in range(L):
-        if ltype[l] == T_SEG or ltype[l] == T_G:
-            generic = True
-        elif ltype[l] == T_B and (p0[l] % bq != 0 or p0[l] % bk != 0):
-            generic = True  # a block straddles coarse cells: classify block by block
-    row_int = q_len // bq  # rows [0, row_int) have full height
-    col_int = kv_len // bk  # cols [0, col_int) have full width
     for qb in range(n_qb):
-        i0 = qb * bq
-        i1 = min(i0 + bq, q_len)
-        pos = row_ptr[qb] if fill == 1 else 0
+        cnt = 0
+        un = 0
         kb = 0
         while kb < n_kb:
-            j0 = kb * bk
-            interior = qb < row_int and kb < col_int and not generic
-            nxt = kb + 1
-            if interior:
-                nxt = col_int
-                for l in range(L):
-                    t = ltype[l]
-                    if t == T_D:
-                        x = (i0 - j0 + (n_kb - 1) * bk) // g
-                        lcls[l] = tab_cls[to[l] + x]
-                        nxt = min(nxt, kb + tab_run[to[l] + x] // sx + 1)
-                    elif t == T_S:
-                        y = (i0 + j0) // g
-                        lcls[l] = tab_cls[to[l] + y]
-                        nxt = min(nxt, kb + tab_run[to[l] + y] // sx + 1)
-                    elif t == T_R:
-                        lcls[l] = tab_cls[to[l] + qb]
-                    elif t == T_C:
-                        lcls[l] = tab_cls[to[l] + kb]
-                        nxt = min(nxt, kb + tab_run[to[l] + kb] + 1)
-                    else:
-                        # aligned block-level leaf: the block lies in coarse cell (r, c)
-                        b = p0[l]
-                        n_rows_c = p1[l]
-                        ptr_off = ao[l]
-                        nnz_c = aux[ptr_off + n_rows_c]
-                        idx_off = ptr_off + n_rows_c + 1
-                        run_off = idx_off + nnz_c
-                        r = i0 // b
-                        c = j0 // b
-                        hi = aux[ptr_off + r + 1]
-                        if kb == 0:
-                            cursor[l] = aux[ptr_off + r]
-                        k = cursor[l]  # columns only grow along a row: advance, never search
-                        while k < hi and aux[idx_off + k] < c:
-                            k += 1
-                        cursor[l] = k
-                        if k < hi and aux[idx_off + k] == c:
-                            lcls[l] = FULL
-                            change = aux[idx_off + aux[run_off + k]] + 1
-                        else:
-                            lcls[l] = EMPTY
-                            change = aux[idx_off + k] if k < hi else (kv_len + b - 1) // b
-                        nxt = min(nxt, (change * b) // bk)
-            else:
-                j1 = min(j0 + bk, kv_len)
-                for l in range(L):
-                    lcls[l] = leaf_class(l, ltype, pref, po, aux, ao, p0, p1, q_len, kv_len, i0, i1, j0, j1)
+            nxt = _segment(qb, kb, generic, ltype, pref, po, aux, ao, p0, p1, q_len, kv_len, bq, bk, g,
+                           tab_cls, tab_run, to, lcls, cursor)
+            c = _run_classes(ops, args, lcls, stack)
+            if c != EMPTY:
+                cnt += nxt - kb
+                if c != FULL:
+                    kind, tail, ctx = _key_kind(lcls, ltype, qb, kb, q_len // bq, kv_len // bk, max_ctx_leaves)
+                    if kind == K_UNIQUE:
+                        un += nxt - kb
+                    elif _lookup_slot(slot_kind, slot_tail, slot_ctx, n_slots, kind, tail, ctx) < 0:
+                        if n_slots == slot_kind.shape[0]:
+                            m = 2 * n_slots
+                            nk = np.zeros(m, dtype=np.int64)
+                            nt = np.zeros(m, dtype=np.int64)
+                            nc = np.zeros(m, dtype=np.int64)
+                            nk[:n_slots] = slot_kind[:n_slots]
+                            nt[:n_slots] = slot_tail[:n_slots]
+                            nc[:n_slots] = slot_ctx[:n_slots]
+                            slot_kind, slot_tail, slot_ctx = nk, nt, nc
+                        slot_kind[n_slots] = kind
+                        slot_tail[n_slots] = tail
+                        slot_ctx[n_slots] = ctx
+                        n_slots += 1
+            kb = nxt
+        counts[qb] = cnt
+        uniq[qb] = un
+    return slot_kind[:n_slots].copy(), slot_tail[:n_slots].copy(), slot_ctx[:n_slots].copy()
+
+
+@njit(cache=True, parallel=True)
+def fill_rows(ops, args, ltype, pref, po, aux, ao, p0, p1, q_len, kv_len, bq, bk, g,
+              tab_cls, tab_run, to, max_ctx_leaves, row_ptr, uniq_ptr, slot_kind, slot_tail, slot_ctx, W,
+              cand_col, cand_cls, cand_key, rep):
+    """Second pass, parallel over block rows: write every non-empty block's column,
+    class and content key.
+
+    Keys are computed, not assigned: a block of slot s at axis coordinate x gets key
+    ``s * W + x`` (blocks sharing it provably hold the same bits: their undecided leaves
+    share one axis, their decided leaves have equal classes, and their coordinate and
+    ragged extent agree); every other undecided block gets ``n_slots * W + uniq_ptr[qb] + u``.
+    ``rep[key]`` receives some block holding the key, packed ``qb << 32 | kb`` (threads
+    may race to write it; any of them is a valid representative).
+    """
+    n_qb = -(-q_len // bq)
+    n_kb = -(-kv_len // bk)
+    L = ltype.shape[0]
+    n_slots = slot_kind.shape[0]
+    generic = _is_generic(ltype, p0, bq, bk)
+    for qb_ in prange(n_qb):
+        qb = np.int64(qb_)  # prange indices may be unsigned; keep coordinates int64
+        lcls = np.empty(L, dtype=np.int8)
+        cursor = np.zeros(L, dtype=np.int64)
+        stack = np.empty(ops.shape[0] + 1, dtype=np.int8)
+        i0 = qb * bq
+        pos = row_ptr[qb]
+        u = n_slots * W + uniq_ptr[qb]
+        last_kind = -1
+        last_tail = -1
+        last_ctx = -1
+        last_slot = -1
+        kb = 0
+        while kb < n_kb:
+            nxt = _segment(qb, kb, generic, ltype, pref, po, aux, ao, p0, p1, q_len, kv_len, bq, bk, g,
+                           tab_cls, tab_run, to, lcls, cursor)
             c = _run_classes(ops, args, lcls, stack)
             if c == EMPTY:
-                kb = nxt
-                continue
-            if fill == 0:
-                pos += nxt - kb
                 kb = nxt
                 continue
             if c == FULL:
@@ -261,91 +356,45 @@ def walk_blocks(fill, ops, args, ltype, pref, po, aux, ao, p0, p1, q_len, kv_len
                     pos += 1
                 kb = nxt
                 continue
-            axes = 0
-            for l in range(L):
-                if lcls[l] == PARTIAL or lcls[l] == UNKNOWN:
-                    axes |= 1 << ltype[l]
-            kind = K_UNIQUE
-            if L <= max_ctx_leaves:
-                if axes == 1 << T_D:
-                    kind = K_D
-                elif axes == 1 << T_S:
-                    kind = K_S
-                elif axes == 1 << T_R:
-                    kind = K_R
-                elif axes == 1 << T_C:
-                    kind = K_C
-            slot = -1
-            if kind != K_UNIQUE:
-                ctx = 0
-                for l in range(L):
-                    ctx = ctx * 4 + lcls[l]
-                tail = 0
-                if qb >= row_int:
-                    tail += 2
-                if kb >= col_int:
-                    tail += 1
+            kind, tail, ctx = _key_kind(lcls, ltype, qb, kb, q_len // bq, kv_len // bk, max_ctx_leaves)
+            if kind == K_UNIQUE:
+                for k2 in range(kb, nxt):
+                    cand_col[pos] = k2
+                    cand_cls[pos] = c
+                    cand_key[pos] = u
+                    rep[u] = (np.int64(qb) << 32) | k2
+                    u += 1
+                    pos += 1
+                kb = nxt
+                continue
+            if kind == last_kind and tail == last_tail and ctx == last_ctx:
+                slot = last_slot
+            else:
                 slot = _lookup_slot(slot_kind, slot_tail, slot_ctx, n_slots, kind, tail, ctx)
-                if slot < 0:
-                    if n_slots == slot_kind.shape[0]:
-                        m = 2 * n_slots
-                        nk = np.zeros(m, dtype=np.int64)
-                        nt = np.zeros(m, dtype=np.int64)
-                        nc = np.zeros(m, dtype=np.int64)
-                        ntab = np.full((m, W), -1, dtype=np.int64)
-                        nk[:n_slots] = slot_kind[:n_slots]
-                        nt[:n_slots] = slot_tail[:n_slots]
-                        nc[:n_slots] = slot_ctx[:n_slots]
-                        ntab[:n_slots] = table[:n_slots]
-                        slot_kind, slot_tail, slot_ctx, table = nk, nt, nc, ntab
-                    slot = n_slots
-                    slot_kind[slot] = kind
-                    slot_tail[slot] = tail
-                    slot_ctx[slot] = ctx
-                    n_slots += 1
-            coord = 0
-            step = 0
+                last_kind, last_tail, last_ctx, last_slot = kind, tail, ctx, slot
             if kind == K_D:
-                coord = (i0 - j0 + (n_kb - 1) * bk) // g
-                step = -sx
+                coord = (i0 - kb * bk + (n_kb - 1) * bk) // g
+                step = -(bk // g)
             elif kind == K_S:
-                coord = (i0 + j0) // g
-                step = sx
+                coord = (i0 + kb * bk) // g
+                step = bk // g
             elif kind == K_R:
                 coord = qb
-            elif kind == K_C:
+                step = 0
+            else:
                 coord = kb
                 step = 1
+            base = slot * W
             for k2 in range(kb, nxt):
-                if kind == K_UNIQUE:
-                    key = n_keys
-                    is_new = True
-                else:
-                    key = table[slot, coord]
-                    is_new = key < 0
-                    if is_new:
-                        key = n_keys
-                        table[slot, coord] = key
-                    coord += step
-                if is_new:
-                    n_keys += 1
-                    if n_keys > cap:
-                        cap *= 2
-                        a = np.empty(cap, dtype=np.int64)
-                        b = np.empty(cap, dtype=np.int64)
-                        a[:key] = rep_qb[:key]
-                        b[:key] = rep_kb[:key]
-                        rep_qb, rep_kb = a, b
-                    rep_qb[key] = qb
-                    rep_kb[key] = k2
+                key = base + coord
                 cand_col[pos] = k2
                 cand_cls[pos] = c
                 cand_key[pos] = key
+                if rep[key] < 0:
+                    rep[key] = (np.int64(qb) << 32) | k2
+                coord += step
                 pos += 1
             kb = nxt
-        if fill == 0:
-            row_ptr[qb + 1] = pos
-    return n_keys, rep_qb[:n_keys].copy(), rep_kb[:n_keys].copy()
 
 
 @njit(cache=True)
