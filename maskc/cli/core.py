@@ -182,8 +182,9 @@ def run_demo(args: argparse.Namespace) -> int:
             viz.save_png(lay, out / f"{stem}.png", head=None if lay.heads > 1 else 0)
             prog.advance(task)
     lay = layouts["prime_bird (token level)"]
-    lay.save(out / "prime_bird_4k.npz")
+    saved = out / f"prime_bird_{args.q_len}.npz"
+    lay.save(saved)
     print(viz.terminal_picture(mc.compile(mc.prime_bird(), 1024, block=64), max_width=16))
-    print(f"\n{len(layouts)} pictures and prime_bird_4k.npz in {out.resolve()}")
+    print(f"\n{len(layouts)} pictures and {saved.name} in {out.resolve()}")
     print("cross-check verdict:", "every backend agrees with the float64 reference" if all_passed else "FAILURES above")
     return 0 if all_passed else 1

@@ -143,7 +143,10 @@ class _Parser:
             args = [self.expr(a, depth + 1) for a in node.args]
             if not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
                 raise self.fail(node, "range arguments must be integers")
-            return range(*args)
+            try:
+                return range(*args)
+            except ValueError as e:
+                raise self.fail(node, f"range(...): {e}", "range") from None
         if name not in _CONSTRUCTORS:
             raise self.fail(node.func, f"{name!r} is not a pattern constructor; known: {', '.join(constructor_names())}", name)
         args = []
