@@ -27,7 +27,7 @@ import numpy as np
 from maskc.compiler import kernels as K
 from maskc.errors import TooLargeError
 from maskc.ir.convert import dedupe_masks
-from maskc.ir.layout import FULL, PARTIAL, Layout
+from maskc.ir.layout import FULL, PARTIAL, Layout, normalize_block
 from maskc.patterns import core as P
 
 #: Default cap on the compiler's working memory (bytes), checked before allocating.
@@ -350,20 +350,6 @@ def _merge_heads(layouts: list[Layout], text: str) -> Layout:
                   np.concatenate(pids), masks, text)
 
 
-def _norm_block(block) -> tuple[int, int]:
-    if isinstance(block, (int, np.integer)) and not isinstance(block, bool):
-        bq = bk = int(block)
-    else:
-        try:
-            bq, bk = (int(b) for b in block)
-        except (TypeError, ValueError):
-            raise TypeError(f"block must be an int or a (block_q, block_k) pair, got {block!r}") from None
-    for b in (bq, bk):
-        if not 1 <= b <= 4096:
-            raise ValueError(f"block sizes must be in [1, 4096], got {(bq, bk)}")
-    return bq, bk
-
-
 def compile(pattern: P.Pattern, q_len: int, kv_len: int | None = None, block: int | tuple[int, int] = 128,
             heads: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES, cache: bool = True) -> Layout:
     """Compile a pattern to a block-sparse :class:`~maskc.ir.layout.Layout`.
@@ -390,7 +376,7 @@ def compile(pattern: P.Pattern, q_len: int, kv_len: int | None = None, block: in
                         "text patterns go through maskc.parse first")
     q_len = P._check_int(q_len, "q_len", 1, 2**31 - 1)
     kv_len = q_len if kv_len is None else P._check_int(kv_len, "kv_len", 1, 2**31 - 1)
-    bq, bk = _norm_block(block)
+    bq, bk = normalize_block(block)
     n = pattern.n_heads
     if heads is not None:
         heads = P._check_int(heads, "heads", 1, 65536)

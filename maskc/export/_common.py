@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from maskc.errors import LayoutFormatError, TooLargeError
-from maskc.ir.layout import DEFAULT_MAX_DENSE_ELEMENTS, FULL, PARTIAL, Layout, _ceil_div
+from maskc.ir.layout import DEFAULT_MAX_DENSE_ELEMENTS, FULL, PARTIAL, Layout, _ceil_div, normalize_block
 
 
 class LossyExportWarning(UserWarning):
@@ -25,17 +25,8 @@ def check_layout(layout: Any, fn: str) -> Layout:
 
 
 def as_block(block: int | tuple[int, int] | Any) -> tuple[int, int]:
-    """Normalise ``block`` (an int or a pair) to ``(block_q, block_k)``, both positive."""
-    if isinstance(block, (int, np.integer)) and not isinstance(block, bool):
-        bq = bk = int(block)
-    else:
-        try:
-            bq, bk = (int(b) for b in block)
-        except (TypeError, ValueError):
-            raise ValueError(f"block must be an int or a pair of ints, got {block!r}") from None
-    if bq < 1 or bk < 1:
-        raise ValueError(f"block sizes must be positive, got {(bq, bk)}")
-    return bq, bk
+    """Normalise ``block`` (an int or a pair) to ``(block_q, block_k)`` (see :func:`maskc.ir.layout.normalize_block`)."""
+    return normalize_block(block)
 
 
 def positive_int(value: Any, name: str) -> int:

@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit
 
 from maskc.errors import LayoutFormatError
-from maskc.ir.layout import FULL, PARTIAL, _ceil_div
+from maskc.ir.layout import FULL, PARTIAL, _ceil_div, normalize_block
 
 
 def dedupe_masks(bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -43,10 +43,10 @@ def layout_from_dense(cls, mask, block, pattern_text: str = ""):
     H, q_len, kv_len = m.shape
     if H < 1 or q_len < 1 or kv_len < 1:
         raise LayoutFormatError(f"mask must be non-empty in every dimension, got shape {m.shape}")
-    bq, bk = (block, block) if isinstance(block, (int, np.integer)) else tuple(block)
-    bq, bk = int(bq), int(bk)
-    if bq < 1 or bk < 1:
-        raise LayoutFormatError(f"block sizes must be positive, got {(bq, bk)}")
+    try:
+        bq, bk = normalize_block(block)
+    except ValueError as e:
+        raise LayoutFormatError(str(e)) from None
     n_qb, n_kb = _ceil_div(q_len, bq), _ceil_div(kv_len, bk)
     pad = np.zeros((H, n_qb * bq, n_kb * bk), dtype=bool)
     pad[:, :q_len, :kv_len] = m

@@ -38,8 +38,31 @@ FORMAT_VERSION: int = 1
 DEFAULT_MAX_DENSE_ELEMENTS: int = 1 << 28
 
 
+#: Largest block edge a layout may use.
+MAX_BLOCK: int = 4096
+
+
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def normalize_block(block) -> tuple[int, int]:
+    """``(block_q, block_k)`` from an int or a pair; ValueError unless both are in [1, MAX_BLOCK].
+
+    Example:
+        >>> normalize_block(64), normalize_block((128, 64))
+        ((64, 64), (128, 64))
+    """
+    if isinstance(block, (int, np.integer)) and not isinstance(block, bool):
+        bq = bk = int(block)
+    else:
+        try:
+            bq, bk = (int(b) for b in block)
+        except (TypeError, ValueError):
+            raise ValueError(f"block must be an int or a (block_q, block_k) pair of ints, got {block!r}") from None
+    if not (1 <= bq <= MAX_BLOCK and 1 <= bk <= MAX_BLOCK):
+        raise ValueError(f"block sizes must be in [1, {MAX_BLOCK}], got {(bq, bk)}")
+    return bq, bk
 
 
 @dataclass(frozen=True)
