@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from maskc.errors import LayoutFormatError
-from maskc.ir.layout import FULL, PARTIAL, _ceil_div
+from maskc.ir.layout import FULL, MAX_BLOCK, PARTIAL, _ceil_div
 
 #: Largest sequence length a layout may describe (2**31 - 1 tokens).
 MAX_LEN = 2**31 - 1
 #: Largest block edge.
-from maskc.ir.layout import MAX_BLOCK  # noqa: E402  (one limit for compile, files and importers)
 #: Largest number of stored heads.
 MAX_HEADS = 65536
 #: Longest pattern text (characters; the file stores at most 1 MiB of utf-8).
