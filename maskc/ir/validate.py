@@ -9,7 +9,6 @@ from maskc.ir.layout import FULL, MAX_BLOCK, PARTIAL, _ceil_div
 
 #: Largest sequence length a layout may describe (2**31 - 1 tokens).
 MAX_LEN = 2**31 - 1
-#: Largest block edge.
 #: Largest number of stored heads.
 MAX_HEADS = 65536
 #: Longest pattern text (characters; the file stores at most 1 MiB of utf-8).
