@@ -145,6 +145,12 @@ def run_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    print("preparing maskc's numba kernels (compiled once per machine, then cached on disk) ...", flush=True)
+    warm = (mc.causal() & (mc.window(1) | mc.offsets("mian_chowla")) | mc.offsets("primes").at_block_level(64)
+            | mc.segments([100]) | mc.sums([5]))
+    mc.compile(warm, 300, block=64, cache=False)
+    print(f"  ready in {time.perf_counter() - t0:.1f} s")
     pats = demo_patterns()
     rows, layouts = [], {}
     print(f"maskc demo: compiling {len(pats)} patterns at {args.q_len} tokens, block {args.block}")
