@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make demo   set up .venv and run the main job (compile the library patterns, cross-check every backend)
-#   make test   set up .venv and run the whole test suite
+#   make test   set up .venv and run the whole test suite (and every docstring example)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/maskc demo --out demo_out
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadgroup -q tests
+	$(PY) -m pytest -n 2 --dist loadgroup -q tests maskc --doctest-modules
 
 bench: $(STAMP)
 	$(PY) benchmarks/compile_speed.py
