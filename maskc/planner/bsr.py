@@ -164,10 +164,10 @@ class LayoutBlocks(BlockSource):
         lay = self.layout
         pos = self.pos[qbs]  # [c, K]
         out = np.ones(pos.shape + (self.block_q, self.block_k), dtype=bool)
-        safe = np.maximum(pos, 0)
-        part = (pos >= 0) & (lay.kind[safe] != FULL)
+        part = pos >= 0  # padding slots (-1) stay "full" here and are cut by _valid / kb < 0
+        part[part] = lay.kind[pos[part]] != FULL
         if part.any():
-            out[part] = lay.mask_bits[lay.partial_id[safe[part]]]
+            out[part] = lay.mask_bits[lay.partial_id[pos[part]]]
         return out & self._valid(qbs)
 
 

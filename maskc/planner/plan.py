@@ -16,7 +16,7 @@ Example:
     >>> import torch, maskc as mc
     >>> from maskc.planner import plan
     >>> p = mc.causal() & (mc.window(8) | mc.offsets("squares"))
-    >>> pl = plan(p, 256, block=32, allow_whole=False)
+    >>> pl = plan(p, 256, block=32, allow_whole=False, force={"band": "bsr", "offsets": "dia"})
     >>> [part.lowering for part in pl.parts]
     ['bsr', 'dia']
     >>> q = torch.randn(1, 2, 256, 16)
@@ -85,7 +85,7 @@ class Part:
     """One disjoint part of a plan and the kernel chosen for it."""
 
     name: str
-    lowering: str  #: bsr | dense | dia | residue | gather
+    lowering: str  #: bsr | dense | dia | residue | gather | empty
     describe: str  #: what pairs the part holds
     nnz: int
     cost: C.Cost
@@ -136,6 +136,48 @@ class Plan:
     def estimated_seconds(self) -> float:
         """Estimated forward time per (batch x head) on the plan's profile."""
         return max(h.total.seconds for h in self.heads)
+
+    def part_masks(self, head: int = 0) -> list[np.ndarray]:
+        """The exact pairs of each part of head ``head``: bool ``[q_len, kv_len]`` per part.
+
+        The parts are disjoint and their union is the pattern (of that head); tests and
+        plots use this to check it. Memory O(parts * q_len * kv_len): small sizes only.
+
+        Example:
+            >>> import maskc as mc
+            >>> from maskc.planner import plan
+            >>> pl = plan(mc.causal() & (mc.window(4) | mc.global_tokens(1)), 32, block=8, allow_whole=False)
+            >>> ms = pl.part_masks()
+            >>> bool((sum(m.astype(int) for m in ms) <= 1).all())
+            True
+            >>> bool((sum(ms) == mc.compile(pl.pattern, 32, block=8).to_dense()[0]).all())
+            True
+        """
+        hp = self.heads[head]
+        N, M = self.q_len, self.kv_len
+        dd = np.arange(N)[:, None] - np.arange(M)[None, :] + (M - 1)
+        out = []
+        for part in hp.parts:
+            if part.pattern is not None:
+                m = np.asarray(part.pattern.dense(N, M), bool).reshape(N, M)
+            elif part.lowering == "gather":
+                dec = hp.dec
+                m = np.zeros((N, M), bool)
+                keep = dec.ctx_member[dd] & ~dec.d_member[dd]
+                if part.axis == "cols":
+                    m[:, part.index] = keep[:, part.index]
+                else:
+                    colset = np.zeros(M, bool)
+                    colset[dec.cols] = True
+                    m[part.index] = keep[part.index] & ~colset[None, :]
+            elif part.member is not None:
+                m = part.member[dd]
+            elif part.offsets is not None:
+                m = np.isin(dd - (M - 1), part.offsets)
+            else:  # pragma: no cover
+                raise RuntimeError(f"part {part.name!r} has no pairs description")
+            out.append(m)
+        return out
 
     def __repr__(self) -> str:
         return f"Plan({self.pattern.text()}, q_len={self.q_len}, parts={[p.lowering for p in self.parts]})"
@@ -292,6 +334,10 @@ class Plan:
                 outs.append(residue_attention(q, k, v, part.member, part.period, part.phase, inner))
             elif part.lowering == "gather":
                 outs.append(_run_gather(q, k, v, part, hp.dec, scale))
+            elif part.lowering == "empty":
+                lse_dt = torch.float64 if q.dtype == torch.float64 else torch.float32
+                outs.append((q.new_zeros(q.shape[:3] + (v.shape[3],)),
+                             torch.full(q.shape[:3], float("-inf"), dtype=lse_dt, device=q.device)))
             else:  # pragma: no cover
                 raise RuntimeError(f"unknown lowering {part.lowering!r}")
         return merge_lse(outs)
@@ -553,7 +599,9 @@ def _plan_head(pattern: Pattern, N: int, M: int, B: int, D: int, p: C.CostProfil
                               f"{len(parts)}-part decomposition (est {_ms(total.seconds)})")
             parts, total, note = [w], w.cost, "whole"
     if not parts:  # nothing allowed anywhere
-        parts = [Part("empty", "dia", "no allowed pair", 0, C.ZERO, "empty pattern", offsets=np.zeros(0, np.int64))]
+        parts = [Part("empty", "empty", "no allowed pair", 0, C.ZERO,
+                      "empty pattern: every row outputs 0 with lse -inf, no kernel runs",
+                      member=np.zeros_like(dec.d_member))]
     return HeadPlan(pattern, dec, parts, total, whole, note)
 
 
