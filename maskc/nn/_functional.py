@@ -15,7 +15,7 @@ import torch
 from maskc.ir.layout import FULL, Layout
 from maskc.patterns.core import Pattern
 
-PatternLike = Pattern | Layout
+PatternLike = Pattern | Layout  # or a maskc Plan (duck-typed: see is_plan)
 
 
 # ------------------------------------------------------------------ checks
@@ -39,21 +39,33 @@ def check_positive_int(v: Any, name: str, lo: int = 1) -> int:
     return int(v)
 
 
-def check_input(x: Any, embed_dim: int, module: str, dim_name: str = "d_model") -> tuple[int, int]:
-    """x must be a floating tensor [batch, seq, embed_dim]; return (batch, seq)."""
+def check_input(x: Any, embed_dim: int, module: str, dim_name: str = "d_model",
+                param: torch.Tensor | None = None, name: str = "input") -> tuple[int, int]:
+    """x must be a floating tensor [batch, seq, embed_dim] (of ``param``'s dtype when given); return (batch, seq)."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{module}: input must be a torch.Tensor, got {type(x).__name__}")
+        raise TypeError(f"{module}: {name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 3:
         raise ValueError(
-            f"{module}: input must be [batch, seq, {dim_name}={embed_dim}] (batch_first), got shape {tuple(x.shape)}"
+            f"{module}: {name} must be [batch, seq, {dim_name}={embed_dim}] (batch_first), got shape {tuple(x.shape)}"
         )
     if x.shape[-1] != embed_dim:
-        raise ValueError(f"{module}: last dimension must be {dim_name}={embed_dim}, got shape {tuple(x.shape)}")
+        raise ValueError(f"{module}: {name}'s last dimension must be {dim_name}={embed_dim}, got shape {tuple(x.shape)}")
     if x.shape[1] < 1:
-        raise ValueError(f"{module}: sequence length must be >= 1, got shape {tuple(x.shape)}")
+        raise ValueError(f"{module}: {name}'s sequence length must be >= 1, got shape {tuple(x.shape)}")
     if not x.is_floating_point():
-        raise TypeError(f"{module}: input must be a floating tensor, got {x.dtype}")
+        raise TypeError(f"{module}: {name} must be a floating tensor, got {x.dtype}")
+    check_dtype(x, param, module, name)
     return int(x.shape[0]), int(x.shape[1])
+
+
+def check_dtype(x: torch.Tensor, param: torch.Tensor | None, module: str, name: str = "input") -> None:
+    """A clear error for an input whose dtype differs from the module's parameters (outside autocast)."""
+    if param is None or x.dtype == param.dtype or torch.is_autocast_enabled(x.device.type):
+        return
+    raise TypeError(
+        f"{module}: {name} dtype {x.dtype} does not match the module's parameters ({param.dtype}); "
+        f"convert one of them, e.g. module.to({x.dtype}) or x.to({param.dtype})"
+    )
 
 
 # ----------------------------------------------------------------- backends
@@ -99,19 +111,38 @@ def _dense_fallback(q, k, v, layout, scale, return_lse):  # pragma: no cover - s
     return (out, lse) if return_lse else out
 
 
-_DENSE_CACHE: dict[int, np.ndarray] = {}
+_DENSE_CACHE: dict[int, tuple[Layout, np.ndarray]] = {}
 
 
 def dense_mask(layout: Layout) -> np.ndarray:
-    """bool [H, q_len, kv_len] (small sizes; cached per layout object)."""
+    """bool [H, q_len, kv_len] (small sizes; cached per layout object).
+
+    The cache keeps the layout with its mask: an ``id`` alone can be reused by a new
+    layout once the old one is garbage collected, which would return a stale mask.
+    """
     key = id(layout)
-    m = _DENSE_CACHE.get(key)
-    if m is None or m.shape[1:] != (layout.q_len, layout.kv_len):
-        m = layout.to_dense()
-        if len(_DENSE_CACHE) > 64:
-            _DENSE_CACHE.clear()
-        _DENSE_CACHE[key] = m
+    hit = _DENSE_CACHE.get(key)
+    if hit is not None and hit[0] is layout:
+        return hit[1]
+    m = layout.to_dense()
+    if len(_DENSE_CACHE) > 64:
+        _DENSE_CACHE.clear()
+    _DENSE_CACHE[key] = (layout, m)
     return m
+
+
+def is_plan(obj: Any) -> bool:
+    """A maskc execution plan (``mc.plan``): runs attention itself, fixed lengths, has ``.pattern``."""
+    return hasattr(obj, "__maskc_attention__") and all(hasattr(obj, a) for a in ("pattern", "q_len", "kv_len"))
+
+
+def describe(pattern: Any) -> str:
+    """Pattern text of a Pattern, Layout or Plan (for repr)."""
+    if isinstance(pattern, Layout):
+        return pattern.pattern_text
+    if is_plan(pattern):
+        return f"plan({pattern.pattern.text()}, q_len={pattern.q_len})"
+    return pattern.text()
 
 
 def layout_is_causal(layout: Layout) -> bool:
@@ -146,12 +177,13 @@ def layout_is_causal(layout: Layout) -> bool:
 
 def compile_layout(pattern: PatternLike, q_len: int, kv_len: int | None, block: int | tuple[int, int],
                    heads: int | None) -> Layout:
-    """A Layout for ``pattern`` at these sizes (a Layout passes through after a size check)."""
+    """A Layout for ``pattern`` at these sizes (a Layout or a Plan passes through after a size check)."""
     kv_len = q_len if kv_len is None else kv_len
-    if isinstance(pattern, Layout):
+    if isinstance(pattern, Layout) or is_plan(pattern):
+        what = "layout was compiled" if isinstance(pattern, Layout) else "plan was made"
         if (pattern.q_len, pattern.kv_len) != (q_len, kv_len):
             raise ValueError(
-                f"the layout was compiled for q_len={pattern.q_len}, kv_len={pattern.kv_len} but the input has "
+                f"the {what} for q_len={pattern.q_len}, kv_len={pattern.kv_len} but the input has "
                 f"q_len={q_len}, kv_len={kv_len}; pass a Pattern to compile per length"
             )
         return pattern
@@ -161,9 +193,12 @@ def compile_layout(pattern: PatternLike, q_len: int, kv_len: int | None, block: 
 
 
 def check_pattern(pattern: Any, num_heads: int, module: str) -> PatternLike:
-    if not isinstance(pattern, (Pattern, Layout)):
-        raise TypeError(f"{module}: pattern must be a maskc Pattern or Layout, got {type(pattern).__name__}")
-    nh = pattern.heads if isinstance(pattern, Layout) else pattern.n_heads
+    if not isinstance(pattern, (Pattern, Layout)) and not is_plan(pattern):
+        raise TypeError(f"{module}: pattern must be a maskc Pattern, Layout or Plan, got {type(pattern).__name__}")
+    if isinstance(pattern, Layout):
+        nh = pattern.heads
+    else:
+        nh = (pattern.pattern if is_plan(pattern) else pattern).n_heads
     if nh is not None and nh not in (1, num_heads):
         raise ValueError(f"{module}: the pattern has {nh} per-head patterns but num_heads={num_heads}")
     return pattern
@@ -186,6 +221,18 @@ class LayoutCache:
                 self._store.clear()
             self._store[key] = lay
         return lay
+
+    def layout_of(self, q_len: int, kv_len: int | None = None) -> Layout:
+        """Like :meth:`get`, but a Plan's pattern is compiled: a Layout for row counts and causality."""
+        lay = self.get(q_len, kv_len)
+        if not is_plan(lay):
+            return lay
+        key = ("plan", lay.q_len, lay.kv_len)
+        comp = self._store.get(key)
+        if comp is None:
+            comp = compile_layout(lay.pattern, lay.q_len, lay.kv_len, lay.block, self.heads if lay.pattern.n_heads else None)
+            self._store[key] = comp
+        return comp
 
 
 # ----------------------------------------------------------------- patterns

@@ -7,8 +7,8 @@ from torch import nn
 
 from maskc.ir.layout import Layout
 from maskc.nn._functional import (
-    LayoutCache, PatternLike, attend, bird_pattern, check_embed, check_pattern, merge_heads, resolve_backend,
-    split_heads,
+    LayoutCache, PatternLike, attend, bird_pattern, check_embed, check_input, check_pattern, describe, merge_heads,
+    resolve_backend, split_heads,
 )
 
 
@@ -24,8 +24,9 @@ class SparseSelfAttention(nn.Module):
     Args:
         embed_dim: model width E (divisible by ``num_heads``).
         num_heads: heads H; a ``mc.heads([...])`` pattern must have H (or 1) patterns.
-        pattern: a :class:`maskc.Pattern` (compiled per length) or a fixed
-            :class:`maskc.Layout` (inputs must then match its lengths).
+        pattern: a :class:`maskc.Pattern` (compiled per length), a fixed
+            :class:`maskc.Layout` or a :class:`maskc.Plan` (``mc.plan(...)``; inputs must
+            then match its lengths).
         backend: a backend name or ``"auto"``. On CPU, ``"auto"`` resolves to
             ``"reference"`` (differentiable float64) while autograd is recording, because
             the automatic CPU choice (FlexAttention) has no CPU backward; under
@@ -63,19 +64,11 @@ class SparseSelfAttention(nn.Module):
         self._layouts = LayoutCache(self.pattern, block, num_heads)
 
     def layout(self, q_len: int, kv_len: int | None = None) -> Layout:
-        """The compiled layout used for these lengths (cached)."""
+        """The compiled layout used for these lengths (cached; the plan itself for a Plan)."""
         return self._layouts.get(q_len, kv_len)
 
     def _check(self, t: torch.Tensor, name: str) -> None:
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{type(self).__name__}: {name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 3 or t.shape[-1] != self.embed_dim:
-            raise ValueError(
-                f"{type(self).__name__}: {name} must be [batch, seq, embed_dim={self.embed_dim}] "
-                f"(batch_first), got shape {tuple(t.shape)}"
-            )
-        if t.shape[1] < 1:
-            raise ValueError(f"{type(self).__name__}: {name} has an empty sequence")
+        check_input(t, self.embed_dim, type(self).__name__, "embed_dim", param=self.q_proj.weight, name=name)
 
     def forward(self, query: torch.Tensor, key: torch.Tensor | None = None, value: torch.Tensor | None = None,
                 key_padding_mask: torch.Tensor | None = None, need_weights: bool = False,
@@ -110,8 +103,8 @@ class SparseSelfAttention(nn.Module):
         return self.dropout(self.out_proj(merge_heads(out))), None
 
     def extra_repr(self) -> str:
-        text = self.pattern.pattern_text if isinstance(self.pattern, Layout) else self.pattern.text()
-        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, pattern={text!r}, backend={self.backend!r}"
+        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, pattern={describe(self.pattern)!r}, "
+                f"backend={self.backend!r}")
 
 
 class _BirdSelfAttention(SparseSelfAttention):

@@ -116,7 +116,7 @@ class PiAttention(_PiBase):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [batch, seq, d_model] -> [batch, seq, d_model]."""
-        check_input(x, self.d_model, type(self).__name__)
+        check_input(x, self.d_model, type(self).__name__, param=self.qkv.weight)
         q, k, v = self._qkv(x)
         g = self.gate_values(x, q, k, v)
         H = self.num_heads
@@ -191,7 +191,7 @@ class AdaptivePiAttention(_PiBase):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [batch, seq, d_model] -> [batch, seq, d_model]."""
-        B, T = check_input(x, self.d_model, type(self).__name__)
+        B, T = check_input(x, self.d_model, type(self).__name__, param=self.qkv.weight)
         H, C = self.num_heads, len(self.pairs)
         q, k, v = self._qkv(x)
         qh, kh, vh = split_heads(q, H), split_heads(k, H), split_heads(v, H)

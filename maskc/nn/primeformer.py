@@ -88,7 +88,7 @@ class PrimeHarmonyAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [batch, seq, d_model] -> [batch, seq, d_model]."""
-        check_input(x, self.d_model, type(self).__name__)
+        check_input(x, self.d_model, type(self).__name__, param=self.qkv.weight)
         H = self.num_heads
         q, k, v = (split_heads(t, H) for t in self.qkv(x).chunk(3, dim=-1))
         out = attend(q, k, v, self.layout(x.shape[1]), resolve_backend(self.backend, q))

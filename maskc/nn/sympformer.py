@@ -24,8 +24,8 @@ from torch import nn
 
 from maskc.ir.layout import Layout
 from maskc.nn._functional import (
-    LayoutCache, PatternLike, attend, check_embed, check_input, check_pattern, layout_is_causal, resolve_backend,
-    split_heads,
+    LayoutCache, PatternLike, attend, check_dtype, check_embed, check_input, check_pattern, describe, layout_is_causal,
+    resolve_backend, split_heads,
 )
 from maskc.patterns.core import Pattern
 
@@ -53,7 +53,8 @@ class MomentumAttentionBlock(nn.Module):
 
     * H(X, Y) = ½ Σ_{h,i} Y_h,iᵀ (B Y)_h,i / z_h,i − ½ Σ_{h,i} z_h,i,
     * force on X: F = c_B(Y) / z (per head chunk; c_B linear, initialised to identity),
-    * force on Y: G = −∂H/∂x̂ by autograd (``create_graph=self.training``),
+    * force on Y: G = −∂H/∂x̂ by autograd (``create_graph`` whenever autograd records,
+      so the block's own gradients are exact in train and eval mode),
     * damping α(t) = c_log / t + c_lin (learnable, positive, c_log = 3, c_lin = 1e-4),
       Δη = ∫_t^{t+h_X} α = c_log ln(1 + h_X/t) + c_lin h_X, σ = exp(−Δη),
     * step sizes h_X = softplus(ρ_X), h_Y = softplus(ρ_Y) (learned), Y starts at zero.
@@ -78,8 +79,8 @@ class MomentumAttentionBlock(nn.Module):
     time (default 1.0; block k sits at t_k = 1 + Σ_{l<k} h_X, pass the returned t on).
 
     Args:
-        d_model, num_heads: width and heads. pattern: any maskc Pattern or Layout (default
-            ``mc.causal()``). scheme: see above. force: "auto", "query" or "full".
+        d_model, num_heads: width and heads. pattern: any maskc Pattern, Layout or Plan
+            (default ``mc.causal()``; a Layout or Plan fixes the sequence length). scheme: see above. force: "auto", "query" or "full".
         backend, block: as in :class:`SparseSelfAttention` (the reference backend is used
             on CPU while recording gradients; the force always needs a differentiable one).
         h_x, h_y: initial step sizes. c_log, c_lin: initial damping.
@@ -120,7 +121,7 @@ class MomentumAttentionBlock(nn.Module):
         self.rho_clin = nn.Parameter(torch.tensor(_inv_softplus(c_lin)))
         self.a_logit = nn.Parameter(torch.tensor(math.log(0.9 / 0.1)))
         self._layouts = LayoutCache(self.pattern, block, num_heads)
-        self._causal: dict[int, bool] = {}
+        self._causal: dict[int, tuple[Layout, bool]] = {}
 
     # ---- learned scalars
     @property
@@ -136,15 +137,19 @@ class MomentumAttentionBlock(nn.Module):
         return F.softplus(self.rho_clog) / t + F.softplus(self.rho_clin)
 
     def layout(self, seq_len: int) -> Layout:
-        return self._layouts.get(seq_len)
+        """The compiled layout at this length (for a Plan: its pattern compiled, for row counts)."""
+        return self._layouts.layout_of(seq_len)
 
     def _query_only(self, lay: Layout) -> bool:
         if self.force != "auto":
             return self.force == "query"
-        key = id(lay)
-        if key not in self._causal:
-            self._causal[key] = layout_is_causal(lay)
-        return self._causal[key]
+        # keep the layout next to its flag: an id alone may be reused by a later layout
+        hit = self._causal.get(id(lay))
+        if hit is None or hit[0] is not lay:
+            if len(self._causal) > 32:
+                self._causal.clear()
+            hit = self._causal[id(lay)] = (lay, layout_is_causal(lay))
+        return hit[1]
 
     def energy(self, xq: torch.Tensor, xk: torch.Tensor, y: torch.Tensor):
         """(H summed over the batch, z̄ [B, H, T]); queries from xq, keys from xk (both x̂)."""
@@ -153,7 +158,7 @@ class MomentumAttentionBlock(nn.Module):
         lay = self.layout(T)
         q = split_heads(self.q_proj(xq), nh)
         k = split_heads(self.k_proj(xk), nh)
-        _, lse = attend(q, k, k, lay, resolve_backend(self.backend, q), return_lse=True)
+        _, lse = attend(q, k, k, self._layouts.get(T), resolve_backend(self.backend, q), return_lse=True)
         counts = torch.as_tensor(lay.row_counts(), device=xq.device)  # [Hl, T]
         log_n = torch.log(counts.clamp_min(1).to(lse.dtype))[None]
         zbar = torch.exp(lse - log_n)  # [B, H, T] row mean of the kernel
@@ -166,18 +171,22 @@ class MomentumAttentionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, t: float | torch.Tensor | None = None):
         """x, y: [batch, seq, d_model] (y defaults to zeros) -> (x_next, y_next, t_next)."""
-        B, T = check_input(x, self.d_model, type(self).__name__)
+        B, T = check_input(x, self.d_model, type(self).__name__, param=self.q_proj.weight)
         if y is None:
             y = torch.zeros_like(x)
         elif not isinstance(y, torch.Tensor) or y.shape != x.shape:
             raise ValueError(f"{type(self).__name__}: velocity y must have x's shape {tuple(x.shape)}, got "
                              f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
+        else:
+            check_dtype(y, self.q_proj.weight, type(self).__name__, "velocity y")
         t = torch.as_tensor(1.0 if t is None else t, dtype=x.dtype, device=x.device)
         if not bool(torch.all(t > 0)):
             raise ValueError(f"time t must be > 0, got {t}")
         lay = self.layout(T)
         query_only = self._query_only(lay)
-        create = self.training and torch.is_grad_enabled()
+        # the force must stay differentiable whenever autograd records (training *and* eval:
+        # otherwise gradients of an eval-mode forward would silently miss the force terms)
+        create = torch.is_grad_enabled()
         with torch.enable_grad():
             xn = self.norm(x if create else x.detach())
             if not xn.requires_grad:
@@ -208,8 +217,8 @@ class MomentumAttentionBlock(nn.Module):
         return x_new, y_new, t + hx
 
     def extra_repr(self) -> str:
-        text = self.pattern.pattern_text if isinstance(self.pattern, Layout) else self.pattern.text()
-        return f"d_model={self.d_model}, num_heads={self.num_heads}, scheme={self.scheme!r}, pattern={text!r}"
+        return (f"d_model={self.d_model}, num_heads={self.num_heads}, scheme={self.scheme!r}, "
+                f"pattern={describe(self.pattern)!r}")
 
 
 class NesterovAttentionBlock(nn.Module):
@@ -218,7 +227,7 @@ class NesterovAttentionBlock(nn.Module):
 
     β = sigmoid(·) learned from ``beta`` (0.9), μ learned from ``mu`` (default β's initial
     value: the Nesterov look-ahead), h learned through softplus from ``h`` (1.0). Attn is a
-    :class:`SparseSelfAttention` over any maskc pattern or layout (default ``mc.causal()``),
+    :class:`SparseSelfAttention` over any maskc pattern, layout or plan (default ``mc.causal()``),
     so the block is causal whenever the pattern is. One attention evaluation per block.
 
     ``forward(x, v=None)`` returns ``(x_next, v_next)``; v starts at zero.
@@ -253,11 +262,13 @@ class NesterovAttentionBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x, v: [batch, seq, d_model] -> (x_next, v_next)."""
-        check_input(x, self.d_model, type(self).__name__)
+        check_input(x, self.d_model, type(self).__name__, param=self.attn.q_proj.weight)
         if v is None:
             v = torch.zeros_like(x)
         elif not isinstance(v, torch.Tensor) or v.shape != x.shape:
             raise ValueError(f"{type(self).__name__}: velocity v must have x's shape {tuple(x.shape)}")
+        else:
+            check_dtype(v, self.attn.q_proj.weight, type(self).__name__, "velocity v")
         a, _ = self.attn(self.norm(x + self.mu * v))
         v_new = torch.sigmoid(self.beta_logit) * v + F.softplus(self.rho_h) * a
         return x + v_new, v_new

@@ -91,7 +91,7 @@ def test_sparse_self_attention_errors():
         attn(torch.randn(1, 4, 8), attn_mask=torch.ones(4, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="divisible"):
         SparseSelfAttention(10, 3, mc.causal())
-    with pytest.raises(TypeError, match="Pattern or Layout"):
+    with pytest.raises(TypeError, match="Pattern, Layout or Plan"):
         SparseSelfAttention(8, 2, "causal()")
     lay = mc.compile(mc.causal(), 6, block=4)
     fixed = SparseSelfAttention(8, 2, lay, backend=REF)
@@ -467,3 +467,160 @@ def test_layout_is_causal():
                       (mc.full(), False), (mc.causal().at_block_level(4), False),
                       (mc.causal() & mc.offsets("primes"), True), (mc.global_tokens(2), False)]:
         assert layout_is_causal(mc.compile(p, 13, block=4)) is expect, p.text()
+
+
+# ------------------------------------------------------------ review fixes
+def _perturbed_pair(T: int, d: int, t0: int, seed: int, n: int = 1):
+    """n inputs [2, T, d] and copies whose positions >= t0 are redrawn."""
+    g = torch.Generator().manual_seed(seed)
+    a = [torch.randn(2, T, d, generator=g) for _ in range(n)]
+    b = [t.clone() for t in a]
+    for t in b:
+        t[:, t0:] = torch.randn(2, T - t0, d, generator=g)
+    return a, b
+
+
+def _causal_configs():
+    """Every causal configuration of every module: name -> (module, width)."""
+    torch.manual_seed(12)
+    pat = mc.causal() & (mc.window(2) | mc.offsets("primes"))
+    per_head = mc.heads([mc.causal() & mc.window(1), mc.causal() & mc.offsets([0, 3, 5, 8])])
+    return {
+        "sparse/per-head": (SparseSelfAttention(8, 2, per_head, backend=REF, block=8), 8),
+        "sparse/layout": (SparseSelfAttention(8, 2, mc.compile(pat, 23, block=8), backend=REF), 8),
+        "sparse/plan": (SparseSelfAttention(8, 2, mc.plan(pat, 23, block=8, head_dim=4), backend=REF), 8),
+        "prime/cap": (PrimeSelfAttention(8, heads=2, window=1, global_tokens=1, cap=7, backend=REF, block=8), 8),
+        "square/no-global": (SquareSelfAttention(8, heads=2, global_tokens=0, backend=REF, block=8), 8),
+        "mian_chowla": (MianChowlaSelfAttention(8, heads=2, window=0, backend=REF, block=8), 8),
+        "adaptive/bounded": (AdaptivePiAttention(8, 2, pairs=[(3, 1), (5, 2)], variant="bounded", m=2,
+                                                 backend=REF, block=8), 8),
+        "adaptive/doubling": (AdaptivePiAttention(8, 2, pairs=[(2, 1)], variant="doubling", backend=REF, block=8), 8),
+        "harmony/custom": (PrimeHarmonyAttention(8, 2, patterns=[mc.causal() & mc.window(2), mc.causal()],
+                                                 backend=REF, block=8), 8),
+        "harmony/cycled": (PrimeHarmonyAttention(10, 10, backend=REF, block=8), 10),
+        "riemann/additive": (RiemannPositionalEncoding(8, phase=True), 8),
+        "riemann/rotary": (RiemannPositionalEncoding(8, mode="rotary"), 8),
+    }
+
+
+@pytest.mark.parametrize("name", list(_causal_configs()))
+def test_every_causal_configuration_is_exactly_causal(name):
+    module, d = _causal_configs()[name]
+    for training in (True, False):
+        module.train(training)
+        assert_causal(module, d)
+
+
+def _momentum_configs():
+    torch.manual_seed(13)
+    pat = mc.causal() & (mc.window(2) | mc.offsets("primes"))
+    return {
+        "query": MomentumAttentionBlock(8, 2, mc.causal(), force="query", backend=REF, block=8),
+        "auto/layout": MomentumAttentionBlock(8, 2, mc.compile(pat, 23, block=8), backend=REF),
+        "auto/plan": MomentumAttentionBlock(8, 2, mc.plan(pat, 23, block=8, head_dim=4), backend=REF),
+        "auto/per-head": MomentumAttentionBlock(8, 2, mc.heads([mc.causal() & mc.window(1), pat]), backend=REF,
+                                                block=8),
+        "auto/exponential_euler": MomentumAttentionBlock(8, 2, pat, scheme="exponential_euler", backend=REF, block=8),
+    }
+
+
+@pytest.mark.parametrize("name", list(_momentum_configs()))
+@pytest.mark.parametrize("training", [True, False])
+def test_momentum_block_causal_in_x_and_y(name, training):
+    """Future positions *and* future velocities never change past outputs (two chained blocks)."""
+    blk = _momentum_configs()[name].train(training)
+    (x, y), (x2, y2) = _perturbed_pair(23, 8, 9, seed=14, n=2)
+
+    def run(x, y):
+        x1, y1, t1 = blk(x, 0.3 * y)
+        return torch.cat(blk(x1, y1, t1)[:2], -1)
+
+    a, b = run(x, y), run(x2, y2)
+    assert torch.equal(a[:, :9], b[:, :9]) and not torch.equal(a[:, 9:], b[:, 9:])
+
+
+def test_nesterov_block_causal_in_x_and_v():
+    torch.manual_seed(15)
+    blk = NesterovAttentionBlock(8, 2, mc.causal() & mc.offsets([0, 1, 4]), backend=REF, block=8)
+    (x, v), (x2, v2) = _perturbed_pair(23, 8, 9, seed=16, n=2)
+    a, b = torch.cat(blk(*blk(x, v)), -1), torch.cat(blk(*blk(x2, v2)), -1)
+    assert torch.equal(a[:, :9], b[:, :9]) and not torch.equal(a[:, 9:], b[:, 9:])
+
+
+def test_momentum_block_gradcheck_in_eval_mode():
+    """Before the fix the force was detached in eval mode, so this gradcheck failed."""
+    torch.manual_seed(17)
+    blk = MomentumAttentionBlock(4, 2, mc.causal() & mc.window(2), backend=REF, block=4).double().eval()
+    x = torch.randn(1, 6, 4, dtype=torch.float64, requires_grad=True)
+    y = (0.1 * torch.randn(1, 6, 4, dtype=torch.float64)).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: torch.cat(blk(a, b)[:2], -1), (x, y))
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_momentum_block_gradcheck_parameters(scheme):
+    """Gradients of the learned scalars (step sizes, damping, a) and of W_q against finite differences."""
+    torch.manual_seed(18)
+    blk = MomentumAttentionBlock(4, 2, mc.causal() & mc.window(2), scheme=scheme, backend=REF, block=4).double()
+    x = torch.randn(1, 5, 4, dtype=torch.float64)
+    y = 0.5 * torch.randn(1, 5, 4, dtype=torch.float64)
+    names = ["rho_x", "rho_y", "rho_clog", "rho_clin", "a_logit", "q_proj.weight"]
+    params = dict(blk.named_parameters())
+
+    def f(*vals):
+        out = torch.func.functional_call(blk, {**params, **dict(zip(names, vals))}, (x, y, torch.tensor(1.5)))
+        return torch.cat(out[:2], -1)
+
+    vals = tuple(params[n].detach().clone().requires_grad_(True) for n in names)
+    assert torch.autograd.gradcheck(f, vals)
+
+
+def test_momentum_causal_flag_cache_survives_id_reuse():
+    blk = MomentumAttentionBlock(8, 2, mc.causal(), backend=REF, block=8)
+    lay = blk.layout(12)
+    blk._causal[id(lay)] = (mc.compile(mc.full(), 12, block=8), False)  # a stale entry under a reused id
+    assert blk._query_only(lay) is True
+
+
+def test_dense_mask_cache_survives_id_reuse():
+    from maskc.nn._functional import _DENSE_CACHE, dense_mask
+
+    a = mc.compile(mc.causal() & mc.window(1), 9, block=4)
+    b = mc.compile(mc.causal(), 9, block=4)
+    _DENSE_CACHE[id(b)] = (a, a.to_dense())  # what a reused id would look like
+    np.testing.assert_array_equal(dense_mask(b), b.to_dense())
+
+
+def test_modules_accept_a_plan():
+    torch.manual_seed(19)
+    pat = mc.causal() & (mc.window(2) | mc.offsets("primes"))
+    pl = mc.plan(pat, 20, block=8, head_dim=4)
+    by_plan = SparseSelfAttention(8, 2, pl, backend=REF)
+    by_pat = SparseSelfAttention(8, 2, pat, backend=REF, block=8)
+    by_pat.load_state_dict(by_plan.state_dict())
+    x = torch.randn(2, 20, 8)
+    torch.testing.assert_close(by_plan(x)[0], by_pat(x)[0])
+    assert "plan(" in repr(by_plan)
+    with pytest.raises(ValueError, match="plan was made for q_len=20"):
+        by_plan(torch.randn(1, 21, 8))
+    mom = MomentumAttentionBlock(8, 2, pl, backend=REF)
+    ref = MomentumAttentionBlock(8, 2, pat, backend=REF, block=8)
+    ref.load_state_dict(mom.state_dict())
+    for a, b in zip(mom(x), ref(x)):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: SparseSelfAttention(8, 2, mc.causal(), backend=REF),
+    lambda: PrimeSelfAttention(8, heads=2, backend=REF),
+    lambda: PiAttention(8, 2, period=2, radius=1, backend=REF),
+    lambda: AdaptivePiAttention(8, 2, pairs=[(2, 1)], backend=REF),
+    lambda: PrimeHarmonyAttention(8, 2, backend=REF),
+    lambda: MomentumAttentionBlock(8, 2, backend=REF),
+    lambda: NesterovAttentionBlock(8, 2, backend=REF),
+])
+def test_dtype_errors_are_clear(make):
+    m = make()
+    with pytest.raises(TypeError, match=r"dtype torch.float64 does not match the module's parameters \(torch.float32\)"):
+        m(torch.randn(1, 5, 8, dtype=torch.float64))
+    with pytest.raises(TypeError, match="floating"):
+        m(torch.ones(1, 5, 8, dtype=torch.long))
