@@ -1,12 +1,10 @@
-"""torch on a shared 2-core machine: one intra-op thread is ~10x faster for these tiny sizes."""
+"""The examples run torch at tiny sizes too: reuse tests/nn's one-thread fixture (it also
+restores the thread count that the examples' main() sets)."""
 
-import pytest
-import torch
+import importlib.util
+from pathlib import Path
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+_spec = importlib.util.spec_from_file_location("maskc_tests_nn_conftest", Path(__file__).parents[1] / "nn" / "conftest.py")
+_nn_conftest = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_nn_conftest)
+_one_torch_thread = _nn_conftest._one_torch_thread

@@ -624,3 +624,13 @@ def test_dtype_errors_are_clear(make):
         m(torch.randn(1, 5, 8, dtype=torch.float64))
     with pytest.raises(TypeError, match="floating"):
         m(torch.ones(1, 5, 8, dtype=torch.long))
+
+
+@pytest.mark.parametrize("mod", ["attention", "pi", "primeformer", "sympformer"])
+def test_docstring_examples_run(mod):
+    """The short examples in the docstrings are part of the contract: run them."""
+    import doctest
+    import importlib
+
+    res = doctest.testmod(importlib.import_module(f"maskc.nn.{mod}"), optionflags=doctest.ELLIPSIS)
+    assert res.attempted > 0 and res.failed == 0
