@@ -50,6 +50,25 @@ def is_available() -> tuple[bool, str]:
 if HAVE_TRITON:
 
     @triton.jit
+    def _tile(base, idx, ok, dc, D: tl.constexpr):
+        """Rows ``idx`` of a [*, D] matrix at ``base`` as float32 (zeros where not ``ok``)."""
+        return tl.load(base + idx[:, None] * D + dc[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
+
+    @triton.jit
+    def _saved_lse(ptr, idx, ok):
+        """The forward's lse at rows ``idx``; empty rows (-inf) and masked slots read +inf so p = 0."""
+        lse = tl.load(ptr + idx, mask=ok, other=float("inf"))
+        return tl.where(lse == float("-inf"), float("inf"), lse)
+
+    @triton.jit
+    def _probs_and_dscores(q, kt, vt, do, ok, lse, delta, scale):
+        """Backward of one offset, row-wise: p = exp(s - lse), ds = p * (dO.v - delta)."""
+        s = tl.sum(q * kt, axis=1) * scale
+        p = tl.where(ok, tl.exp(s - lse), 0.0)
+        dp = tl.sum(do * vt, axis=1)
+        return p, p * (dp - delta)
+
+    @triton.jit
     def _dia_fwd(Q, K, V, O, L, OFF, n_off, N, M, group, scale,
                  H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr):
         pid = tl.program_id(0)
@@ -60,10 +79,9 @@ if HAVE_TRITON:
         rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
         dc = tl.arange(0, D)
         rmask = rows < N
-        qbase = Q + (b * H + h) * N * D
         kbase = K + (b * HKV + hk) * M * D
         vbase = V + (b * HKV + hk) * M * D
-        q = tl.load(qbase + rows[:, None] * D + dc[None, :], mask=rmask[:, None], other=0.0).to(tl.float32)
+        q = _tile(Q + (b * H + h) * N * D, rows, rmask, dc, D)
         m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_M], tl.float32)
         acc = tl.zeros([BLOCK_M, D], tl.float32)
@@ -71,8 +89,8 @@ if HAVE_TRITON:
             d = tl.load(OFF + t)
             j = rows - d
             ok = rmask & (j >= 0) & (j < M)
-            kt = tl.load(kbase + j[:, None] * D + dc[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-            vt = tl.load(vbase + j[:, None] * D + dc[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
+            kt = _tile(kbase, j, ok, dc, D)
+            vt = _tile(vbase, j, ok, dc, D)
             s = tl.sum(q * kt, axis=1) * scale
             s = tl.where(ok, s, float("-inf"))
             m_new = tl.maximum(m_i, s)
@@ -101,10 +119,9 @@ if HAVE_TRITON:
         dc = tl.arange(0, D)
         rmask = rows < N
         qo = (b * H + h) * N * D
-        q = tl.load(Q + qo + rows[:, None] * D + dc[None, :], mask=rmask[:, None], other=0.0).to(tl.float32)
-        do = tl.load(DO + qo + rows[:, None] * D + dc[None, :], mask=rmask[:, None], other=0.0).to(tl.float32)
-        lse = tl.load(L + (b * H + h) * N + rows, mask=rmask, other=float("inf"))
-        lse = tl.where(lse == float("-inf"), float("inf"), lse)
+        q = _tile(Q + qo, rows, rmask, dc, D)
+        do = _tile(DO + qo, rows, rmask, dc, D)
+        lse = _saved_lse(L + (b * H + h) * N, rows, rmask)
         delta = tl.load(DEL + (b * H + h) * N + rows, mask=rmask, other=0.0)
         kbase = K + (b * HKV + hk) * M * D
         vbase = V + (b * HKV + hk) * M * D
@@ -113,12 +130,9 @@ if HAVE_TRITON:
             d = tl.load(OFF + t)
             j = rows - d
             ok = rmask & (j >= 0) & (j < M)
-            kt = tl.load(kbase + j[:, None] * D + dc[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-            vt = tl.load(vbase + j[:, None] * D + dc[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-            s = tl.sum(q * kt, axis=1) * scale
-            p = tl.where(ok, tl.exp(s - lse), 0.0)
-            dp = tl.sum(do * vt, axis=1)
-            ds = p * (dp - delta)
+            kt = _tile(kbase, j, ok, dc, D)
+            vt = _tile(vbase, j, ok, dc, D)
+            p, ds = _probs_and_dscores(q, kt, vt, do, ok, lse, delta, scale)
             dq += ds[:, None] * kt
         tl.store(DQ + qo + rows[:, None] * D + dc[None, :], (dq * scale).to(DQ.dtype.element_ty), mask=rmask[:, None])
 
@@ -134,8 +148,8 @@ if HAVE_TRITON:
         dc = tl.arange(0, D)
         cmask = cols < M
         ko = (b * HKV + hk) * M * D
-        kt = tl.load(K + ko + cols[:, None] * D + dc[None, :], mask=cmask[:, None], other=0.0).to(tl.float32)
-        vt = tl.load(V + ko + cols[:, None] * D + dc[None, :], mask=cmask[:, None], other=0.0).to(tl.float32)
+        kt = _tile(K + ko, cols, cmask, dc, D)
+        vt = _tile(V + ko, cols, cmask, dc, D)
         qo = (b * H + h) * N * D
         dk = tl.zeros([BLOCK_N, D], tl.float32)
         dv = tl.zeros([BLOCK_N, D], tl.float32)
@@ -143,16 +157,12 @@ if HAVE_TRITON:
             d = tl.load(OFF + t)
             i = cols + d
             ok = cmask & (i >= 0) & (i < N)
-            q = tl.load(Q + qo + i[:, None] * D + dc[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-            do = tl.load(DO + qo + i[:, None] * D + dc[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
-            lse = tl.load(L + (b * H + h) * N + i, mask=ok, other=float("inf"))
-            lse = tl.where(lse == float("-inf"), float("inf"), lse)
+            q = _tile(Q + qo, i, ok, dc, D)
+            do = _tile(DO + qo, i, ok, dc, D)
+            lse = _saved_lse(L + (b * H + h) * N, i, ok)
             delta = tl.load(DEL + (b * H + h) * N + i, mask=ok, other=0.0)
-            s = tl.sum(q * kt, axis=1) * scale
-            p = tl.where(ok, tl.exp(s - lse), 0.0)
+            p, ds = _probs_and_dscores(q, kt, vt, do, ok, lse, delta, scale)
             dv += p[:, None] * do
-            dp = tl.sum(do * vt, axis=1)
-            ds = p * (dp - delta)
             dk += ds[:, None] * q
         # per q-head gradients [B, H, M, D]; the caller sums the GQA group
         go = (b * H + h) * M * D
