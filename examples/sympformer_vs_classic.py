@@ -87,6 +87,15 @@ def loss_fn(model, seq):
     return nn.functional.cross_entropy(logits[:, h:].reshape(-1, logits.shape[-1]), tgt[:, h:].reshape(-1))
 
 
+def warm_up(kinds, args, pattern) -> None:
+    """One untimed forward/backward per kind: the first model to run would otherwise pay the
+    one-off pattern compile and JIT warm-up inside its timed steps (measured: ~2-3x its
+    per-step time over 12 steps, still +150% over 300)."""
+    seq = batch(np.random.default_rng(0), 2, args.seq + 1, args.vocab)
+    for kind in kinds:
+        loss_fn(Net(kind, args.vocab, args.seq, args.dim, args.heads, args.layers, pattern), seq).backward()
+
+
 def train(kind, args, pattern):
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -94,7 +103,7 @@ def train(kind, args, pattern):
     val = batch(vrng, 128, args.seq + 1, args.vocab)
     model = Net(kind, args.vocab, args.seq, args.dim, args.heads, args.layers, pattern)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
-    hist = {"step": [], "time": [], "val": [], "train": []}
+    hist = {"step": [], "time": [], "val": [], "train": [], "step_s": []}
     elapsed = 0.0
     for step in range(1, args.steps + 1):
         seq = batch(rng, args.batch, args.seq + 1, args.vocab)
@@ -105,7 +114,8 @@ def train(kind, args, pattern):
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        elapsed += time.process_time() - t0
+        hist["step_s"].append(time.process_time() - t0)
+        elapsed += hist["step_s"][-1]
         if step % args.eval_every == 0 or step == args.steps:
             model.eval()
             with torch.no_grad():
@@ -148,10 +158,12 @@ def main(argv=None) -> int:
             args.plot = ""
     pattern = mc.parse(args.pattern)
     hists = {}
+    warm_up(args.kinds.split(","), args, pattern)
     for kind in args.kinds.split(","):
         hists[kind] = train(kind, args, pattern)
         h = hists[kind]
-        print(f"{kind:<9} final val {h['val'][-1]:.4f}  {1000 * h['time'][-1] / args.steps:.0f} ms/step", flush=True)
+        print(f"{kind:<9} final val {h['val'][-1]:.4f}  median {1000 * float(np.median(h['step_s'])):.0f} ms/step "
+              f"(mean {1000 * h['time'][-1] / args.steps:.0f})", flush=True)
     t_eq = min(h["time"][-1] for h in hists.values())
     print(f"\nequal steps ({args.steps}):  " + "  ".join(f"{k} {h['val'][-1]:.4f}" for k, h in hists.items()))
     print(f"equal wall-clock ({t_eq:.1f} s): " + "  ".join(f"{k} {at_time(h, t_eq):.4f}" for k, h in hists.items()))

@@ -634,3 +634,16 @@ def test_docstring_examples_run(mod):
 
     res = doctest.testmod(importlib.import_module(f"maskc.nn.{mod}"), optionflags=doctest.ELLIPSIS)
     assert res.attempted > 0 and res.failed == 0
+
+
+def test_momentum_block_one_attention_evaluation(monkeypatch):
+    """SPEC D: one oracle call (attention evaluation) per block, like a classic block."""
+    import maskc.nn.sympformer as S
+
+    calls = []
+    real = S.attend
+    monkeypatch.setattr(S, "attend", lambda *a, **k: calls.append(1) or real(*a, **k))
+    blk = MomentumAttentionBlock(8, 2, mc.causal() & mc.window(2), backend=REF, block=8)
+    x, y, t = blk(torch.randn(1, 7, 8))
+    blk(x, y, t)[0].sum().backward()
+    assert len(calls) == 2  # two blocks' forward passes; the force's backward adds none
