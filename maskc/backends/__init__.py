@@ -179,20 +179,9 @@ def _triton_supports(q, layout):
 
 
 def _flex_supports(q, layout):
-    import importlib
+    from maskc.backends.flex import supports
 
-    mod = importlib.import_module("maskc.backends.flex")
-    own = getattr(mod, "supports", None)
-    if own is not None:
-        return own(q, layout)
-    import torch
-
-    if q.device.type == "cpu" and torch.is_grad_enabled() and q.requires_grad:
-        return False, (
-            "torch FlexAttention has no backward on CPU; use backend='reference' to train on CPU "
-            "(or triton with TRITON_INTERPRET=1), or run flex under torch.no_grad()"
-        )
-    return True, ""
+    return supports(q, layout)
 
 
 def _register_builtins() -> None:

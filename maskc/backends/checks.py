@@ -23,6 +23,8 @@ import numpy as np
 
 #: Array libraries maskc backends understand.
 ARRAY_LIBS: tuple[str, ...] = ("numpy", "torch", "jax")
+#: Floating dtypes maskc backends take (float128 and friends are refused, not truncated).
+FLOAT_DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
 
 
 def array_lib(x: Any) -> str | None:
@@ -30,6 +32,10 @@ def array_lib(x: Any) -> str | None:
 
     Never imports torch or jax: an object can only be one of their arrays if the
     library is already imported.
+
+    Example:
+        >>> array_lib(np.zeros(3)), array_lib([0.0])
+        ('numpy', None)
     """
     if isinstance(x, np.ndarray):
         return "numpy"
@@ -43,7 +49,12 @@ def array_lib(x: Any) -> str | None:
 
 
 def dtype_name(x: Any) -> str:
-    """Short dtype name of an array: 'float32', 'bfloat16', 'float16', ..."""
+    """Short dtype name of an array: 'float32', 'bfloat16', 'float16', ...
+
+    Example:
+        >>> dtype_name(np.zeros(2, np.float16))
+        'float16'
+    """
     lib = array_lib(x)
     if lib == "torch":
         return str(x.dtype).replace("torch.", "")
@@ -51,12 +62,17 @@ def dtype_name(x: Any) -> str:
 
 
 def is_floating(x: Any) -> bool:
-    """True when the array holds real floating-point numbers."""
+    """True when the array holds real floating-point numbers (numpy bfloat16 included).
+
+    Example:
+        >>> is_floating(np.zeros(2)), is_floating(np.zeros(2, np.int32))
+        (True, False)
+    """
     lib = array_lib(x)
     if lib == "torch":
         return bool(x.is_floating_point())
-    if lib == "numpy":
-        return bool(np.issubdtype(x.dtype, np.floating))
+    if lib == "numpy":  # ml_dtypes' bfloat16 is not a numpy floating subtype
+        return bool(np.issubdtype(x.dtype, np.floating)) or x.dtype.name == "bfloat16"
     if lib == "jax":
         import jax.numpy as jnp
 
@@ -65,7 +81,12 @@ def is_floating(x: Any) -> bool:
 
 
 def device_of(x: Any) -> str:
-    """A device string: 'cpu', 'cuda:0', ... (numpy arrays are always 'cpu')."""
+    """A device string: 'cpu', 'cuda:0', ... (numpy arrays are always 'cpu').
+
+    Example:
+        >>> device_of(np.zeros(2))
+        'cpu'
+    """
     lib = array_lib(x)
     if lib == "torch":
         return str(x.device)
@@ -80,7 +101,12 @@ def device_of(x: Any) -> str:
 
 
 def device_type(device: str) -> str:
-    """'cpu', 'cuda', 'gpu', 'tpu', ...: the device string without its index."""
+    """'cpu', 'cuda', 'gpu', 'tpu', ...: the device string without its index.
+
+    Example:
+        >>> device_type("cuda:1"), device_type("gpu:0,gpu:1")
+        ('cuda', 'gpu')
+    """
     return device.split(":")[0].split(",")[0]
 
 
@@ -97,6 +123,8 @@ class InputInfo:
     q_len: int
     kv_len: int
     head_dim: int
+    #: torch autograd will record this call (grad mode on and q, k or v requires grad)
+    needs_grad: bool = False
 
     @property
     def group(self) -> int:
@@ -118,6 +146,13 @@ def validate_arrays(q: Any, k: Any, v: Any) -> InputInfo:
     """Check q, k, v on their own (no layout): library, rank, sizes, dtype, device.
 
     Raises TypeError for a wrong type / dtype and ValueError for wrong shapes or devices.
+
+    Example:
+        >>> q = np.zeros((1, 4, 8, 16), np.float32)
+        >>> kv = np.zeros((1, 2, 10, 16), np.float32)
+        >>> info = validate_arrays(q, kv, kv)
+        >>> info.group, info.kv_len, info.needs_grad
+        (2, 10, False)
     """
     libs = {}
     for name, x in (("q", q), ("k", k), ("v", v)):
@@ -148,6 +183,10 @@ def validate_arrays(q: Any, k: Any, v: Any) -> InputInfo:
                 else f"{name} must have a floating dtype (float16, bfloat16, float32, float64), got {dtype_name(x)}"
             )
     dt = dtype_name(q)
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(
+            f"q has dtype {dt}; maskc backends take {', '.join(FLOAT_DTYPES)}: cast q, k and v to one of them"
+        )
     for name, x in (("k", k), ("v", v)):
         if dtype_name(x) != dt:
             raise TypeError(f"{name} has dtype {dtype_name(x)} but q has {dt}; q, k and v must share one dtype")
@@ -181,11 +220,25 @@ def validate_arrays(q: Any, k: Any, v: Any) -> InputInfo:
             f"q has {Hq} heads and k/v have {Hkv}; the number of q heads must be a multiple of the "
             "k/v heads (grouped-query attention)"
         )
-    return InputInfo(lib, dt, dev, B, Hq, Hkv, Lq, Lk, D)
+    needs_grad = False
+    if lib == "torch":
+        import torch
+
+        needs_grad = torch.is_grad_enabled() and any(x.requires_grad for x in (q, k, v))
+    return InputInfo(lib, dt, dev, B, Hq, Hkv, Lq, Lk, D, needs_grad)
 
 
 def validate_layout(layout: Any, info: InputInfo) -> None:
-    """Check that ``layout`` is a maskc Layout whose sizes match the arrays."""
+    """Check that ``layout`` is a maskc Layout whose sizes match the arrays.
+
+    Example:
+        >>> import maskc as mc
+        >>> q = np.zeros((1, 1, 8, 4), np.float32)
+        >>> validate_layout(mc.Layout.from_dense(np.ones((6, 8), bool), 4), validate_arrays(q, q, q))
+        Traceback (most recent call last):
+        ...
+        ValueError: layout.q_len is 6 but q has 8 query positions (q.shape[2]); compile the layout for this length
+    """
     from maskc.ir.layout import Layout
 
     if not isinstance(layout, Layout):
@@ -218,14 +271,47 @@ def validate_layout(layout: Any, info: InputInfo) -> None:
 
 
 def validate_inputs(q: Any, k: Any, v: Any, layout: Any) -> InputInfo:
-    """Validate arrays and layout together; returns the :class:`InputInfo`."""
+    """Validate arrays and layout together; returns the :class:`InputInfo` (see the module example)."""
     info = validate_arrays(q, k, v)
     validate_layout(layout, info)
     return info
 
 
+def check_direct_call(backend: str, q: Any, k: Any, layout: Any) -> None:
+    """Shape checks for backends called directly (not through ``attention()``).
+
+    Raises :class:`~maskc.errors.MaskcError` naming ``backend`` when the layout's heads or
+    lengths do not fit q, k, or the q heads are not a multiple of the k heads.
+
+    Example:
+        >>> import numpy as np, maskc as mc
+        >>> lay = mc.Layout.from_dense(np.ones((2, 8, 8), bool), block=4)
+        >>> check_direct_call("mine", np.ones((1, 3, 8, 4)), np.ones((1, 1, 8, 4)), lay)
+        Traceback (most recent call last):
+        ...
+        maskc.errors.MaskcError: mine backend: layout has 2 heads, expected 1 or 3 (q heads)
+    """
+    from maskc.errors import MaskcError
+
+    Hq, Hkv = int(q.shape[1]), int(k.shape[1])
+    if layout.heads not in (1, Hq):
+        raise MaskcError(f"{backend} backend: layout has {layout.heads} heads, expected 1 or {Hq} (q heads)")
+    if Hq % Hkv:
+        raise MaskcError(f"{backend} backend: q heads ({Hq}) must be a multiple of kv heads ({Hkv})")
+    if (int(q.shape[2]), int(k.shape[2])) != (layout.q_len, layout.kv_len):
+        raise MaskcError(
+            f"{backend} backend: sequence lengths (q {q.shape[2]}, kv {k.shape[2]}) differ from the layout's "
+            f"(q_len {layout.q_len}, kv_len {layout.kv_len})"
+        )
+
+
 def validate_scale(scale: Any, head_dim: int) -> float:
-    """``scale`` or 1/sqrt(head_dim); must be a finite real number."""
+    """``scale`` or 1/sqrt(head_dim); must be a finite real number.
+
+    Example:
+        >>> validate_scale(None, 16), validate_scale(2, 16)
+        (0.25, 2.0)
+    """
     if scale is None:
         return 1.0 / float(np.sqrt(head_dim))
     if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):

@@ -337,6 +337,13 @@ def crosscheck(
     H = int(heads) if heads is not None else (lay.heads if lay.heads > 1 else 2)
     Hkv = H if kv_heads is None else int(kv_heads)
     B, D = int(batch), int(head_dim)
+    for what, n in (("batch", B), ("heads", H), ("kv_heads", Hkv), ("head_dim", D)):
+        if n < 1:
+            raise ValueError(f"crosscheck: {what} must be at least 1, got {n}")
+    # refuse sizes the float64 truth cannot hold before drawing any input
+    from maskc.backends.reference import check_size
+
+    check_size(lay, B)
     gen = torch.Generator().manual_seed(int(seed))
     tdt = _torch_dtype(dt)
 
@@ -412,9 +419,10 @@ def _check_one(rec: Backend, lay, dt, inputs, ref, scale, grads, device, attenti
         q, k, v = (_as_lib(x, lib, dt, dev) for x in (q64, k64, v64))
         from maskc.backends.checks import validate_inputs
 
-        info = validate_inputs(q, k, v, lay)
         if do_grads and lib == "torch":
-            q.requires_grad_(True)  # supports() may look at requires_grad
+            for x in (q, k, v):  # before validation: selection looks at requires_grad
+                x.requires_grad_(True)
+        info = validate_inputs(q, k, v, lay)
         ok, why = rec.accepts(info, q, lay, auto=False)
         if not ok:
             row.reason = f"cannot run this case: {why}"
@@ -422,7 +430,6 @@ def _check_one(rec: Backend, lay, dt, inputs, ref, scale, grads, device, attenti
         row.tol = rec.tolerance.get(dt, TOLERANCES[dt])
         got: dict[str, np.ndarray] = {}
         if lib == "torch" and do_grads:
-            k, v = (x.requires_grad_(True) for x in (k, v))
             out, lse = attention(q, k, v, lay, backend=rec.name, scale=scale, return_lse=True)
             g = g64.to(device=dev, dtype=out.dtype)
             (out * g).sum().backward()

@@ -15,12 +15,61 @@ from __future__ import annotations
 import os
 import warnings
 
-from maskc.errors import MaskcError
+from maskc.backends.checks import check_direct_call
+from maskc.errors import MaskcError, TooLargeError
 from maskc.ir.layout import Layout
 
-__all__ = ["attention_flex", "is_available", "compiled_flex_attention"]
+__all__ = ["attention_flex", "is_available", "supports", "compiled_flex_attention", "MAX_EAGER_SCORE_ELEMENTS"]
 
 _COMPILED = None
+
+#: Eager (uncompiled) flex_attention materialises every score: refuse calls with more than
+#: this many ``batch * q_heads * q_len * kv_len`` elements before anything is allocated.
+MAX_EAGER_SCORE_ELEMENTS: int = 1 << 26
+
+
+def _compiled_default(device_type: str) -> bool:
+    return device_type == "cuda" or os.environ.get("MASKC_FLEX_COMPILE", "0") not in ("", "0")
+
+
+def _eager_too_large(q, kv_len: int, compiled: bool) -> str:
+    """Why an eager call is too large ("" when it fits)."""
+    if compiled:
+        return ""
+    B, Hq, Lq, _ = (int(s) for s in q.shape)
+    need = B * Hq * Lq * int(kv_len)
+    if need <= MAX_EAGER_SCORE_ELEMENTS:
+        return ""
+    return (
+        f"eager FlexAttention would materialise {need:,} scores (batch {B} x {Hq} heads x {Lq} x "
+        f"{int(kv_len)}), above maskc.backends.flex.MAX_EAGER_SCORE_ELEMENTS="
+        f"{MAX_EAGER_SCORE_ELEMENTS:,}; use the compiled kernel (CUDA, or MASKC_FLEX_COMPILE=1 on CPU), "
+        "a sparse backend, or split the batch / heads"
+    )
+
+
+def _check_size(q, k, compiled: bool) -> None:
+    why = _eager_too_large(q, int(k.shape[2]), compiled)
+    if why:
+        raise TooLargeError(why)
+
+
+def supports(q, layout) -> tuple[bool, str]:
+    """Whether ``attention`` may run these inputs on flex (used by backend selection).
+
+    Refuses eager calls whose dense scores exceed :data:`MAX_EAGER_SCORE_ELEMENTS` (the
+    size of k is taken as the layout's ``kv_len``). Gradients are checked by the registry.
+
+    Example:
+        >>> import torch, maskc as mc
+        >>> lay = mc.compile(mc.causal(), q_len=64, block=32)
+        >>> supports(torch.zeros(1, 2, 64, 16), lay)
+        (True, '')
+    """
+    if layout is None:
+        return True, ""
+    why = _eager_too_large(q, layout.kv_len, _compiled_default(q.device.type))
+    return (False, why) if why else (True, "")
 
 
 def is_available() -> tuple[bool, str]:
@@ -113,15 +162,10 @@ def attention_flex(q, k, v, layout: Layout, *, scale: float, compiled: bool | No
 
     from maskc.export.flex import to_flex_block_mask
 
-    if layout.heads not in (1, q.shape[1]):
-        raise MaskcError(f"flex backend: layout has {layout.heads} heads, expected 1 or {q.shape[1]}")
-    if (q.shape[2], k.shape[2]) != (layout.q_len, layout.kv_len):
-        raise MaskcError(
-            f"flex backend: sequence lengths (q {q.shape[2]}, kv {k.shape[2]}) differ from the layout's "
-            f"(q_len {layout.q_len}, kv_len {layout.kv_len})"
-        )
+    check_direct_call("flex", q, k, layout)
     if compiled is None:
-        compiled = q.device.type == "cuda" or os.environ.get("MASKC_FLEX_COMPILE", "0") not in ("", "0")
+        compiled = _compiled_default(q.device.type)
+    _check_size(q, k, compiled)
     bm = to_flex_block_mask(layout, q.device)
     fn = compiled_flex_attention() if compiled else flex_attention
     kw = dict(block_mask=bm, scale=float(scale), enable_gqa=q.shape[1] != k.shape[1],
@@ -130,6 +174,8 @@ def attention_flex(q, k, v, layout: Layout, *, scale: float, compiled: bool | No
     if opts is not None:
         kw["kernel_options"] = opts
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    if not needs_grad:  # no graph is recorded: detach, or torch's CPU flex refuses requires_grad inputs
+        q, k, v = q.detach(), k.detach(), v.detach()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")
         if compiled and q.device.type == "cpu":
@@ -143,7 +189,8 @@ def attention_flex(q, k, v, layout: Layout, *, scale: float, compiled: bool | No
             _, aux = flex_attention(q, k, v, **kw, return_aux=AuxRequest(lse=True))
         else:
             out, aux = fn(q, k, v, **kw)
-    lse = aux.lse.float()
+    # lse: float32, float64 for float64 inputs (the backend contract)
+    lse = aux.lse.to(torch.float64 if q.dtype == torch.float64 else torch.float32)
     # rows with no allowed key: zeros and -inf whatever the kernel produced
     empty = _empty_rows(layout, q.device)[None]  # [1, H or 1, Lq]
     if bool(empty.any()):

@@ -145,18 +145,28 @@ def _attention(q, k, v, cols, mids, table, scale, *, q_len, kv_len, block_q, blo
     return out, lse
 
 
-def estimate_bytes(layout, batch: int, q_heads: int, head_dim: int) -> int:
-    """Bytes of the gathered K/V blocks, scores and probabilities (float32)."""
+def estimate_bytes(layout, batch: int, q_heads: int, head_dim: int, itemsize: int = 4) -> int:
+    """Bytes of the gathered K/V blocks, scores and probabilities in the compute dtype.
+
+    ``itemsize`` is that of the compute dtype: 4 (float16 / bfloat16 / float32 inputs
+    compute in float32) or 8 (float64).
+
+    Example:
+        >>> import numpy as np, maskc as mc
+        >>> lay = mc.Layout.from_dense(np.tril(np.ones((4, 4), bool)), block=2)
+        >>> estimate_bytes(lay, 1, 1, 8), estimate_bytes(lay, 1, 1, 8, itemsize=8)
+        (704, 1408)
+    """
     bl = block_lists(layout)
     K = bl["cols"].shape[2]
     slots = batch * q_heads * layout.n_qb * K
-    return slots * layout.block_k * (2 * head_dim + 3 * layout.block_q) * 4
+    return slots * layout.block_k * (2 * head_dim + 3 * layout.block_q) * int(itemsize)
 
 
 def attention_jax(q: Any, k: Any, v: Any, layout, *, scale: float):
     """Block-sparse attention on validated jax arrays; returns ``(out, lse)``; differentiable."""
     B, Hq, Lq, D = q.shape
-    need = estimate_bytes(layout, B, Hq, D)
+    need = estimate_bytes(layout, B, Hq, D, np.dtype(_compute_dtype(q.dtype)).itemsize)
     if need > MAX_BYTES:
         raise TooLargeError(
             f"the jax backend would gather about {need / 2**30:.2f} GiB of blocks and scores "

@@ -28,7 +28,13 @@ from maskc.errors import TooLargeError
 MAX_SCORE_ELEMENTS: int = 1 << 26
 
 
-def _check_size(layout, batch: int) -> None:
+def check_size(layout, batch: int) -> None:
+    """Raise :class:`~maskc.errors.TooLargeError` when the reference would hold too many scores.
+
+    Example:
+        >>> import numpy as np, maskc as mc
+        >>> check_size(mc.Layout.from_dense(np.ones((8, 8), bool), block=4), batch=2)  # fits: no error
+    """
     need = batch * layout.q_len * layout.kv_len
     if need > MAX_SCORE_ELEMENTS:
         raise TooLargeError(
@@ -104,7 +110,7 @@ def attention_reference(q: Any, k: Any, v: Any, layout, *, scale: float, keep_fl
     """
     from maskc.backends.checks import array_lib
 
-    _check_size(layout, int(q.shape[0]))
+    check_size(layout, int(q.shape[0]))
     mask = _dense_mask(layout)
     lib = array_lib(q)
     if lib == "torch":
@@ -122,5 +128,10 @@ def attention_reference(q: Any, k: Any, v: Any, layout, *, scale: float, keep_fl
 
 
 def check() -> tuple[bool, str]:
-    """The reference is always available (numpy only; torch / jax when their arrays come in)."""
+    """The reference is always available (numpy only; torch / jax when their arrays come in).
+
+    Example:
+        >>> check()
+        (True, 'ok')
+    """
     return True, "ok"

@@ -83,6 +83,11 @@ class Backend:
             return False, f"runs on {'/'.join(devs)}, got device {info.device}"
         if self.dtypes is not None and info.dtype not in self.dtypes:
             return False, f"supports dtypes {', '.join(self.dtypes)}, got {info.dtype}"
+        if info.needs_grad and not self.grads_on(dt):
+            return False, (
+                f"has no gradients on {dt}, and q, k or v requires grad; use a backend with gradients "
+                "there (see maskc.backends.available()) or run under torch.no_grad()"
+            )
         if self.supports is not None:
             try:
                 res = self.supports(q, layout) if _takes_layout(self.supports) else self.supports(q)
@@ -190,7 +195,12 @@ def register(
 
 
 def unregister(name: str) -> None:
-    """Remove a backend (no error if it is not registered)."""
+    """Remove a backend (no error if it is not registered).
+
+    Example:
+        >>> import maskc.backends as mb
+        >>> mb.unregister("never-registered")
+    """
     with _LOCK:
         _REGISTRY.pop(name, None)
 
@@ -236,14 +246,26 @@ def load_entry_point(ep: Any) -> None:
 
 
 def names() -> list[str]:
-    """Registered backend names, highest priority first."""
+    """Registered backend names, highest priority first.
+
+    Example:
+        >>> import maskc.backends as mb
+        >>> mb.names()[-1]
+        'reference'
+    """
     _load_entry_points()
     with _LOCK:
         return [b.name for b in sorted(_REGISTRY.values(), key=lambda b: -b.priority)]
 
 
 def get(name: str) -> Backend:
-    """The registered backend ``name``; ValueError listing the known names otherwise."""
+    """The registered backend ``name``; ValueError listing the known names otherwise.
+
+    Example:
+        >>> import maskc.backends as mb
+        >>> mb.get("scipy").arrays
+        ('numpy',)
+    """
     _load_entry_points()
     with _LOCK:
         rec = _REGISTRY.get(name)
@@ -275,7 +297,13 @@ def available() -> Availability:
 
 
 def format_available(details: bool = True) -> str:
-    """A text table of :func:`available` with each backend's arrays, devices and grads."""
+    """A text table of :func:`available` with each backend's arrays, devices and grads.
+
+    Example:
+        >>> import maskc.backends as mb
+        >>> mb.format_available().split()[:3]
+        ['backend', 'status', 'arrays']
+    """
     rows = []
     for n in names():
         b = get(n)
@@ -300,7 +328,15 @@ class Choice:
 
 
 def last_choice() -> Choice | None:
-    """The backend chosen by the most recent ``attention`` call in this thread (None before any)."""
+    """The backend chosen by the most recent ``attention`` call in this thread (None before any).
+
+    Example:
+        >>> import numpy as np, maskc as mc, maskc.backends as mb
+        >>> q = np.ones((1, 1, 4, 8), np.float32)
+        >>> _ = mb.attention(q, q, q, mc.Layout.from_dense(np.ones((4, 4), bool), 4), backend="reference")
+        >>> mb.last_choice()
+        Choice(name='reference', reason='explicit')
+    """
     return getattr(_last, "choice", None)
 
 
@@ -310,7 +346,15 @@ def _set_choice(name: str, reason: str) -> None:
 
 
 def select(info: InputInfo, q: Any, backend: str = "auto", layout: Any = None) -> Backend:
-    """Resolve ``backend`` (a name or "auto") for validated inputs; records :func:`last_choice`."""
+    """Resolve ``backend`` (a name or "auto") for validated inputs; records :func:`last_choice`.
+
+    Example:
+        >>> import numpy as np, maskc as mc, maskc.backends as mb
+        >>> q = np.ones((1, 1, 4, 8), np.float32)
+        >>> lay = mc.Layout.from_dense(np.ones((4, 4), bool), 4)
+        >>> mb.select(mb.validate_inputs(q, q, q, lay), q, "auto", lay).name
+        'scipy'
+    """
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a backend name or 'auto', got {type(backend).__name__}")
     source = "explicit"

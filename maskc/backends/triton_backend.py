@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from maskc.backends.checks import check_direct_call
 from maskc.errors import MaskcError
 from maskc.ir.layout import Layout
 
@@ -265,15 +266,7 @@ def attention_triton(q, k, v, layout: Layout, *, scale: float):
             f"triton backend: q, k, v must share head_dim, got {q.shape[-1]}, {k.shape[-1]}, {v.shape[-1]}"
         )
     check_supported(layout, int(q.shape[-1]), q.dtype)
-    if layout.heads not in (1, q.shape[1]):
-        raise MaskcError(f"triton backend: layout has {layout.heads} heads, expected 1 or {q.shape[1]}")
-    if q.shape[1] % k.shape[1]:
-        raise MaskcError(f"triton backend: q heads ({q.shape[1]}) must be a multiple of kv heads ({k.shape[1]})")
-    if (q.shape[2], k.shape[2]) != (layout.q_len, layout.kv_len):
-        raise MaskcError(
-            f"triton backend: sequence lengths (q {q.shape[2]}, kv {k.shape[2]}) differ from the layout's "
-            f"(q_len {layout.q_len}, kv_len {layout.kv_len})"
-        )
+    check_direct_call("triton", q, k, layout)
     if q.device.type == "cpu" and not _interpret():
         raise MaskcError("triton backend: CPU tensors need TRITON_INTERPRET=1 (set before importing triton)")
     if _FUNCTION is None:

@@ -1,5 +1,11 @@
-"""Shared helpers of the backend tests: float64 dense reference, error measure, random layouts,
-and the session-wide compiled FlexAttention (compiled once: ~17 s or more on a small CPU)."""
+"""Shared helpers of the backend tests: the float64 truth, the error measure and tolerances of
+DESIGN.md, random layouts, a registry scratch fixture, and the session-wide compiled
+FlexAttention (compiled once: ~17 s or more on a small CPU).
+
+The truth is maskc's reference backend (float64, torch autograd), itself checked against
+independent implementations in test_reference.py; the error measure and the tolerances are
+crosscheck's, so tests and ``maskc check`` judge backends by one rule.
+"""
 
 from __future__ import annotations
 
@@ -8,41 +14,38 @@ import pytest
 import torch
 
 import maskc as mc
+import maskc.backends as mb
+from maskc.backends.crosscheck import TOLERANCES, normalize_dtype
+from maskc.backends.crosscheck import rel_err as _rel_err
+from maskc.backends.reference import attention_reference
 
-#: relative-error tolerances against float64 (DESIGN.md, Tolerances; fp32 through tl.dot)
-TOL = {torch.float32: 1e-3, torch.float16: 5e-3, torch.bfloat16: 1e-2}
+
+def tol(dtype, backend: str = "reference") -> float:
+    """The relative-error tolerance of DESIGN.md for ``backend`` at ``dtype`` (its overrides included).
+
+    float32 1e-5 (triton 1e-3: tl.dot may use tf32), bfloat16 1e-2, float16 5e-3.
+    """
+    dt = normalize_dtype(dtype)
+    return mb.get(backend).tolerance.get(dt, TOLERANCES[dt])
 
 
 def dense_reference(q, k, v, layout: "mc.Layout", scale: float):
-    """Masked softmax attention in float64 (differentiable): (out, lse).
+    """Masked softmax attention in float64 (differentiable for torch): (out, lse).
 
-    Rows with no allowed key give out 0 and lse -inf. GQA by repeating kv heads.
+    Rows with no allowed key give out 0 and lse -inf. GQA and one-head layouts as in attention().
     """
-    q, k, v = q.double(), k.double(), v.double()
-    mask = torch.from_numpy(layout.to_dense())[None]  # [1, H or 1, Lq, Lk]
-    g = q.shape[1] // k.shape[1]
-    k = k.repeat_interleave(g, 1)
-    v = v.repeat_interleave(g, 1)
-    s = (q @ k.transpose(-1, -2)) * scale
-    s = s.masked_fill(~mask, float("-inf"))
-    lse = torch.logsumexp(s, -1)
-    finite = torch.isfinite(lse)
-    p = torch.exp(s - torch.where(finite, lse, torch.zeros_like(lse))[..., None])
-    return p @ v, lse
+    return attention_reference(q, k, v, layout, scale=scale, keep_float64=True)
 
 
-def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:
-    """||x - ref|| / ||ref|| over finite reference entries; NaN or a non-finite mismatch -> inf."""
-    x = x.detach().double()
-    ref = ref.detach().double()
-    if torch.isnan(x).any():
-        return float("inf")
-    fin = torch.isfinite(ref)
-    if not torch.equal(torch.isfinite(x), fin) or not torch.equal(x[~fin], ref[~fin]):
-        return float("inf")
-    den = ref[fin].norm().item()
-    num = (x[fin] - ref[fin]).norm().item()
-    return num / den if den > 0 else num
+def _np64(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().double().numpy()
+    return np.asarray(x).astype(np.float64)
+
+
+def rel_err(x, ref, floor: float = 0.0) -> float:
+    """crosscheck's ||x - ref|| / max(||ref||, floor) on any arrays; -inf must match; NaN -> NaN (fails)."""
+    return _rel_err(_np64(x), _np64(ref), floor=floor)
 
 
 def random_layout(rng: np.random.Generator, heads: int, q_len: int, kv_len: int, block,
@@ -59,6 +62,15 @@ def random_layout(rng: np.random.Generator, heads: int, q_len: int, kv_len: int,
     return mc.Layout.from_dense(m, block)
 
 
+@pytest.fixture
+def scratch():
+    """Backend names a test registers; they are unregistered afterwards."""
+    added: list[str] = []
+    yield added
+    for n in added:
+        mb.unregister(n)
+
+
 @pytest.fixture(scope="session")
 def compiled_flex():
     """The module-level torch.compile(flex_attention) (each new shape compiles once per session)."""
@@ -72,4 +84,4 @@ def bk():
     """The helpers above as one namespace (session-scoped, so hypothesis tests may use it)."""
     import types
 
-    return types.SimpleNamespace(TOL=TOL, ref=dense_reference, rel_err=rel_err, random_layout=random_layout)
+    return types.SimpleNamespace(tol=tol, ref=dense_reference, rel_err=rel_err, random_layout=random_layout)

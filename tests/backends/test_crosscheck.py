@@ -16,13 +16,6 @@ from maskc.cli import main
 LAY = mc.Layout.from_dense(np.tril(np.ones((2, 40, 40), bool)) & (np.random.default_rng(0).random((2, 40, 40)) < 0.5), 16)
 
 
-@pytest.fixture
-def scratch():
-    added: list[str] = []
-    yield added
-    for n in added:
-        mb.unregister(n)
-
 
 def _ref(q, k, v, layout, *, scale):
     return mb.get("reference").impl(q, k, v, layout, scale=scale)
@@ -154,3 +147,67 @@ def test_cli_errors_and_backends(capsys, tmp_path):
     assert "does not exist" in capsys.readouterr().err
     assert main(["backends"]) == 0
     assert "reference" in capsys.readouterr().out
+
+
+def _hand_packed_layout():
+    """A layout whose bitmasks are packed by hand, little-endian along keys (bit b of byte c = key c*8 + b).
+
+    q_len 16, kv_len 20 (ragged key tail), block 16: query row r may attend key r % 8 (block 0)
+    and key 16 + r % 4 (block 1, in the tail); row 15 has no key. Returns (layout, expected mask).
+    """
+    from maskc.ir.layout import PARTIAL, Layout
+
+    masks = np.zeros((2, 16, 2), np.uint8)
+    want = np.zeros((16, 20), bool)
+    for r in range(15):
+        masks[0, r, 0] = 1 << (r % 8)
+        masks[1, r, 0] = 1 << (r % 4)
+        want[r, r % 8] = want[r, 16 + r % 4] = True
+    lay = Layout(q_len=16, kv_len=20, block_q=16, block_k=16, row_ptr=np.array([[0, 2]], np.int64),
+                 col_idx=np.array([0, 1], np.int32), kind=np.array([PARTIAL, PARTIAL], np.int8),
+                 partial_id=np.array([0, 1], np.int32), masks=masks)
+    return lay.validate(), want
+
+
+def test_every_backend_reads_partial_bits_little_endian_with_empty_row_and_gqa():
+    lay, want = _hand_packed_layout()
+    assert np.array_equal(lay.to_dense()[0], want)  # pins the reference's reading of the bits
+    rep = mb.crosscheck(lay, heads=2, kv_heads=1, head_dim=16, scale=0.7)
+    assert rep.passed, rep.table()
+    ran = {r.backend for r in rep.rows if r.status == "pass"}
+    assert {"reference", "scipy", "jax", "flex"} <= ran, rep.table()
+    for r in rep.rows:  # nothing is skipped without a reason
+        assert r.status != "skipped" or r.reason
+
+
+def test_empty_row_has_zero_out_minus_inf_lse_and_zero_finite_grads():
+    import torch
+
+    lay, _ = _hand_packed_layout()
+    names = ["reference"] + (["triton"] if mb.available()["triton"][0] else [])
+    for name in names:
+        q = torch.randn(1, 2, 16, 16, requires_grad=True)
+        k, v = (torch.randn(1, 1, 20, 16, requires_grad=True) for _ in range(2))
+        out, lse = mb.attention(q, k, v, lay, backend=name, return_lse=True)
+        assert torch.all(out[:, :, 15] == 0) and torch.all(torch.isneginf(lse[:, :, 15])), name
+        (out.sum() + torch.where(torch.isfinite(lse), lse, 0).sum()).backward()
+        for t in (q, k, v):
+            assert torch.isfinite(t.grad).all(), name
+        assert torch.all(q.grad[:, :, 15] == 0), name
+
+
+def test_sizes_the_truth_cannot_hold_are_refused_before_drawing_inputs(monkeypatch):
+    import torch
+
+    from maskc.backends import reference
+    from maskc.errors import TooLargeError
+
+    drawn = []
+    real = torch.randn
+    monkeypatch.setattr(torch, "randn", lambda *a, **k: drawn.append(a) or real(*a, **k))
+    monkeypatch.setattr(reference, "MAX_SCORE_ELEMENTS", 1000)
+    with pytest.raises(TooLargeError, match="MAX_SCORE_ELEMENTS"):
+        mb.crosscheck(LAY, backends=["reference"])
+    assert drawn == []
+    with pytest.raises(ValueError, match="batch must be at least 1"):
+        mb.crosscheck(LAY, backends=["reference"], batch=0)

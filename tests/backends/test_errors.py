@@ -86,3 +86,20 @@ def test_gqa_and_broadcast_are_accepted():
     q, k, v = arrs(Hq=4, Hkv=2)
     lay1 = mc.Layout.from_dense(np.tril(np.ones((10, 12), bool)), 16)
     assert attention(q, k, v, lay1, backend="reference").shape == (1, 4, 10, 8)
+
+
+def test_numpy_bfloat16_is_floating_and_falls_back_to_reference():
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="ml_dtypes (numpy bfloat16) is not installed")
+    from maskc.backends import last_choice
+
+    q, k, v = (x.astype(ml_dtypes.bfloat16) for x in arrs())
+    out = attention(q, k, v, LAY)  # scipy takes no bfloat16: auto must fall back
+    assert last_choice().name == "reference" and out.dtype == q.dtype
+
+
+def test_unsupported_float_dtype_is_refused_not_truncated():
+    q, k, v = (x.astype(np.longdouble) for x in arrs())
+    if q.dtype == np.float64:
+        pytest.skip("np.longdouble is float64 on this platform")
+    with pytest.raises(TypeError, match=r"q has dtype float(96|128).*float16, bfloat16, float32, float64"):
+        attention(q, k, v, LAY)

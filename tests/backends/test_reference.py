@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import maskc as mc
 from maskc.backends import attention
 from maskc.backends import reference as refmod
 from maskc.errors import TooLargeError
+
+from _cases import attention_cases  # noqa: E402  (tests/backends/_cases.py)
 
 
 def naive_rows(q, k, v, mask, scale):
@@ -40,25 +41,8 @@ def naive_rows(q, k, v, mask, scale):
     return out, lse
 
 
-@st.composite
-def cases(draw, max_len=96):
-    """Random (mask, block, sizes) with ragged lengths, empty rows, per-head masks, GQA."""
-    seed = draw(st.integers(0, 2**31 - 1))
-    rng = np.random.default_rng(seed)
-    Lq, Lk = draw(st.integers(1, max_len)), draw(st.integers(1, max_len))
-    kv_heads = draw(st.integers(1, 2))
-    Hq = kv_heads * draw(st.integers(1, 2))
-    Hl = draw(st.sampled_from([1, Hq]))
-    density = draw(st.sampled_from([0.05, 0.3, 0.9]))
-    mask = rng.random((Hl, Lq, Lk)) < density
-    if draw(st.booleans()):
-        mask[:, rng.integers(0, Lq)] = False  # an empty row
-    block = draw(st.sampled_from([16, 32, (16, 32), (32, 16)]))
-    B, D = draw(st.integers(1, 2)), draw(st.sampled_from([4, 16]))
-    q = rng.normal(size=(B, Hq, Lq, D))
-    k = rng.normal(size=(B, kv_heads, Lk, D))
-    v = rng.normal(size=(B, kv_heads, Lk, D))
-    return mc.Layout.from_dense(mask, block), mask, q, k, v
+def cases():
+    return attention_cases()
 
 
 @settings(max_examples=20)

@@ -21,14 +21,6 @@ def _np(h=1, n=12, d=8, seed=0):
     return np.random.default_rng(seed).normal(size=(1, h, n, d)).astype(np.float32)
 
 
-@pytest.fixture
-def scratch():
-    """Names registered by a test are removed afterwards."""
-    added: list[str] = []
-    yield added
-    for n in added:
-        mb.unregister(n)
-
 
 def test_available_lists_every_builtin_with_a_reason():
     av = mb.available()
@@ -173,3 +165,44 @@ def test_plan_like_objects_are_delegated():
     q = _np()
     assert mb.attention(q, q, q, FakePlan(), backend="scipy", scale=0.3, return_lse=True) == "delegated"
     assert seen == {"backend": "scipy", "scale": 0.3, "return_lse": True}
+
+
+@pytest.mark.parametrize("which", ["k", "v"])
+def test_auto_skips_backends_without_grads_when_only_k_or_v_requires_grad(which):
+    q, k, v = (torch.from_numpy(_np(seed=s)) for s in range(3))
+    (k if which == "k" else v).requires_grad_(True)
+    out = mb.attention(q, k, v, LAY)
+    assert mb.last_choice().name == "reference", mb.last_choice()
+    assert "no gradients on cpu" in mb.last_choice().reason
+    out.sum().backward()
+    g = (k if which == "k" else v).grad
+    assert g is not None and torch.isfinite(g).all()
+
+
+def test_explicit_backend_without_grads_is_refused_with_the_reason():
+    q = torch.from_numpy(_np())
+    v = torch.from_numpy(_np()).requires_grad_(True)
+    if not mb.available()["flex"][0]:
+        pytest.skip(f"flex unavailable: {mb.available()['flex'][1]}")
+    with pytest.raises(ValueError, match="'flex'.*no gradients on cpu.*torch.no_grad"):
+        mb.attention(q, q, v, LAY, backend="flex")
+    with torch.no_grad():  # no graph recorded: flex may run
+        mb.attention(q, q, v, LAY, backend="flex")
+    assert mb.last_choice().name == "flex"
+
+
+def test_non_contiguous_views_give_the_same_result_on_every_backend():
+    base = np.random.default_rng(7).normal(size=(1, 12, 2, 16)).astype(np.float32)
+    view = base.transpose(0, 2, 1, 3)  # [1, 2, 12, 16], not contiguous
+    assert not view.flags.c_contiguous
+    want = mb.attention(np.ascontiguousarray(view), *(np.ascontiguousarray(view),) * 2, LAY, backend="reference")
+    for name in ("reference", "scipy"):
+        np.testing.assert_allclose(mb.attention(view, view, view, LAY, backend=name), want, rtol=1e-5, atol=1e-6)
+    tview = torch.from_numpy(base).transpose(1, 2)
+    assert not tview.is_contiguous()
+    for name in ("reference", "flex", "triton"):
+        ok, why = mb.available()[name]
+        if not ok:
+            continue  # reported by test_available_lists_every_builtin_with_a_reason
+        got = mb.attention(tview, tview, tview, LAY, backend=name)
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5, err_msg=name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import maskc as mc
 from maskc.backends import attention, last_choice
@@ -13,35 +12,22 @@ from maskc.backends import scipy_backend as sb
 from maskc.backends.crosscheck import TOLERANCES, rel_err
 from maskc.errors import TooLargeError
 
+from _cases import attention_cases  # noqa: E402  (tests/backends/_cases.py)
 
-@st.composite
-def cases(draw, max_len=300):
-    seed = draw(st.integers(0, 2**31 - 1))
-    rng = np.random.default_rng(seed)
-    Lq, Lk = draw(st.integers(1, max_len)), draw(st.integers(1, max_len))
-    kv_heads = draw(st.integers(1, 2))
-    Hq = kv_heads * draw(st.integers(1, 2))
-    Hl = draw(st.sampled_from([1, Hq]))
-    density = draw(st.sampled_from([0.02, 0.2, 0.7]))
-    mask = rng.random((Hl, Lq, Lk)) < density
-    n_empty = draw(st.integers(0, 3))
-    mask[:, rng.integers(0, Lq, size=n_empty)] = False
-    if draw(st.booleans()):  # add a dense run so some blocks are FULL
-        mask[:, : Lq // 2, : Lk // 3] = True
-    block = draw(st.sampled_from([16, 32, 64, (16, 64), (64, 32)]))
-    dtype = draw(st.sampled_from(["float32", "float64", "float16"]))
-    B, D = draw(st.integers(1, 2)), draw(st.sampled_from([8, 32]))
-    q, k, v = (rng.normal(size=(B, h, n, D)).astype(dtype) for h, n in ((Hq, Lq), (kv_heads, Lk), (kv_heads, Lk)))
-    return mc.Layout.from_dense(mask, block), q, k, v
+
+def cases():
+    return attention_cases(max_len=300, blocks=(16, 32, 64, (16, 64), (64, 32)),
+                           dtypes=("float32", "float64", "float16"), densities=(0.02, 0.2, 0.7), head_dims=(8, 32))
 
 
 @settings(max_examples=25)
 @given(cases())
 def test_scipy_matches_reference(case):
-    lay, q, k, v = case
+    lay, _, q, k, v = case
     out, lse = attention(q, k, v, lay, backend="scipy", return_lse=True)
     ref, ref_lse = attention(q, k, v, lay, backend="reference", return_lse=True)
     assert out.dtype == q.dtype and out.shape == q.shape
+    assert lse.dtype == (np.float64 if q.dtype == np.float64 else np.float32) and lse.shape == q.shape[:3]
     tol = {"float64": 1e-12}.get(str(q.dtype), TOLERANCES[str(q.dtype)])
     # compare at float64 against the float64 result (ref is cast to q.dtype: redo it exactly)
     from maskc.backends.reference import attention_reference
@@ -99,7 +85,9 @@ def test_estimate_grows_with_nnz_not_with_dense_size():
     assert small < 4096 * 4096 * 4 / 4  # far below one dense float32 score matrix
 
 
-def test_scipy_rejects_bfloat16_like_dtypes_via_registry():
-    from maskc.backends import get
-
-    assert get("scipy").dtypes == ("float16", "float32", "float64")
+def test_scipy_refuses_numpy_bfloat16_with_the_reason():
+    ml_dtypes = pytest.importorskip("ml_dtypes", reason="ml_dtypes (numpy bfloat16) is not installed")
+    lay = mc.compile(mc.causal(), q_len=20, block=16)
+    q = np.ones((1, 1, 20, 8), ml_dtypes.bfloat16)
+    with pytest.raises(ValueError, match="scipy.*supports dtypes float16, float32, float64, got bfloat16"):
+        attention(q, q, q, lay, backend="scipy")

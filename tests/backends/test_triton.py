@@ -45,7 +45,7 @@ def _check(bk, layout, B, Hq, Hkv, D, dtype, device="cpu", seed=0, grads=True, l
     scale = D ** -0.5
     out, lse = tb.attention_triton(q, k, v, layout, scale=scale)
     rout, rlse = bk.ref(rq, rk, rv, layout, scale)
-    tol = bk.TOL[dtype]
+    tol = bk.tol(dtype, "triton")
     assert out.dtype == dtype and out.shape == q.shape
     assert lse.dtype == torch.float32 and lse.shape == (B, Hq, layout.q_len)
     assert not torch.isnan(out).any() and not torch.isnan(lse).any()
