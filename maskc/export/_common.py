@@ -10,6 +10,7 @@ import numpy as np
 
 from maskc.errors import LayoutFormatError, TooLargeError
 from maskc.ir.layout import DEFAULT_MAX_DENSE_ELEMENTS, FULL, PARTIAL, Layout, _ceil_div, normalize_block
+from maskc.ir.validate import MAX_HEADS, MAX_LEN
 
 
 class LossyExportWarning(UserWarning):
@@ -29,13 +30,20 @@ def as_block(block: int | tuple[int, int] | Any) -> tuple[int, int]:
     return normalize_block(block)
 
 
-def positive_int(value: Any, name: str) -> int:
-    """``value`` as a positive int, or a ValueError naming ``name``."""
+def positive_int(value: Any, name: str, hi: int | None = None) -> int:
+    """``value`` as a positive int (at most ``hi``), or a ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if int(value) < 1:
         raise ValueError(f"{name} must be a positive integer, got {value}")
+    if hi is not None and int(value) > hi:
+        raise ValueError(f"{name} must be at most {hi:,}, got {int(value):,}")
     return int(value)
+
+
+def _valid_extent(idx: np.ndarray, size: int, length: int) -> np.ndarray:
+    """Elements of block ``idx`` (block ``size``) inside ``length``: size, or less for the ragged last."""
+    return np.minimum(size, length - idx * size)
 
 
 def block_tiles(layout: Layout, lo: int = 0, hi: int | None = None, index: np.ndarray | None = None) -> np.ndarray:
@@ -180,28 +188,38 @@ def layout_from_coo(heads: int, h: np.ndarray, i: np.ndarray, j: np.ndarray, q_l
     Duplicate triples are allowed (counted once). Indices must be in range.
     """
     bq, bk = as_block(block)
-    heads = positive_int(heads, "heads")
-    q_len, kv_len = positive_int(q_len, "q_len"), positive_int(kv_len, "kv_len")
+    heads = positive_int(heads, "heads", MAX_HEADS)
+    q_len, kv_len = positive_int(q_len, "q_len", MAX_LEN), positive_int(kv_len, "kv_len", MAX_LEN)
     h, i, j = (np.asarray(a, dtype=np.int64).reshape(-1) for a in (h, i, j))
+    if not h.shape == i.shape == j.shape:
+        raise ValueError(f"head / query / key index arrays differ in length: {h.size}, {i.size}, {j.size}")
     if h.size and (h.min() < 0 or h.max() >= heads or i.min() < 0 or i.max() >= q_len
                    or j.min() < 0 or j.max() >= kv_len):
         raise ValueError(f"allowed pairs out of range for heads={heads}, q_len={q_len}, kv_len={kv_len}")
-    n_qb, n_kb = _ceil_div(q_len, bq), _ceil_div(kv_len, bk)
-    # dedupe triples
-    tok = np.unique((h * q_len + i) * kv_len + j) if h.size else np.zeros(0, np.int64)
-    j = tok % kv_len
-    i = (tok // kv_len) % q_len
-    h = tok // (kv_len * q_len)
-    bkey = (h * n_qb + i // bq) * n_kb + j // bk
-    ukeys, inv, counts = np.unique(bkey, return_inverse=True, return_counts=True)
-    inv = inv.reshape(-1)
-    bh, rest = np.divmod(ukeys, n_qb * n_kb)
-    brow, bcol = np.divmod(rest, n_kb)
-    vr = np.full(n_qb, bq, np.int64)
-    vr[-1] = q_len - (n_qb - 1) * bq
-    vc = np.full(n_kb, bk, np.int64)
-    vc[-1] = kv_len - (n_kb - 1) * bk
-    full = counts == vr[brow] * vc[bcol]
+    n_qb = _ceil_div(q_len, bq)
+    if heads * (n_qb + 1) > max_elements // 8:
+        raise TooLargeError(f"a layout of {heads:,} head(s) x {n_qb:,} block rows (q_len={q_len:,}, block_q={bq}) "
+                            f"needs {heads * (n_qb + 1) * 8:,} bytes of row pointers, above max_elements={max_elements:,} / 8")
+    # sort by (head, block row, block col, query, key): duplicates become neighbours, blocks runs.
+    # (A flat key such as (h * q_len + i) * kv_len + j would overflow int64 at large sizes.)
+    br, bc = i // bq, j // bk
+    o = np.lexsort((j, i, bc, br, h))
+    h, i, j, br, bc = h[o], i[o], j[o], br[o], bc[o]
+
+    def changed(*cols: np.ndarray) -> np.ndarray:
+        out = np.ones(h.size, bool)
+        if h.size:
+            out[1:] = np.logical_or.reduce([np.diff(c) != 0 for c in cols])
+        return out
+
+    keep = changed(h, i, j)
+    h, i, j, br, bc = h[keep], i[keep], j[keep], br[keep], bc[keep]
+    new_block = changed(h, br, bc)
+    starts = np.nonzero(new_block)[0]
+    inv = np.cumsum(new_block) - 1
+    counts = np.diff(np.append(starts, h.size))
+    bh, brow, bcol = h[starts], br[starts], bc[starts]
+    full = counts == _valid_extent(brow, bq, q_len) * _valid_extent(bcol, bk, kv_len)
     kind = np.where(full, FULL, PARTIAL).astype(np.int8)
     n_part = int((~full).sum())
     if n_part * bq * bk > max_elements:
@@ -237,15 +255,27 @@ def layout_from_block_grid(grid: np.ndarray, q_len: int, kv_len: int, block: tup
         raise ValueError(
             f"block grid of shape {grid.shape[1:]} does not match q_len={q_len}, kv_len={kv_len} with "
             f"block {(bq, bk)} (expected {(_ceil_div(q_len, bq), _ceil_div(kv_len, bk))})")
-    nz = grid != 0
-    hh, rr, cc = np.nonzero(nz)
-    row_counts = nz.sum(axis=2).reshape(-1)
-    flat = np.zeros(H * n_qb + 1, np.int64)
-    np.cumsum(row_counts, out=flat[1:])
-    row_ptr = np.stack([flat[h * n_qb: (h + 1) * n_qb + 1] for h in range(H)]).astype(np.int64)
-    n = cc.size
+    hh, rr, cc = np.nonzero(grid != 0)
+    return layout_from_blocks(H, hh, rr, cc, q_len, kv_len, block, pattern_text)
+
+
+def layout_from_blocks(heads: int, h: np.ndarray, r: np.ndarray, c: np.ndarray, q_len: int, kv_len: int,
+                       block: tuple[int, int], pattern_text: str = "") -> Layout:
+    """Layout whose listed (head, block row, block col) triples are FULL blocks; O(listed blocks).
+
+    Triples must be distinct and in range (callers check; :func:`validated` re-checks).
+    """
+    bq, bk = block
+    n_qb = _ceil_div(q_len, bq)
+    h, r, c = (np.asarray(a, np.int64).reshape(-1) for a in (h, r, c))
+    o = np.lexsort((c, r, h))
+    h, r, c = h[o], r[o], c[o]
+    flat = np.zeros(heads * n_qb + 1, np.int64)
+    np.cumsum(np.bincount(h * n_qb + r, minlength=heads * n_qb), out=flat[1:])
+    row_ptr = np.stack([flat[k * n_qb: (k + 1) * n_qb + 1] for k in range(heads)]).astype(np.int64)
+    n = c.size
     return Layout(q_len=int(q_len), kv_len=int(kv_len), block_q=bq, block_k=bk, row_ptr=row_ptr,
-                  col_idx=cc.astype(np.int32), kind=np.full(n, FULL, np.int8),
+                  col_idx=c.astype(np.int32), kind=np.full(n, FULL, np.int8),
                   partial_id=np.full(n, -1, np.int32), masks=np.zeros((0, bq, _ceil_div(bk, 8)), np.uint8),
                   pattern_text=pattern_text)
 

@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from maskc.ir.layout import Layout, _ceil_div
+from maskc.errors import TooLargeError
+from maskc.ir.layout import DEFAULT_MAX_DENSE_ELEMENTS, Layout, _ceil_div
 from maskc.export._common import (
-    block_tiles, padded_full, bool_array, check_layout, int_array, layout_from_block_grid, layout_from_coo,
-    lossy_partial, positive_int, select_head, to_torch, validated,
+    block_tiles, padded_full, bool_array, check_layout, int_array, layout_from_block_grid, layout_from_blocks,
+    layout_from_coo, lossy_partial, positive_int, select_head, to_torch, validated,
 )
 
 __all__ = ["to_flashinfer_bsr", "from_flashinfer_bsr", "to_flashinfer_variable", "from_flashinfer_variable"]
@@ -83,12 +84,11 @@ def from_flashinfer_bsr(indptr: Any, indices: Any, M: int, N: int, R: int, C: in
         raise ValueError(f"indices must be key-block numbers in [0, ceil(N/C) = {n_kb})")
     rows = np.repeat(np.arange(n_qb, dtype=np.int64), np.diff(indptr))
     if mask is None:
-        key = rows * n_kb + indices
-        if np.unique(key).size != key.size:
+        o = np.lexsort((indices, rows))
+        if indices.size > 1 and ((np.diff(rows[o]) == 0) & (np.diff(indices[o]) == 0)).any():
             raise ValueError("indices list a block twice in one block row")
-        grid = np.zeros((1, n_qb, n_kb), np.int8)
-        grid[0, rows, indices] = 1
-        return validated(layout_from_block_grid(grid, M, N, (R, C), pattern_text))
+        # every listed block fully allowed: the pairs are the blocks' elements (never a dense n_qb x n_kb grid)
+        return validated(layout_from_blocks(1, np.zeros_like(rows), rows, indices, M, N, (R, C), pattern_text))
     m = bool_array(mask, "mask", 3)
     if m.shape != (indices.shape[0], R, C):
         raise ValueError(f"mask must have shape [nnz, R, C] = {[indices.shape[0], R, C]}, got {list(m.shape)}")
@@ -176,6 +176,11 @@ def from_flashinfer_variable(block_mask_map: Any, block_row_sz: Any, block_col_s
             raise ValueError("block sizes are not uniform (equal, last one possibly shorter); "
                              "pass block= to re-tile the exact token-level mask")
         return validated(layout_from_block_grid(g, q_len, kv_len, (int(rs[0, 0]), int(cs[0, 0])), pattern_text))
+    hb, rb, cb = np.nonzero(g)
+    pairs = int((rs[hb, rb].astype(object) * cs[hb, cb].astype(object)).sum()) if hb.size else 0
+    if pairs > DEFAULT_MAX_DENSE_ELEMENTS:
+        raise TooLargeError(f"from_flashinfer_variable(block=...) rebuilds the token-level mask: {pairs:,} allowed "
+                            f"pairs, above {DEFAULT_MAX_DENSE_ELEMENTS:,}")
     r_off = np.concatenate([np.zeros((H, 1), np.int64), np.cumsum(rs, axis=1)], axis=1)
     c_off = np.concatenate([np.zeros((H, 1), np.int64), np.cumsum(cs, axis=1)], axis=1)
     hs, qi, kj = [], [], []
