@@ -30,4 +30,8 @@ def _run(args: argparse.Namespace) -> int:
     pl = plan(parse(args.expr), args.q_len, args.kv_len, block=args.block, head_dim=args.head_dim,
               device=args.device)
     print(pl.explain())
+    kind = ("measured on a shared 2-core CPU with maskc's torch paths" if pl.profile.name == "cpu"
+            else "datasheet peaks x assumed efficiencies, not yet measured")
+    print(f"(estimates per batch x head from the '{pl.profile.name}' cost profile: {kind}; "
+          f"constants and their sources in maskc/planner/cost.py)")
     return 0

@@ -45,6 +45,7 @@ class CostProfile:
     name: str
     matmul_flops: float  #: FLOP/s of block-sparse attention tiles (tensor cores on GPUs)
     dense_flops: float  #: FLOP/s of a dense (no block indirection) attention kernel
+    sdpa_flops: float  #: FLOP/s of the framework's fused dense SDPA: the baseline explain() compares against
     vector_flops: float  #: FLOP/s of elementwise row-dot work (CUDA cores): DIA
     mem_bw: float  #: bytes/s of main memory (HBM / DRAM)
     elt_bytes: int  #: bytes per element of q/k/v in this profile's default dtype
@@ -56,27 +57,38 @@ class CostProfile:
     source: dict = field(default_factory=dict, compare=False)  #: provenance of each number
 
 
+#: torch's fused CPU SDPA (causal, N=4096, D=64, fp32, 2 threads), measured by calibrate_cpu().
+SDPA_CPU: float = 8.8e10
+SDPA_CPU_SOURCE = ("measured 2026-11-22 at load average ~1.4, calibrate_cpu() (two runs: 8.71e10, 8.91e10): "
+                   "F.scaled_dot_product_attention(is_causal=True), N=4096, D=64, fp32, ~25 ms. About 5x the "
+                   "planner's own CPU block-sparse rate: on CPU the dense baseline is a vectorised fused kernel, "
+                   "the planner's paths are torch ops driven from Python")
+
 #: The calibrated / datasheet constants, in one place.
 PROFILES: dict[str, CostProfile] = {
     "cpu": CostProfile(
         name="cpu",
-        matmul_flops=1.27e9,
-        dense_flops=1.27e9,
-        vector_flops=0.83e9,
-        mem_bw=2.9e9,
+        matmul_flops=1.7e10,
+        dense_flops=1.7e10,
+        sdpa_flops=SDPA_CPU,
+        vector_flops=1.05e10,
+        mem_bw=3.5e10,
         elt_bytes=4,
         part_overhead_s=3e-4,
-        per_offset_s=5e-5,
+        per_offset_s=3.3e-5,
         per_block_s=4e-6,
         dia_miss=1.0,
         bwd_factor=3.0,
         source={
-            "matmul_flops": "measured 2026-11-22 at load average ~5 (shared 2-core CPU), calibrate_cpu(): ell_attention fwd, 16 q-blocks x 8 k-blocks of "
+            "matmul_flops": "measured 2026-11-22 at load average ~1.4 (shared 2-core CPU), calibrate_cpu() "
+                            "(two runs: 1.61e10, 1.80e10): ell_attention fwd, 16 q-blocks x 8 k-blocks of "
                             "128x128, D=64, fp32, 2 threads (effective, incl. softmax + gathers)",
             "dense_flops": "measured: same kernel (the CPU path has no separate dense kernel)",
-            "vector_flops": "measured 2026-11-22, calibrate_cpu(): dia_attention fwd, N=8192, 32 offsets, D=64",
-            "mem_bw": "measured 2026-11-22, calibrate_cpu(): torch copy of 64 MiB",
-            "per_offset_s": "measured: dia fixed cost per offset (two sliced torch ops)",
+            "sdpa_flops": SDPA_CPU_SOURCE,
+            "vector_flops": "measured 2026-11-22, same runs (0.97e10, 1.13e10): dia_attention fwd, N=8192, "
+                            "32 offsets, D=64",
+            "mem_bw": "measured 2026-11-22, same runs (3.99e10, 3.14e10): torch copy of 64 MiB",
+            "per_offset_s": "measured, same runs (3.35e-5, 3.28e-5): dia fixed cost per offset (two sliced torch ops)",
             "per_block_s": "measured order of magnitude (mask gather per block)",
             "part_overhead_s": "measured order of magnitude (Python + merge per part)",
             "bwd_factor": "measured order of magnitude on the CPU paths (recompute backward)",
@@ -87,6 +99,7 @@ PROFILES: dict[str, CostProfile] = {
         name="h100",
         matmul_flops=989e12 * 0.40,
         dense_flops=989e12 * 0.60,
+        sdpa_flops=989e12 * 0.60,
         vector_flops=67e12 * 0.5,
         mem_bw=3.35e12 * 0.8,
         elt_bytes=2,
@@ -98,6 +111,7 @@ PROFILES: dict[str, CostProfile] = {
         source={
             "matmul_flops": "datasheet 989 TFLOP/s dense bf16 (H100 SXM5) x 0.40 assumed for a Triton block-sparse kernel",
             "dense_flops": "datasheet 989 TFLOP/s x 0.60 assumed (FlashAttention-3 class dense kernels)",
+            "sdpa_flops": "as dense_flops: torch SDPA dispatches to a FlashAttention-class kernel (assumed)",
             "vector_flops": "datasheet 67 TFLOP/s fp32 CUDA core x 0.5 assumed",
             "mem_bw": "datasheet 3.35 TB/s HBM3 x 0.8 assumed achievable",
             "part_overhead_s": "assumed: 2 kernel launches + merge per part",
@@ -165,6 +179,25 @@ def bsr_cost(p: CostProfile, *, blocks: int, block_q: int, block_k: int, n: int,
     return _finish(p, flops, nbytes, p.dense_flops if dense else p.matmul_flops, blocks * p.per_block_s * bh)
 
 
+def sdpa_cost(p: CostProfile, *, n: int, m: int, block: int, head_dim: int, causal: bool, bh: int = 1) -> Cost:
+    """The dense baseline: the framework's fused SDPA (``is_causal`` when ``causal``) at ``sdpa_flops``.
+
+    Work and bytes are counted per ``block`` x ``block`` tile as for :func:`bsr_cost` (a
+    fused kernel still reads K / V once per query tile).
+
+    Example:
+        >>> from maskc.planner.cost import get_profile, sdpa_cost, bsr_cost
+        >>> cpu = get_profile("cpu")
+        >>> sdpa_cost(cpu, n=4096, m=4096, block=128, head_dim=64, causal=True).seconds < 0.1
+        True
+    """
+    n_qb, n_kb = -(-n // block), -(-m // block)
+    blocks = n_qb * (n_qb + 1) // 2 if causal and n == m else n_qb * n_kb
+    flops = 4.0 * blocks * block * block * head_dim * bh
+    nbytes = (blocks * block * head_dim * 2 + 2 * n * head_dim) * p.elt_bytes * bh
+    return _finish(p, flops, nbytes, p.sdpa_flops, 0.0)
+
+
 def dia_cost(p: CostProfile, *, n: int, n_offsets: int, head_dim: int, bh: int = 1) -> Cost:
     """DIA: every query row dots |D| shifted keys (CUDA cores, no tensor cores)."""
     flops = 4.0 * n * n_offsets * head_dim * bh
@@ -186,8 +219,10 @@ def gather_cost(p: CostProfile, *, rows: int, cols: int, head_dim: int, bh: int 
 
 
 # ---------------------------------------------------------------- calibration
-def _best_time(fn, repeat: int = 3) -> float:
-    fn()
+def _best_time(fn, repeat: int = 3, warmup: bool = True) -> float:
+    """Best wall time of ``repeat`` calls (after one warm-up call unless ``warmup=False``)."""
+    if warmup:
+        fn()
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -205,7 +240,7 @@ def calibrate_cpu(head_dim: int = 64) -> dict[str, float]:
 
         >>> from maskc.planner.cost import calibrate_cpu
         >>> calibrate_cpu()  # doctest: +SKIP
-        {'matmul_flops': ..., 'vector_flops': ..., 'per_offset_s': ..., 'mem_bw': ...}
+        {'matmul_flops': ..., 'vector_flops': ..., 'per_offset_s': ..., 'mem_bw': ..., 'sdpa_flops': ...}
     """
     import torch
 
@@ -233,7 +268,15 @@ def calibrate_cpu(head_dim: int = 64) -> dict[str, float]:
     x = torch.randn(1 << 24)
     y = torch.empty_like(x)
     tb = _best_time(lambda: y.copy_(x))
-    return {"matmul_flops": matmul, "vector_flops": vector, "per_offset_s": per_off, "mem_bw": 2 * x.numel() * 4 / tb}
+    # the dense baseline: torch's fused SDPA, causal, counted like sdpa_cost (tiles of 128)
+    Ns = 4096
+    q = torch.randn(1, 1, Ns, D)
+    with torch.no_grad():
+        ts = _best_time(lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True))
+    nb = Ns // B
+    sdpa = 4.0 * (nb * (nb + 1) // 2) * B * B * D / ts
+    return {"matmul_flops": matmul, "vector_flops": vector, "per_offset_s": per_off, "mem_bw": 2 * x.numel() * 4 / tb,
+            "sdpa_flops": sdpa}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -212,7 +212,7 @@ class Plan:
                 lines.append(
                     f"  part {k} {part.name:9s} {part.describe}\n"
                     f"         -> {part.lowering:8s} {size}; est {_ms(part.cost.seconds)} fwd "
-                    f"({part.cost.flops / 1e9:.3g} GFLOP, {part.cost.bytes / 1e6:.3g} MB, {part.cost.bound}-bound)\n"
+                    f"({part.cost.flops / 1e9:.3g} GFLOP, {_bytes(part.cost.bytes)}, {part.cost.bound}-bound)\n"
                     f"         why: {part.why}"
                 )
             lines.append(f"  total: est {_ms(hp.total.seconds)} fwd, {_ms(hp.total.seconds * p.bwd_factor)} fwd+bwd "
@@ -223,22 +223,39 @@ class Plan:
             lines.extend(self._tradeoff(hp))
         return "\n".join(lines)
 
+    @staticmethod
+    def _speedup(hp: HeadPlan, dense: C.Cost) -> float:
+        return dense.seconds / max(hp.total.seconds, 1e-12)
+
+    @property
+    def speedup_estimate(self) -> float:
+        """Estimated dense-SDPA time / plan time (slowest head), from the cost model; < 1 means use SDPA.
+
+        Example:
+            >>> import maskc as mc
+            >>> from maskc.planner import plan
+            >>> plan(mc.causal() & (mc.window(64) | mc.stride(16)), 32768, device="h100").speedup_estimate > 2
+            True
+        """
+        out = []
+        for hp in self.heads:
+            dense = C.sdpa_cost(self.profile, n=self.q_len, m=self.kv_len, block=self.block, head_dim=self.head_dim,
+                                causal=_known_causal(hp.dec))
+            out.append(self._speedup(hp, dense))
+        return min(out)
+
     def _tradeoff(self, hp: HeadPlan) -> list[str]:
         p, N, M, B, D = self.profile, self.q_len, self.kv_len, self.block, self.head_dim
         n_qb, n_kb = -(-N // B), -(-M // B)
         pat = hp.pattern
-        dec = hp.dec
-        if dec.ctx is not None:
-            causal = not dec.ctx_member[: M - 1].any()
-        else:
-            causal = not dec.generic and not dec.cols.size and not dec.rows.size and not dec.d_member[: M - 1].any()
-        dense_blocks = (n_qb * (n_qb + 1)) // 2 if causal and N == M else n_qb * n_kb
-        dense = C.bsr_cost(p, blocks=dense_blocks, block_q=B, block_k=B, n=N, m=M, head_dim=D, dense=True)
+        causal = _known_causal(hp.dec)
+        dense = C.sdpa_cost(p, n=N, m=M, block=B, head_dim=D, causal=causal)
         nnz = sum(pt.nnz for pt in hp.parts)
         blocks = _whole_blocks(hp.dec, B)
         out = [
             f"  dense SDPA ({'causal' if causal else 'full'}) estimate: {_ms(dense.seconds)}; "
-            f"plan speed-up estimate x{dense.seconds / max(hp.total.seconds, 1e-12):.2f}",
+            f"plan speed-up estimate x{self._speedup(hp, dense):.2f}"
+            + (" (below 1: dense SDPA is the faster choice here)" if self._speedup(hp, dense) < 1 else ""),
             f"  token level: nnz {nnz:,} ({100 * nnz / max(N * M, 1):.3g}% of pairs), "
             f"{blocks:,}/{n_qb * n_kb:,} tiles of {B}x{B} touched ({100 * blocks / max(n_qb * n_kb, 1):.3g}%)",
         ]
@@ -349,7 +366,26 @@ class Plan:
         return part.layout
 
 
+def _bytes(n: float) -> str:
+    """A byte count for humans: 950 kB, 25.1 MB, 1.19 GB."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
+def _known_causal(dec: Decomposition) -> bool:
+    """True when the decomposition proves j <= i for every pair (the dense baseline is then causal SDPA)."""
+    M = dec.kv_len
+    if dec.ctx is not None:
+        return not dec.ctx_member[: M - 1].any()
+    return not dec.generic and not dec.cols.size and not dec.rows.size and not dec.d_member[: M - 1].any()
+
+
 def _ms(s: float) -> str:
+    """A duration for humans: 12.3 us, 4.56 ms, 1.75 s."""
+    if s >= 1.0:
+        return f"{s:.3g} s"
     return f"{s * 1e3:.3g} ms" if s >= 1e-4 else f"{s * 1e6:.3g} us"
 
 

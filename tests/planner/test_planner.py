@@ -44,7 +44,7 @@ def check_lse(lse, rlse, tol):
     assert torch.equal(torch.isinf(lse), torch.isinf(rlse)), "empty rows differ"
     fin = torch.isfinite(rlse)
     if fin.any():
-        assert float((lse.double()[fin] - rlse[fin]).abs().max()) < tol * 10
+        assert float((lse.detach().double()[fin] - rlse.detach()[fin]).abs().max()) < tol * 10
 
 
 def run_case(pattern, N, M, *, block=16, D=16, heads=(4, 2), force=None, allow_whole=False, backend="auto",
@@ -270,7 +270,42 @@ def test_prime_offsets_are_not_made_cheap():
     pl = plan(PRIMEBIRD, 32768, device="h100")
     nnz = sum(p.nnz for p in pl.parts)
     assert nnz > 32768**2 / (2 * np.log(32768)) * 0.8
-    assert "x1." in pl.explain() or "x0." in pl.explain()
+    assert 0.5 < pl.speedup_estimate < 1.5
+    assert f"x{pl.speedup_estimate:.2f}" in pl.explain()
+
+
+def test_cpu_baseline_is_torch_sdpa_not_the_planner_kernel():
+    """Regression: the CPU "dense SDPA" line priced the planner's own torch block-sparse path (~5x slower than
+    torch's fused SDPA), so CPU explains promised speed-ups that measurement contradicted (PrimeBird x2.3
+    estimated, x0.04 measured in docs/planner.md)."""
+    from maskc.planner import cost as C
+
+    cpu = C.get_profile("cpu")
+    assert cpu.sdpa_flops > 3 * cpu.matmul_flops and "sdpa_flops" in cpu.source
+    for prof in C.PROFILES.values():  # every constant of every profile says where it comes from
+        for name in ("matmul_flops", "dense_flops", "sdpa_flops", "vector_flops", "mem_bw"):
+            assert name in prof.source, (prof.name, name)
+    pl = plan(PRIMEBIRD, 4096, device="cpu")
+    assert pl.speedup_estimate < 1
+    assert "dense SDPA is the faster choice" in pl.explain()
+
+
+def test_explain_units_are_readable():
+    from maskc.planner.plan import _bytes, _ms
+
+    assert [_ms(x) for x in (2e-5, 4.56e-3, 1.754)] == ["20 us", "4.56 ms", "1.75 s"]
+    assert [_bytes(x) for x in (512, 9.5e5, 2.51e7, 1.19e9)] == ["512 B", "950 kB", "25.1 MB", "1.19 GB"]
+    assert "e+" not in plan(PRIMEBIRD, 4096, device="cpu").explain()
+
+
+@pytest.mark.parametrize("expr", ["prime_bird()", "square_bird()", "pi_attention_union()"])
+def test_cli_plan_seed_patterns(expr, capsys):
+    from maskc.cli import main
+
+    assert main(["plan", expr, "--len", "2048"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"plan for {expr[:-1]}") and "part 1" in out and "why:" in out
+    assert "dense SDPA" in out and "speed-up estimate x" in out and "at_block_level(128)" in out
 
 
 def test_bad_inputs():
