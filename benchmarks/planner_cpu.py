@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 import maskc as mc
 from maskc.planner import plan
+from maskc.planner.cost import best_time
 
 
 def patterns(block: int) -> dict[str, mc.Pattern]:
@@ -31,12 +32,8 @@ def patterns(block: int) -> dict[str, mc.Pattern]:
 
 
 def best(fn, repeat: int) -> float:
-    t = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        t = min(t, time.perf_counter() - t0)
-    return t
+    """Best of ``repeat`` timed calls, no warm-up call (each call at 16K takes seconds)."""
+    return best_time(fn, repeat, warmup=False)
 
 
 def main(argv=None) -> None:

@@ -219,8 +219,16 @@ def gather_cost(p: CostProfile, *, rows: int, cols: int, head_dim: int, bh: int 
 
 
 # ---------------------------------------------------------------- calibration
-def _best_time(fn, repeat: int = 3, warmup: bool = True) -> float:
-    """Best wall time of ``repeat`` calls (after one warm-up call unless ``warmup=False``)."""
+def best_time(fn, repeat: int = 3, warmup: bool = True) -> float:
+    """Best wall time in seconds of ``repeat`` calls (after one warm-up call unless ``warmup=False``).
+
+    Used by :func:`calibrate_cpu` and ``benchmarks/planner_cpu.py``.
+
+    Example:
+        >>> from maskc.planner.cost import best_time
+        >>> best_time(lambda: sum(range(1000)), repeat=2) < 1.0
+        True
+    """
     if warmup:
         fn()
     best = float("inf")
@@ -256,23 +264,23 @@ def calibrate_cpu(head_dim: int = 64) -> dict[str, float]:
     member[n - 1: n - 1 + 8 * B - B] = True
     src = ToeplitzBlocks(member, n, n, B)
     q = torch.randn(1, 1, n, D)
-    t = _best_time(lambda: ell_attention(q, q, q, src))
+    t = best_time(lambda: ell_attention(q, q, q, src))
     matmul = 4.0 * src.n_blocks * B * B * D / t
     # dia: N rows x offsets
     N = 8192
     q = torch.randn(1, 1, N, D)
-    t1 = _best_time(lambda: dia_attention(q, q, q, list(range(1, 33))))
-    t0 = _best_time(lambda: dia_attention(q[:, :, :64], q[:, :, :64], q[:, :, :64], list(range(1, 33))))
+    t1 = best_time(lambda: dia_attention(q, q, q, list(range(1, 33))))
+    t0 = best_time(lambda: dia_attention(q[:, :, :64], q[:, :, :64], q[:, :, :64], list(range(1, 33))))
     per_off = t0 / 32
     vector = 4.0 * N * 32 * D / max(t1 - t0, 1e-9)
     x = torch.randn(1 << 24)
     y = torch.empty_like(x)
-    tb = _best_time(lambda: y.copy_(x))
+    tb = best_time(lambda: y.copy_(x))
     # the dense baseline: torch's fused SDPA, causal, counted like sdpa_cost (tiles of 128)
     Ns = 4096
     q = torch.randn(1, 1, Ns, D)
     with torch.no_grad():
-        ts = _best_time(lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True))
+        ts = best_time(lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True))
     nb = Ns // B
     sdpa = 4.0 * (nb * (nb + 1) // 2) * B * B * D / ts
     return {"matmul_flops": matmul, "vector_flops": vector, "per_offset_s": per_off, "mem_bw": 2 * x.numel() * 4 / tb,
