@@ -136,6 +136,24 @@ def token_window(layout: Layout, head: int, q0: int, q1: int, k0: int, k1: int) 
     return out
 
 
+def degree_bins(lo: int, hi: int, max_bins: int = 60) -> np.ndarray:
+    """Histogram edges for integer counts in ``[lo, hi]``: every bin holds the same number of integers.
+
+    Float-width bins over integer data alias (some bins catch one more integer than their
+    neighbours), which draws spikes that are not in the data.
+
+    Example:
+        >>> from maskc.viz import degree_bins
+        >>> degree_bins(1, 568).tolist()[:3], len(degree_bins(1, 568)) - 1
+        ([0.5, 10.5, 20.5], 57)
+        >>> degree_bins(3, 3).tolist()
+        [2.5, 3.5]
+    """
+    width = max(1, -(-(hi - lo + 1) // max_bins))
+    n = -(-(hi - lo + 1) // width)
+    return lo - 0.5 + width * np.arange(n + 1, dtype=np.float64)
+
+
 def save_png(layout: Layout, path, head: int | None = None, zoom: tuple[int, int, int, int] | None = None,
              max_tokens: int = 256, max_cells: int = 512, max_heads: int = 8, dpi: int = 100) -> Path:
     """Write a PNG: block layout, zoomed token view and row-degree histogram per head.
@@ -213,8 +231,7 @@ def save_png(layout: Layout, path, head: int | None = None, zoom: tuple[int, int
         ax.set_ylabel("query i")
         ax = axes[r, 2]
         rc = counts[h]
-        bins = min(60, max(1, int(rc.max() - rc.min()) + 1))
-        ax.hist(rc, bins=bins, color="#1f4e79")
+        ax.hist(rc, bins=degree_bins(int(rc.min()), int(rc.max())), color="#1f4e79")
         ax.set_title(f"keys per query: min {int(rc.min())}, mean {rc.mean():.1f}, max {int(rc.max())}", fontsize=10)
         ax.set_xlabel("allowed keys")
         ax.set_ylabel("queries")

@@ -75,3 +75,14 @@ def test_cli_show(tmp_path, capsys):
     assert main(["show", str(lay_path), "--width", "8"]) == 0
     assert "███▒" in capsys.readouterr().out
     assert main(["show", "causal()", "--len", "64", "--block", "16", "--head", "3"]) == 2
+
+
+def test_degree_histogram_bins_do_not_alias():
+    """Regression: 60 float-width bins over integer degrees 1..568 drew spikes (bins of 9 or 10 integers)."""
+    from maskc.viz import degree_bins
+
+    for lo, hi in [(1, 568), (0, 0), (5, 64), (0, 59), (0, 60), (7, 1000)]:
+        e = degree_bins(lo, hi)
+        assert e[0] == lo - 0.5 and e[-1] >= hi + 0.5 and len(e) - 1 <= 60
+        widths = np.diff(e)
+        assert np.all(widths == widths[0]) and widths[0] == int(widths[0])
