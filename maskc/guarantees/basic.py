@@ -267,18 +267,31 @@ def _lens(kw: dict) -> dict:
             "heads": kw.get("heads")}
 
 
-def _check_range(name: str, value: float, lo: float | None, hi: float | None, lay: Layout) -> None:
+def _check_range(name: str, value: float, lo: float | None, hi: float | None, lay: Layout, *,
+                 blocks: bool = False) -> None:
+    """Raise when ``value`` is outside ``[lo, hi]``, naming the densest (too dense) or sparsest row.
+
+    For block density (``blocks``) the row is a block row: its stored-block count, and its
+    first query as ``query``.
+    """
     if (lo is None or value >= lo) and (hi is None or value <= hi):
         return
-    rc = lay.row_counts()
-    h, i = np.unravel_index(int(np.argmax(rc) if hi is not None and value > hi else np.argmin(rc)), rc.shape)
+    too_dense = hi is not None and value > hi
+    if blocks:
+        rc = np.diff(lay.row_ptr, axis=1)  # stored blocks per block row
+    else:
+        rc = lay.row_counts()
+    h, r = (int(x) for x in np.unravel_index(int(np.argmax(rc) if too_dense else np.argmin(rc)), rc.shape))
+    if blocks:
+        query, what = r * lay.block_q, f"block row {r} (queries {r * lay.block_q}..) with {int(rc[h, r])} stored block(s)"
+    else:
+        query, what = r, f"query {r} with {int(rc[h, r])} key(s)"
     raise GuaranteeError(
         name,
         f"{name} {value:.6g} is outside [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
         f" (q_len={lay.q_len}, kv_len={lay.kv_len}, block=({lay.block_q}, {lay.block_k})); "
-        f"{'densest' if hi is not None and value > hi else 'sparsest'} row: head {int(h)}, query {int(i)} "
-        f"with {int(rc[h, i])} key(s)",
-        head=int(h), query=int(i), value=value,
+        f"{'densest' if too_dense else 'sparsest'} row: head {h}, {what}",
+        head=h, query=query, value=value, **({"block_row": r, "blocks": int(rc[h, r])} if blocks else {}),
     )
 
 
@@ -305,4 +318,4 @@ def check_block_density(x: Source, max: float | None = None, min: float | None =
         >>> check_block_density(mc.window(3), max=0.5, q_len=256, block=64)
     """
     lay = as_layout(x, **_lens(kw))
-    _check_range("block_density", lay.block_density, min, max, lay)
+    _check_range("block_density", lay.block_density, min, max, lay, blocks=True)

@@ -76,7 +76,12 @@ def test_density():
         check_density(mc.causal(), max=0.4, q_len=64, block=16)
     with pytest.raises(GuaranteeError) as e:
         check_block_density(mc.causal() & mc.offsets("primes"), max=0.2, q_len=256, block=32)
-    assert e.value.query is not None
+    # the counterexample is the block row with the most stored blocks (the last one of a causal layout)
+    assert e.value.details["block_row"] == 7 and e.value.details["blocks"] == 8 and e.value.query == 7 * 32
+    assert "block row 7 (queries 224..) with 8 stored block(s)" in str(e.value)
+    with pytest.raises(GuaranteeError) as e:
+        check_block_density(mc.causal(), min=0.9, q_len=64, block=16)
+    assert e.value.details["block_row"] == 0 and e.value.details["blocks"] == 1
     check_block_density(mc.window(3), min=0.1, max=0.5, q_len=256, block=64)
 
 

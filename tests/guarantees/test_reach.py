@@ -192,3 +192,22 @@ def test_requires_square():
         reachability(mc.causal(), q_len=8, kv_len=9)
     with pytest.raises(ValueError, match="q_len"):
         reachability(mc.causal())
+
+
+@settings(max_examples=30, deadline=None)
+@given(patterns(max_depth=3), st.integers(1, 48), st.sampled_from([8, 16]), st.booleans(), st.integers(0, 2**16))
+def test_compiled_layouts_match_brute_force(p, n, block, via_layout, seed):
+    """Against dense boolean matrix powers of mc.compile(p).to_dense(): diameter, unreachable counts at
+    several k, and min_hops of random pairs, for a pattern or its compiled layout as input."""
+    lay = mc.compile(p, n, block=block)
+    mask = lay.to_dense()[0]
+    x, kw = (lay, {}) if via_layout else (p, dict(q_len=n, block=block))
+    rep = reachability(x, **kw)
+    d, h = brute_diameter(mask, rep.causal)
+    assert rep.diameter == d
+    tgt = np.tril(np.ones_like(mask)) if rep.causal else np.ones_like(mask)
+    for k in (0, 1, 2, 3, 7):
+        assert rep.unreachable_count(k) == int((tgt & ((h < 0) | (h > k))).sum())
+    rng = np.random.default_rng(seed)
+    for i, j in rng.integers(0, n, (3, 2)):
+        assert min_hops(x, int(i), int(j), **kw) == (None if h[i, j] < 0 else int(h[i, j]))
