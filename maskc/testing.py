@@ -262,7 +262,15 @@ def qkv(batch=(1, 2), heads=(1, 3), q_len=None, kv_len=None, head_dim=(4, 8, 16)
     if kv_heads is not None:
         if kv_heads < 1:
             raise ValueError(f"kv_heads must be >= 1, got {kv_heads}")
-        hs = hs.filter(lambda h: h % kv_heads == 0)  # query heads: multiples of kv_heads
+        if isinstance(heads, int) or (isinstance(heads, tuple) and len(heads) == 2):
+            lo, hi = (heads, heads) if isinstance(heads, int) else heads
+            g_lo, g_hi = -(-lo // kv_heads), hi // kv_heads
+            if g_lo > g_hi or g_hi < 1:
+                raise ValueError(f"heads={heads!r} holds no multiple of kv_heads={kv_heads} (query heads must be "
+                                 f"a multiple of kv heads)")
+            hs = st.integers(max(g_lo, 1), g_hi).map(lambda g: g * kv_heads)  # drawn directly, never filtered
+        else:
+            hs = hs.filter(lambda h: h % kv_heads == 0)  # a user strategy: keep its multiples
     ds = st.sampled_from(list(head_dim)) if isinstance(head_dim, (tuple, list)) else _as_strategy(head_dim, None)
     ql = _as_strategy(q_len, lengths(max_len=64))
 

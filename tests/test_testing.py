@@ -83,3 +83,18 @@ def test_import_maskc_does_not_need_hypothesis():
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_qkv_gqa_heads_without_a_multiple_is_a_clear_error():
+    """Regression: heads=3, kv_heads=2 filtered every draw away (hypothesis Unsatisfiable, no hint why)."""
+    with pytest.raises(ValueError, match="no multiple of kv_heads=2"):
+        qkv(heads=3, kv_heads=2)
+    with pytest.raises(ValueError, match="no multiple"):
+        qkv(heads=(5, 7), kv_heads=4)
+
+    @settings(max_examples=15, deadline=None)
+    @given(qkv(heads=(1, 9), kv_heads=3, q_len=2, head_dim=(4,)))
+    def draws(t):
+        assert t[0].shape[1] in (3, 6, 9) and t[1].shape[1] == 3
+
+    draws()
