@@ -112,6 +112,7 @@ class HeadPlan:
     total: C.Cost
     whole: C.Cost | None  #: one block-sparse part for the whole pattern
     note: str = ""
+    pieces: list[str] = field(default_factory=list)  #: Toeplitz piece names (the keys ``force`` accepts)
 
 
 class Plan:
@@ -638,7 +639,7 @@ def _plan_head(pattern: Pattern, N: int, M: int, B: int, D: int, p: C.CostProfil
         parts = [Part("empty", "empty", "no allowed pair", 0, C.ZERO,
                       "empty pattern: every row outputs 0 with lse -inf, no kernel runs",
                       member=np.zeros_like(dec.d_member))]
-    return HeadPlan(pattern, dec, parts, total, whole, note)
+    return HeadPlan(pattern, dec, parts, total, whole, note, [pc[0] for pc in pieces])
 
 
 def _why(name: str, low: str, opts: dict) -> str:
@@ -703,4 +704,10 @@ def plan(pattern: Pattern, q_len: int, kv_len: int | None = None, block: int = 1
         heads = [_plan_head(pattern.for_head(h), q_len, kv_len, block, head_dim, prof, allow_whole, force)
                  for h in range(pattern.n_heads)]
         shared = False
+    if force:
+        known = sorted({n for hp in heads for n in hp.pieces})
+        unknown = sorted(set(force) - set(known))
+        if unknown:
+            raise ValueError(f"force: no piece named {unknown} in this plan; its Toeplitz pieces are {known} "
+                             f"(names as in explain(): band, stride<s>, offsets)")
     return Plan(pattern, q_len, kv_len, block, head_dim, prof, heads, shared, elt)
