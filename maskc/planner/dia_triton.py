@@ -50,6 +50,13 @@ def is_available() -> tuple[bool, str]:
 if HAVE_TRITON:
 
     @triton.jit
+    def _program(H, group):
+        """(tile index, batch, q head, kv head) of this program: grid (tiles, batch * H), GQA ``group``."""
+        bh = tl.program_id(1)
+        h = bh % H
+        return tl.program_id(0), bh // H, h, h // group
+
+    @triton.jit
     def _tile(base, idx, ok, dc, D: tl.constexpr):
         """Rows ``idx`` of a [*, D] matrix at ``base`` as float32 (zeros where not ``ok``)."""
         return tl.load(base + idx[:, None] * D + dc[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
@@ -71,11 +78,7 @@ if HAVE_TRITON:
     @triton.jit
     def _dia_fwd(Q, K, V, O, L, OFF, n_off, N, M, group, scale,
                  H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr):
-        pid = tl.program_id(0)
-        bh = tl.program_id(1)
-        b = bh // H
-        h = bh % H
-        hk = h // group
+        pid, b, h, hk = _program(H, group)
         rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
         dc = tl.arange(0, D)
         rmask = rows < N
@@ -110,11 +113,7 @@ if HAVE_TRITON:
     @triton.jit
     def _dia_bwd_dq(Q, K, V, DO, L, DEL, DQ, OFF, n_off, N, M, group, scale,
                     H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr):
-        pid = tl.program_id(0)
-        bh = tl.program_id(1)
-        b = bh // H
-        h = bh % H
-        hk = h // group
+        pid, b, h, hk = _program(H, group)
         rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
         dc = tl.arange(0, D)
         rmask = rows < N
@@ -139,11 +138,7 @@ if HAVE_TRITON:
     @triton.jit
     def _dia_bwd_dkdv(Q, K, V, DO, L, DEL, DK, DV, OFF, n_off, N, M, group, scale,
                       H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr):
-        pid = tl.program_id(0)
-        bh = tl.program_id(1)
-        b = bh // H
-        h = bh % H
-        hk = h // group
+        pid, b, h, hk = _program(H, group)
         cols = pid * BLOCK_N + tl.arange(0, BLOCK_N)
         dc = tl.arange(0, D)
         cmask = cols < M
