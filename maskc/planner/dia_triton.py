@@ -62,6 +62,13 @@ if HAVE_TRITON:
         return tl.load(base + idx[:, None] * D + dc[None, :], mask=ok[:, None], other=0.0).to(tl.float32)
 
     @triton.jit
+    def _shifted_kv(kbase, vbase, off_ptr, rows, rmask, M, dc, D: tl.constexpr):
+        """For the offset d at ``off_ptr``: (valid, K rows i - d, V rows i - d) of query rows ``rows``."""
+        j = rows - tl.load(off_ptr)
+        ok = rmask & (j >= 0) & (j < M)
+        return ok, _tile(kbase, j, ok, dc, D), _tile(vbase, j, ok, dc, D)
+
+    @triton.jit
     def _saved_lse(ptr, idx, ok):
         """The forward's lse at rows ``idx``; empty rows (-inf) and masked slots read +inf so p = 0."""
         lse = tl.load(ptr + idx, mask=ok, other=float("inf"))
@@ -89,11 +96,7 @@ if HAVE_TRITON:
         l_i = tl.zeros([BLOCK_M], tl.float32)
         acc = tl.zeros([BLOCK_M, D], tl.float32)
         for t in range(0, n_off):
-            d = tl.load(OFF + t)
-            j = rows - d
-            ok = rmask & (j >= 0) & (j < M)
-            kt = _tile(kbase, j, ok, dc, D)
-            vt = _tile(vbase, j, ok, dc, D)
+            ok, kt, vt = _shifted_kv(kbase, vbase, OFF + t, rows, rmask, M, dc, D)
             s = tl.sum(q * kt, axis=1) * scale
             s = tl.where(ok, s, float("-inf"))
             m_new = tl.maximum(m_i, s)
@@ -126,11 +129,7 @@ if HAVE_TRITON:
         vbase = V + (b * HKV + hk) * M * D
         dq = tl.zeros([BLOCK_M, D], tl.float32)
         for t in range(0, n_off):
-            d = tl.load(OFF + t)
-            j = rows - d
-            ok = rmask & (j >= 0) & (j < M)
-            kt = _tile(kbase, j, ok, dc, D)
-            vt = _tile(vbase, j, ok, dc, D)
+            ok, kt, vt = _shifted_kv(kbase, vbase, OFF + t, rows, rmask, M, dc, D)
             p, ds = _probs_and_dscores(q, kt, vt, do, ok, lse, delta, scale)
             dq += ds[:, None] * kt
         tl.store(DQ + qo + rows[:, None] * D + dc[None, :], (dq * scale).to(DQ.dtype.element_ty), mask=rmask[:, None])
