@@ -190,7 +190,12 @@ def parse(text: str) -> Pattern:
         tree = ast.parse(src, mode="eval")
     except SyntaxError as e:
         col = (e.offset or 0) + offset
-        raise PatternSyntaxError(f"invalid syntax: {e.msg}", text, col, "") from None
+        if (e.lineno or 1) > 1 or not e.offset or col > len(text):  # the parser ran off the end
+            col = len(text.rstrip()) + 1
+            msg = "the text ends too early (an operand or a closing bracket is missing)"
+        else:
+            msg = "invalid syntax" if e.msg == "invalid syntax" else f"invalid syntax: {e.msg}"
+        raise PatternSyntaxError(msg, text, col, "") from None
     except (RecursionError, MemoryError, ValueError) as e:
         raise PatternSyntaxError(f"pattern text could not be parsed: {type(e).__name__}") from None
     p = _Parser(src)

@@ -35,6 +35,8 @@ def test_round_trip(text):
     ("causal()[0]", "Subscript", 1),
     ("[x for x in range(3)]", "ListComp", 1),
     ("window(3", "invalid syntax", 7),
+    ("causal() &", "ends too early", 11),
+    ("causal() & & window(2)", "invalid syntax", 12),
     ("causal", "must be called", 1),
     ("foo()", "'foo' is not a pattern constructor", 1),
     ("window('a')", "window left must be an integer", 1),
