@@ -22,7 +22,8 @@ demo: $(STAMP)
 	$(VENV)/bin/maskc demo --out demo_out
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadgroup -q tests maskc --doctest-modules
+	$(PY) -m pytest -q --doctest-modules maskc
+	$(PY) -m pytest -n 2 --dist loadgroup -q tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/compile_speed.py
