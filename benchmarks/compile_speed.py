@@ -3,8 +3,8 @@
 Patterns: causal PrimeBird at token level (window 3, 2 global tokens, prime offsets),
 block-level primes (+ diagonal blocks + global tokens), and causal stride 64. Each
 (pattern, length) is measured in a fresh subprocess (numba's on-disk cache warm), so
-peak RSS is that compile's own: reported as the increase of the process's peak RSS
-over its RSS just before compiling. torch.nn.attention.flex_attention.create_block_mask
+peak memory is that compile's own: the increase of the process's peak RSS (VmHWM)
+over its peak just before compiling. torch.nn.attention.flex_attention.create_block_mask
 runs on the same pattern up to --max-torch tokens, and its full / partial block lists
 are checked equal to maskc's.
 
@@ -29,18 +29,23 @@ PATTERNS = {
 }
 
 _CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import maskc as mc
+
+def hwm_kib():  # peak RSS of this process image (ru_maxrss would inherit the parent's peak across exec)
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+
 expr, n, block, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 p = mc.parse(expr)
 mc.compile(p, 2048, block=block, cache=False)          # warm numba (disk cache)
-rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rss0 = hwm_kib()
 times = []
 for _ in range(reps):
     t = time.perf_counter(); lay = mc.compile(p, n, block=block, cache=False); times.append(time.perf_counter() - t)
     if _ < reps - 1:
         del lay
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = hwm_kib()
 print(json.dumps(dict(seconds=min(times), peak_mib=(peak - rss0) / 1024, blocks=lay.nnz_blocks,
                       full=lay.n_full, partial=lay.n_partial, masks=lay.n_unique_masks, nbytes=lay.nbytes)))
 """
