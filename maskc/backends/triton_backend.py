@@ -71,6 +71,10 @@ def _next_pow2(x: int) -> int:
     return 1 << (int(x) - 1).bit_length()
 
 
+#: CUDA's limit on the second grid axis (batch x heads programs per block row).
+MAX_GRID_Y = 65535
+
+
 def check_supported(layout: Layout, head_dim: int, dtype) -> None:
     """Raise :class:`~maskc.errors.MaskcError` when the kernels cannot run this case.
 
@@ -136,6 +140,12 @@ def _launch_meta(q, k, layout: Layout) -> dict:
 
     B, Hq, Lq, D = q.shape
     Hkv = k.shape[1]
+    if q.device.type == "cuda" and B * Hq > MAX_GRID_Y:
+        raise MaskcError(
+            f"triton backend: batch x heads = {B} x {Hq} = {B * Hq} exceeds CUDA's grid limit of {MAX_GRID_Y} "
+            "programs on the second axis; split the batch into chunks of at most "
+            f"{MAX_GRID_Y // Hq} sequences"
+        )
     return dict(
         B=B, Hq=Hq, Hkv=Hkv, G=Hq // Hkv, Lq=Lq, Lk=k.shape[2], D=D,
         BLOCK_D=max(16, _next_pow2(D)),
