@@ -95,6 +95,16 @@ def leaf_class(l, ltype, pref, po, aux, ao, p0, p1, q_len, kv_len, i0, i1, j0, j
     return _count_class(cnt, (r1 - r0 + 1) * (c1 - c0 + 1))
 
 
+@njit(cache=True, inline="always")
+def _complement(c):
+    """Class of ~x from the class of x: EMPTY and FULL swap, PARTIAL / UNKNOWN stay."""
+    if c == EMPTY:
+        return FULL
+    if c == FULL:
+        return EMPTY
+    return c
+
+
 @njit(cache=True)
 def _run_classes(ops, args, lcls, stack):
     """Evaluate the postfix program on leaf classes ``lcls``; returns the block class."""
@@ -105,11 +115,7 @@ def _run_classes(ops, args, lcls, stack):
             stack[sp] = lcls[args[k]]
             sp += 1
         elif op == OP_NOT:
-            c = stack[sp - 1]
-            if c == EMPTY:
-                stack[sp - 1] = FULL
-            elif c == FULL:
-                stack[sp - 1] = EMPTY
+            stack[sp - 1] = _complement(stack[sp - 1])
         else:
             n = args[k]
             absorb = EMPTY if op == OP_AND else FULL  # value that decides the result
@@ -503,12 +509,8 @@ def _eval_one(t, ops, args, ltype, pref, memb, po, aux, ao, p0, p1, q_len, kv_le
                 slot[sp] = s
             sp += 1
         elif op == OP_NOT:
-            c = tag[sp - 1]
-            if c == EMPTY:
-                tag[sp - 1] = FULL
-            elif c == FULL:
-                tag[sp - 1] = EMPTY
-            else:
+            tag[sp - 1] = _complement(tag[sp - 1])
+            if tag[sp - 1] == PARTIAL:
                 buf = pool[slot[sp - 1]]
                 for a in range(rows):
                     for b in range(cols):
