@@ -45,6 +45,31 @@ def check_size(layout, batch: int) -> None:
         )
 
 
+def check_grad_size(q, k, v, layout) -> None:
+    """Refuse a recorded (autograd) call whose retained float64 scores would exceed the cap.
+
+    Under autograd every head's scores and probabilities stay alive until backward, so
+    the cap applies to batch x heads x q_len x kv_len, not to one head.
+
+    Example:
+        >>> import torch, maskc as mc
+        >>> q = torch.randn(1, 2, 8, 4, requires_grad=True)
+        >>> check_grad_size(q, q, q, mc.compile(mc.causal(), 8, block=8))  # fits: no error
+    """
+    import torch
+
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))):
+        return
+    need = int(q.shape[0]) * int(q.shape[1]) * layout.q_len * layout.kv_len
+    if need > MAX_SCORE_ELEMENTS:
+        raise TooLargeError(
+            f"the reference backend under autograd would keep {need:,} float64 scores alive for backward "
+            f"(~{3 * need * 8 / 2**30:.1f} GiB with the probabilities) for batch {q.shape[0]} x {q.shape[1]} heads x "
+            f"{layout.q_len} x {layout.kv_len}, above MAX_SCORE_ELEMENTS={MAX_SCORE_ELEMENTS:,}; train through a "
+            "sparse backend with gradients (triton, jax; flex on CUDA), or smaller batches"
+        )
+
+
 def _dense_mask(layout) -> np.ndarray:
     return layout.to_dense(max_elements=max(MAX_SCORE_ELEMENTS, 1 << 20) * max(layout.heads, 1))
 
@@ -114,6 +139,7 @@ def attention_reference(q: Any, k: Any, v: Any, layout, *, scale: float, keep_fl
     mask = _dense_mask(layout)
     lib = array_lib(q)
     if lib == "torch":
+        check_grad_size(q, k, v, layout)
         out, lse = _torch_reference(q, k, v, mask, scale)
         return (out if keep_float64 else out.to(q.dtype)), lse
     if lib == "jax":

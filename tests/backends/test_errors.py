@@ -103,3 +103,18 @@ def test_unsupported_float_dtype_is_refused_not_truncated():
         pytest.skip("np.longdouble is float64 on this platform")
     with pytest.raises(TypeError, match=r"q has dtype float(96|128).*float16, bfloat16, float32, float64"):
         attention(q, k, v, LAY)
+
+
+def test_reference_refuses_autograd_scores_above_the_cap_before_allocating(monkeypatch):
+    import torch
+
+    import maskc as mc
+    from maskc.backends import reference
+
+    monkeypatch.setattr(reference, "MAX_SCORE_ELEMENTS", 4 * 64 * 64 - 1)  # one head fits, four do not
+    lay = mc.compile(mc.causal(), 64, block=16)
+    q = torch.randn(1, 4, 64, 16, requires_grad=True)
+    with pytest.raises(mc.TooLargeError, match="under autograd"):
+        mc.attention(q, q, q, lay, backend="reference")
+    with torch.no_grad():  # nothing is kept for backward: per-head cap only
+        assert mc.attention(q, q, q, lay, backend="reference").shape == q.shape
