@@ -46,21 +46,23 @@ def run_check(args: argparse.Namespace) -> int:
     """Print the crosscheck report; 0 when it passed, 1 when a backend failed or none ran."""
     from maskc.backends import crosscheck
 
-    layout = load_source(args)[0]
-    report = crosscheck(
-        layout,
-        backends=args.backends,
-        dtype=args.dtype,
-        seed=args.seed,
-        grads=not args.no_grads,
-        batch=args.batch,
-        heads=args.heads,
-        kv_heads=args.kv_heads,
-        head_dim=args.head_dim,
-    )
-    if not args.plain and sys.stdout.isatty():
-        from rich.console import Console
+    from rich.console import Console
 
+    layout = load_source(args)[0]
+    # a spinner on stderr while backends run (the Triton interpreter takes seconds); silent in pipes
+    with Console(stderr=True).status(f"cross-checking backends against float64 on {layout!r}"):
+        report = crosscheck(
+            layout,
+            backends=args.backends,
+            dtype=args.dtype,
+            seed=args.seed,
+            grads=not args.no_grads,
+            batch=args.batch,
+            heads=args.heads,
+            kv_heads=args.kv_heads,
+            head_dim=args.head_dim,
+        )
+    if not args.plain and sys.stdout.isatty():
         Console().print(report.rich_table())
     else:
         print(report.table())
