@@ -16,8 +16,10 @@ Steps, per head (see DESIGN.md "Compilation without N x N"):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -37,6 +39,23 @@ _PRED_CHUNK = 1024
 _CACHE: "OrderedDict[tuple, Layout]" = OrderedDict()
 _CACHE_SIZE = 32
 _LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _keep_torch_threads():
+    """Restore torch's intra-op thread count after numba's parallel kernels.
+
+    numba's OpenMP threading layer shares libgomp with torch, and a parallel launch sets
+    the OpenMP thread count: without this, compiling a layout would silently change
+    ``torch.get_num_threads()`` (e.g. from 1 back to all cores) for the rest of the process.
+    """
+    torch = sys.modules.get("torch")
+    n = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if n is not None and torch.get_num_threads() != n:
+            torch.set_num_threads(n)
 
 
 def clear_cache() -> None:
@@ -389,7 +408,8 @@ def compile(pattern: P.Pattern, q_len: int, kv_len: int | None = None, block: in
                 _CACHE.move_to_end(key)
                 return _CACHE[key]
     per_head = [pattern.for_head(h) for h in range(n or 1)]
-    lay = _merge_heads([_compile_head(p, q_len, kv_len, bq, bk, max_bytes) for p in per_head], pattern.text())
+    with _keep_torch_threads():
+        lay = _merge_heads([_compile_head(p, q_len, kv_len, bq, bk, max_bytes) for p in per_head], pattern.text())
     for a in (lay.row_ptr, lay.col_idx, lay.kind, lay.partial_id, lay.masks):
         a.setflags(write=False)
     if cache:

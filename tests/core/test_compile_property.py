@@ -169,3 +169,14 @@ def test_million_tokens_block_level_without_dense():
     primes = named_sequence("primes", n_b - 1)
     assert lay.n_full == int(np.sum(n_b - primes))
     assert lay.n_partial == n_b
+
+
+def test_compile_leaves_torch_thread_count_alone():
+    torch = pytest.importorskip("torch", reason="torch is an optional dependency; this checks the interplay")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        mc.compile(mc.causal() & mc.window(3), 4096, block=128, cache=False)
+        assert torch.get_num_threads() == 1  # numba's OpenMP launch must not leak into torch
+    finally:
+        torch.set_num_threads(before)
