@@ -52,6 +52,32 @@ def _scores(
 
 
 @triton.jit
+def _tile(P, base, offs, offs_d, n, D):
+    """Rows ``offs`` of a row-major [n, D] matrix at ``P + base`` (zeros past n and D)."""
+    mask = (offs < n)[:, None] & (offs_d < D)[None, :]
+    return tl.load(P + base + offs[:, None] * D + offs_d[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
+def _bh_coords(bh, Hq, G, LAYOUT_HEAD_MULT, Lq, Lk, D):
+    """(layout head, q/o base offset, k/v base offset) of batch-head program ``bh``."""
+    b = bh // Hq
+    h = bh % Hq
+    kv_bh = b * (Hq // G) + h // G
+    return h * LAYOUT_HEAD_MULT, bh.to(tl.int64) * Lq * D, kv_bh.to(tl.int64) * Lk * D
+
+
+@triton.jit
+def _row_stats(LSE, DELTA, bh, Lq, offs_m):
+    """Saved log2-domain lse (+inf on rows without keys, so p = 0) and delta of query rows."""
+    m_ok = offs_m < Lq
+    lse = tl.load(LSE + bh.to(tl.int64) * Lq + offs_m, mask=m_ok, other=float("inf"))
+    lse2 = tl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
+    delta = tl.load(DELTA + bh.to(tl.int64) * Lq + offs_m, mask=m_ok, other=0.0)
+    return lse2, delta
+
+
+@triton.jit
 def _fwd_kernel(
     Q, K, V, O, LSE,
     row_ptr, col_idx, kind_ptr, pid_ptr, masks_ptr,
@@ -62,13 +88,7 @@ def _fwd_kernel(
 ):
     qb = tl.program_id(0)
     bh = tl.program_id(1)
-    b = bh // Hq
-    h = bh % Hq
-    kvh = h // G
-    lh = h * LAYOUT_HEAD_MULT
-    Hkv = Hq // G
-    q_base = bh.to(tl.int64) * Lq * D
-    kv_base = (b * Hkv + kvh).to(tl.int64) * Lk * D
+    lh, q_base, kv_base = _bh_coords(bh, Hq, G, LAYOUT_HEAD_MULT, Lq, Lk, D)
 
     offs_r = tl.arange(0, BLOCK_Q)
     offs_c = tl.arange(0, BLOCK_K)
@@ -76,7 +96,7 @@ def _fwd_kernel(
     offs_m = qb * BLOCK_Q + offs_r
     m_ok = offs_m < Lq
     d_ok = offs_d < D
-    q = tl.load(Q + q_base + offs_m[:, None] * D + offs_d[None, :], mask=m_ok[:, None] & d_ok[None, :], other=0.0)
+    q = _tile(Q, q_base, offs_m, offs_d, Lq, D)
 
     m_i = tl.full([BLOCK_Q], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_Q], tl.float32)
@@ -89,10 +109,8 @@ def _fwd_kernel(
         kind = tl.load(kind_ptr + idx)
         pid = tl.load(pid_ptr + idx)
         offs_n = kb * BLOCK_K + offs_c
-        n_ok = offs_n < Lk
-        kv_mask = n_ok[:, None] & d_ok[None, :]
-        k = tl.load(K + kv_base + offs_n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0)
-        v = tl.load(V + kv_base + offs_n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0)
+        k = _tile(K, kv_base, offs_n, offs_d, Lk, D)
+        v = _tile(V, kv_base, offs_n, offs_d, Lk, D)
         s = _scores(q, k, qk_scale, kind, pid, kb, offs_r, offs_c, offs_n, masks_ptr, Lk,
                     BLOCK_Q, BLOCK_K, MASK_W, UPCAST)
         m_new = tl.maximum(m_i, tl.max(s, 1))
@@ -124,27 +142,16 @@ def _bwd_dq_kernel(
 ):
     qb = tl.program_id(0)
     bh = tl.program_id(1)
-    b = bh // Hq
-    h = bh % Hq
-    kvh = h // G
-    lh = h * LAYOUT_HEAD_MULT
-    Hkv = Hq // G
-    q_base = bh.to(tl.int64) * Lq * D
-    kv_base = (b * Hkv + kvh).to(tl.int64) * Lk * D
+    lh, q_base, kv_base = _bh_coords(bh, Hq, G, LAYOUT_HEAD_MULT, Lq, Lk, D)
 
     offs_r = tl.arange(0, BLOCK_Q)
     offs_c = tl.arange(0, BLOCK_K)
     offs_d = tl.arange(0, BLOCK_D)
     offs_m = qb * BLOCK_Q + offs_r
-    m_ok = offs_m < Lq
-    d_ok = offs_d < D
-    qd_mask = m_ok[:, None] & d_ok[None, :]
-    q = tl.load(Q + q_base + offs_m[:, None] * D + offs_d[None, :], mask=qd_mask, other=0.0)
-    do = tl.load(DO + q_base + offs_m[:, None] * D + offs_d[None, :], mask=qd_mask, other=0.0)
-    lse = tl.load(LSE + bh.to(tl.int64) * Lq + offs_m, mask=m_ok, other=float("inf"))
-    # rows without keys (lse = -inf) get p = 0 everywhere: use +inf as their lse
-    lse2 = tl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
-    delta = tl.load(DELTA + bh.to(tl.int64) * Lq + offs_m, mask=m_ok, other=0.0)
+    qd_mask = (offs_m < Lq)[:, None] & (offs_d < D)[None, :]
+    q = _tile(Q, q_base, offs_m, offs_d, Lq, D)
+    do = _tile(DO, q_base, offs_m, offs_d, Lq, D)
+    lse2, delta = _row_stats(LSE, DELTA, bh, Lq, offs_m)
     dq = tl.zeros([BLOCK_Q, BLOCK_D], tl.float32)
 
     start = tl.load(row_ptr + lh * (n_qb + 1) + qb)
@@ -154,10 +161,8 @@ def _bwd_dq_kernel(
         kind = tl.load(kind_ptr + idx)
         pid = tl.load(pid_ptr + idx)
         offs_n = kb * BLOCK_K + offs_c
-        n_ok = offs_n < Lk
-        kv_mask = n_ok[:, None] & d_ok[None, :]
-        k = tl.load(K + kv_base + offs_n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0)
-        v = tl.load(V + kv_base + offs_n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0)
+        k = _tile(K, kv_base, offs_n, offs_d, Lk, D)
+        v = _tile(V, kv_base, offs_n, offs_d, Lk, D)
         s = _scores(q, k, qk_scale, kind, pid, kb, offs_r, offs_c, offs_n, masks_ptr, Lk,
                     BLOCK_Q, BLOCK_K, MASK_W, UPCAST)
         p = tl.math.exp2(s - lse2[:, None])
@@ -189,11 +194,9 @@ def _bwd_dkdv_kernel(
     offs_c = tl.arange(0, BLOCK_K)
     offs_d = tl.arange(0, BLOCK_D)
     offs_n = kb * BLOCK_K + offs_c
-    n_ok = offs_n < Lk
-    d_ok = offs_d < D
-    kv_mask = n_ok[:, None] & d_ok[None, :]
-    k = tl.load(K + kv_base + offs_n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0)
-    v = tl.load(V + kv_base + offs_n[:, None] * D + offs_d[None, :], mask=kv_mask, other=0.0)
+    kv_mask = (offs_n < Lk)[:, None] & (offs_d < D)[None, :]
+    k = _tile(K, kv_base, offs_n, offs_d, Lk, D)
+    v = _tile(V, kv_base, offs_n, offs_d, Lk, D)
     dk = tl.zeros([BLOCK_K, BLOCK_D], tl.float32)
     dv = tl.zeros([BLOCK_K, BLOCK_D], tl.float32)
 
@@ -210,13 +213,9 @@ def _bwd_dkdv_kernel(
             kind = tl.load(kind_ptr + bsr)
             pid = tl.load(pid_ptr + bsr)
             offs_m = qb * BLOCK_Q + offs_r
-            m_ok = offs_m < Lq
-            qd_mask = m_ok[:, None] & d_ok[None, :]
-            q = tl.load(Q + q_base + offs_m[:, None] * D + offs_d[None, :], mask=qd_mask, other=0.0)
-            do = tl.load(DO + q_base + offs_m[:, None] * D + offs_d[None, :], mask=qd_mask, other=0.0)
-            lse = tl.load(LSE + bh.to(tl.int64) * Lq + offs_m, mask=m_ok, other=float("inf"))
-            lse2 = tl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
-            delta = tl.load(DELTA + bh.to(tl.int64) * Lq + offs_m, mask=m_ok, other=0.0)
+            q = _tile(Q, q_base, offs_m, offs_d, Lq, D)
+            do = _tile(DO, q_base, offs_m, offs_d, Lq, D)
+            lse2, delta = _row_stats(LSE, DELTA, bh, Lq, offs_m)
             s = _scores(q, k, qk_scale, kind, pid, kb, offs_r, offs_c, offs_n, masks_ptr, Lk,
                         BLOCK_Q, BLOCK_K, MASK_W, UPCAST)
             p = tl.math.exp2(s - lse2[:, None])
