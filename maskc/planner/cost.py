@@ -60,7 +60,7 @@ class CostProfile:
 #: torch's fused CPU SDPA (causal, N=4096, D=64, fp32, 2 threads), measured by calibrate_cpu().
 SDPA_CPU: float = 8.8e10
 SDPA_CPU_SOURCE = ("measured 2026-11-22 at load average ~1.4, calibrate_cpu() (two runs: 8.71e10, 8.91e10): "
-                   "F.scaled_dot_product_attention(is_causal=True), N=4096, D=64, fp32, ~25 ms. About 5x the "
+                   "F.scaled_dot_product_attention(is_causal=True), N=4096, D=64, fp32, ~25 ms. About 4x the "
                    "planner's own CPU block-sparse rate: on CPU the dense baseline is a vectorised fused kernel, "
                    "the planner's paths are torch ops driven from Python")
 
@@ -68,8 +68,8 @@ SDPA_CPU_SOURCE = ("measured 2026-11-22 at load average ~1.4, calibrate_cpu() (t
 PROFILES: dict[str, CostProfile] = {
     "cpu": CostProfile(
         name="cpu",
-        matmul_flops=1.7e10,
-        dense_flops=1.7e10,
+        matmul_flops=2.3e10,
+        dense_flops=2.3e10,
         sdpa_flops=SDPA_CPU,
         vector_flops=1.05e10,
         mem_bw=3.5e10,
@@ -80,9 +80,12 @@ PROFILES: dict[str, CostProfile] = {
         dia_miss=1.0,
         bwd_factor=3.0,
         source={
-            "matmul_flops": "measured 2026-11-22 at load average ~1.4 (shared 2-core CPU), calibrate_cpu() "
-                            "(two runs: 1.61e10, 1.80e10): ell_attention fwd, 16 q-blocks x 8 k-blocks of "
-                            "128x128, D=64, fp32, 2 threads (effective, incl. softmax + gathers)",
+            "matmul_flops": "measured 2026-11-22 at load average ~1.3 (shared 2-core CPU), calibrate_cpu() "
+                            "after the ELL path was batched by key-block count (five runs: 2.14e10-2.55e10, "
+                            "median 2.27e10; before: 1.61e10, 1.80e10): ell_attention fwd, 16 q-blocks x 8 "
+                            "k-blocks of 128x128 (2 of them partial per row), D=64, fp32, 2 threads (effective, "
+                            "incl. softmax + gathers + masks). All-FULL block layouts run ~2x this rate "
+                            "(block-level PrimeBird 4K-8K: ~5e10), so bsr estimates are conservative there",
             "dense_flops": "measured: same kernel (the CPU path has no separate dense kernel)",
             "sdpa_flops": SDPA_CPU_SOURCE,
             "vector_flops": "measured 2026-11-22, same runs (0.97e10, 1.13e10): dia_attention fwd, N=8192, "
