@@ -19,7 +19,6 @@ A layout with one stored head broadcasts over any number of attention heads.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -402,9 +401,3 @@ class Layout:
         return bool(np.array_equal(a, b))
 
     __hash__ = None  # type: ignore[assignment]
-
-
-@functools.lru_cache(maxsize=None)
-def packed_width(block_k: int) -> int:
-    """Bytes per packed mask row for ``block_k`` columns."""
-    return _ceil_div(block_k, 8)

@@ -251,11 +251,6 @@ def _as_pattern(obj, op: str) -> Pattern:
     return obj
 
 
-def _wrap(child: Pattern, prec: int) -> str:
-    t = child.text()
-    return f"({t})" if child._prec < prec or (child._prec == prec and prec in (2,)) else t
-
-
 # ========================================================== combinators
 class _NAry(Pattern):
     op = ""

@@ -55,3 +55,15 @@ def test_demo_reduced(tmp_path, capsys, monkeypatch):
     assert len(pngs) == len(__import__("maskc.cli.core", fromlist=["x"]).demo_patterns())
     assert all(os.path.getsize(tmp_path / f) > 5000 for f in pngs)
     assert mc.load(tmp_path / "prime_bird_512.npz").q_len == 512
+
+
+def test_layout_from_arrays_inverts_layout_to_arrays():
+    from maskc.errors import LayoutFormatError
+    from maskc.ir.io import layout_from_arrays, layout_to_arrays
+
+    lay = mc.compile(mc.heads([mc.prime_bird(), mc.window(5, 5)]), 300, block=32)
+    arrs = layout_to_arrays(lay)
+    assert layout_from_arrays(arrs) == lay
+    arrs["col_idx"] = arrs["col_idx"] + 1000  # out of range: refused, naming the field
+    with pytest.raises(LayoutFormatError, match="col_idx"):
+        layout_from_arrays(arrs)
