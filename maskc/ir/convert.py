@@ -29,7 +29,7 @@ def dedupe_masks(bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(packed[first[order]]), ids
 
 
-def layout_from_dense(cls, mask, block, pattern_text: str = ""):
+def layout_from_dense(cls, mask, block, pattern_text: str = "", q_offset: int = 0):
     """See :meth:`Layout.from_dense`."""
     m = np.asarray(mask)
     if m.dtype != bool:
@@ -38,8 +38,13 @@ def layout_from_dense(cls, mask, block, pattern_text: str = ""):
         m = m.astype(bool)
     if m.ndim == 2:
         m = m[None]
+    batch = 1
+    if m.ndim == 4:
+        batch = m.shape[0]
+        m = m.reshape((-1,) + m.shape[2:])
     if m.ndim != 3:
-        raise LayoutFormatError(f"mask must have shape [q_len, kv_len] or [heads, q_len, kv_len], got {m.shape}")
+        raise LayoutFormatError(f"mask must have shape [q_len, kv_len], [heads, q_len, kv_len] or "
+                                f"[batch, heads, q_len, kv_len], got {m.shape}")
     H, q_len, kv_len = m.shape
     if H < 1 or q_len < 1 or kv_len < 1:
         raise LayoutFormatError(f"mask must be non-empty in every dimension, got shape {m.shape}")
@@ -82,6 +87,8 @@ def layout_from_dense(cls, mask, block, pattern_text: str = ""):
         partial_id=partial_id,
         masks=masks,
         pattern_text=pattern_text,
+        q_offset=int(q_offset),
+        batch=int(batch),
     )
 
 

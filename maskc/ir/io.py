@@ -30,7 +30,7 @@ import numpy as np
 
 from maskc.errors import LayoutFormatError
 from maskc.ir.layout import FORMAT_VERSION, Layout, _ceil_div
-from maskc.ir.validate import MAX_BLOCK, MAX_HEADS, MAX_LEN
+from maskc.ir.validate import MAX_BATCH, MAX_BLOCK, MAX_LEN, MAX_SLICES
 
 #: Largest file maskc agrees to open (bytes); larger files are refused before reading.
 MAX_FILE_BYTES = 8 * 2**30
@@ -58,8 +58,12 @@ SCHEMA: dict[str, tuple[str, int]] = {
     "partial_id": ("<i4", 1),
     "masks": ("|u1", 3),
     "pattern_text": ("|u1", 1),
+    "q_offset": ("<i8", 0),
+    "batch": ("<i8", 0),
 }
-_SCALARS = ("format_version", "q_len", "kv_len", "block_q", "block_k")
+#: Fields added by format version 2 (absent from version 1 files) and their version-1 values.
+V2_FIELDS: dict[str, int] = {"q_offset": 0, "batch": 1}
+_SCALARS = ("format_version", "q_len", "kv_len", "block_q", "block_k", "q_offset", "batch")
 _ARRAYS = ("row_ptr", "col_idx", "kind", "partial_id", "masks")
 _ST_DTYPES = {"I64": "<i8", "I32": "<i4", "I8": "|i1", "U8": "|u1"}
 _ST_NAMES = {v: k for k, v in _ST_DTYPES.items()}
@@ -74,11 +78,30 @@ def _err(source: str, msg: str) -> LayoutFormatError:
     return LayoutFormatError(f"{source}: {msg}")
 
 
+def _check_members(present, source: str) -> None:
+    """Every schema field must be present, except that a version-1 file lacks the V2_FIELDS."""
+    missing = set(SCHEMA) - set(present)
+    if missing and missing != set(V2_FIELDS):
+        raise _err(source, f"missing field(s) {sorted(missing)}; is this a maskc layout file?")
+
+
+def _check_version_fields(scalars: dict[str, int], present, source: str) -> None:
+    """Version 1 files have no V2_FIELDS (their values are the defaults); version >= 2 files have all."""
+    v2 = set(V2_FIELDS) & set(present)
+    if scalars["format_version"] >= 2 and v2 != set(V2_FIELDS):
+        raise _err(source, f"format version {scalars['format_version']} needs the field(s) "
+                           f"{sorted(set(V2_FIELDS) - v2)}")
+    if scalars["format_version"] == 1 and v2:
+        raise _err(source, f"format version 1 has no field(s) {sorted(v2)}")
+    for k, default in V2_FIELDS.items():
+        scalars.setdefault(k, default)
+
+
 # ----------------------------------------------------------------------------- writing
 def layout_to_arrays(lay: Layout) -> dict[str, np.ndarray]:
     """The layout as the flat dict of arrays of the file schema (see :data:`SCHEMA`)."""
     out: dict[str, np.ndarray] = {"format_version": np.array(FORMAT_VERSION, dtype="<i8")}
-    for name in ("q_len", "kv_len", "block_q", "block_k"):
+    for name in ("q_len", "kv_len", "block_q", "block_k", "q_offset", "batch"):
         out[name] = np.array(int(getattr(lay, name)), dtype="<i8")
     for name in _ARRAYS:
         out[name] = np.ascontiguousarray(np.asarray(getattr(lay, name)), dtype=SCHEMA[name][0])
@@ -174,15 +197,18 @@ def _check_sizes(scalars: dict[str, int], shapes: dict[str, tuple[int, ...]], so
     if v < MIN_READ_VERSION:
         raise _err(source, f"layout field 'format_version' is {v}, not a valid version "
                            f"(this maskc reads {MIN_READ_VERSION}..{FORMAT_VERSION})")
-    for k, hi in (("q_len", MAX_LEN), ("kv_len", MAX_LEN), ("block_q", MAX_BLOCK), ("block_k", MAX_BLOCK)):
+    for k, hi in (("q_len", MAX_LEN), ("kv_len", MAX_LEN), ("block_q", MAX_BLOCK), ("block_k", MAX_BLOCK),
+                  ("batch", MAX_BATCH)):
         if not 1 <= scalars[k] <= hi:
             raise _err(source, f"layout field {k!r} must be in [1, {hi}], got {scalars[k]}")
+    if not 0 <= scalars["q_offset"] <= MAX_LEN - scalars["q_len"]:
+        raise _err(source, f"layout field 'q_offset' must be in [0, {MAX_LEN} - q_len], got {scalars['q_offset']}")
     n_qb = _ceil_div(scalars["q_len"], scalars["block_q"])
     n_kb = _ceil_div(scalars["kv_len"], scalars["block_k"])
     H = shapes["row_ptr"][0]
-    if not 1 <= H <= MAX_HEADS or shapes["row_ptr"][1] != n_qb + 1:
-        raise _err(source, f"layout field 'row_ptr' must have shape [heads in 1..{MAX_HEADS}, n_qb + 1 = {n_qb + 1}], "
-                           f"got {list(shapes['row_ptr'])}")
+    if not 1 <= H <= MAX_SLICES or shapes["row_ptr"][1] != n_qb + 1:
+        raise _err(source, f"layout field 'row_ptr' must have shape [batch x heads in 1..{MAX_SLICES}, "
+                           f"n_qb + 1 = {n_qb + 1}], got {list(shapes['row_ptr'])}")
     nnzb = shapes["col_idx"][0]
     if nnzb > H * n_qb * n_kb:
         raise _err(source, f"layout field 'col_idx' has {nnzb} blocks, more than heads*n_qb*n_kb = {H * n_qb * n_kb}")
@@ -215,6 +241,8 @@ def _finish(raw: dict[str, tuple[bytes, tuple[int, ...], bool]], source: str) ->
             continue
         a = a.reshape(shape, order="F" if fortran else "C")
         arrs[name] = np.ascontiguousarray(a, dtype=dt.newbyteorder("="))
+    for k, default in V2_FIELDS.items():
+        arrs.setdefault(k, default)
     return _build(arrs, source)
 
 
@@ -226,7 +254,8 @@ def _build(arrs: dict[str, Any], source: str) -> Layout:
         raise _err(source, f"layout field 'pattern_text' is not valid utf-8 ({e})") from None
     lay = Layout(q_len=arrs["q_len"], kv_len=arrs["kv_len"], block_q=arrs["block_q"], block_k=arrs["block_k"],
                  row_ptr=arrs["row_ptr"], col_idx=arrs["col_idx"], kind=arrs["kind"],
-                 partial_id=arrs["partial_id"], masks=arrs["masks"], pattern_text=pattern_text)
+                 partial_id=arrs["partial_id"], masks=arrs["masks"], pattern_text=pattern_text,
+                 q_offset=arrs["q_offset"], batch=arrs["batch"])
     try:
         lay.validate()
     except LayoutFormatError as e:
@@ -266,9 +295,7 @@ def _read_npz(f: IO[bytes], source: str, max_bytes: int) -> Layout:
                 raise _err(source, f"member {info.filename!r} declares {info.file_size:,} bytes, above "
                                    f"max_bytes={max_bytes:,}")
             members[name] = info
-        missing = sorted(set(SCHEMA) - set(members))
-        if missing:
-            raise _err(source, f"missing field(s) {missing}; is this a maskc layout file?")
+        _check_members(members, source)
         # pass 1: headers only (no array data is read, nothing sized by the file is allocated)
         heads: dict[str, tuple[tuple[int, ...], bool, int]] = {}
         for name, info in members.items():
@@ -312,7 +339,9 @@ def _read_npz(f: IO[bytes], source: str, max_bytes: int) -> Layout:
             return data
 
         for name in _SCALARS:
-            scalars[name] = _scalar_from_bytes(name, read(name))
+            if name in members:
+                scalars[name] = _scalar_from_bytes(name, read(name))
+        _check_version_fields(scalars, members, source)
         _check_sizes(scalars, {k: v[0] for k, v in heads.items() if k not in _SCALARS}, source, max_bytes)
         for name in (*_ARRAYS, "pattern_text"):
             read(name)
@@ -371,9 +400,7 @@ def _read_safetensors(f: IO[bytes], size: int, source: str, max_bytes: int) -> L
             raise _err(source, f"layout field {name!r}: shape {list(shape)} needs {_nbytes(name, shape):,} bytes, "
                                f"data_offsets hold {e - b:,}")
         entries[name] = (shape, b, e)
-    missing = sorted(set(SCHEMA) - set(entries))
-    if missing:
-        raise _err(source, f"missing field(s) {missing}; is this a maskc layout file?")
+    _check_members(entries, source)
     spans = sorted((b, e, k) for k, (_, b, e) in entries.items())
     for (b0, e0, k0), (b1, e1, k1) in zip(spans, spans[1:]):
         if b1 < e0:
@@ -387,7 +414,8 @@ def _read_safetensors(f: IO[bytes], size: int, source: str, max_bytes: int) -> L
         raw[name] = (data, shape, False)
         return data
 
-    scalars = {k: _scalar_from_bytes(k, read(k)) for k in _SCALARS}
+    scalars = {k: _scalar_from_bytes(k, read(k)) for k in _SCALARS if k in entries}
+    _check_version_fields(scalars, entries, source)
     _check_sizes(scalars, {k: v[0] for k, v in entries.items() if k not in _SCALARS}, source, max_bytes)
     for name in (*_ARRAYS, "pattern_text"):
         read(name)
@@ -456,17 +484,16 @@ def layout_from_arrays(arrs: dict[str, Any], source: str = "arrays") -> Layout:
     unknown = sorted(str(k)[:80] for k in arrs if k not in SCHEMA)
     if unknown:
         raise _err(source, f"unknown field(s) {unknown}; a maskc layout holds exactly {sorted(SCHEMA)}")
-    missing = sorted(set(SCHEMA) - set(arrs))
-    if missing:
-        raise _err(source, f"missing field(s) {missing}; is this a maskc layout file?")
+    _check_members(arrs, source)
     raw: dict[str, tuple[bytes, tuple[int, ...], bool]] = {}
-    for name in SCHEMA:
+    for name in (n for n in SCHEMA if n in arrs):
         a = arrs[name]
         if not isinstance(a, np.ndarray):
             raise _err(source, f"layout field {name!r} must be a numpy array, got {type(a).__name__}")
         dt = a.dtype.newbyteorder("<") if a.dtype.byteorder in "=>" and a.dtype.itemsize > 1 else a.dtype
         shape = _check_header(name, dt, a.shape, source)
         raw[name] = (np.ascontiguousarray(a, dtype=SCHEMA[name][0]).tobytes(), shape, False)
-    scalars = {k: _scalar_from_bytes(k, raw[k][0]) for k in _SCALARS}
+    scalars = {k: _scalar_from_bytes(k, raw[k][0]) for k in _SCALARS if k in raw}
+    _check_version_fields(scalars, raw, source)
     _check_sizes(scalars, {k: v[1] for k, v in raw.items() if k not in _SCALARS}, source, DEFAULT_MAX_BYTES)
     return _finish(raw, source)

@@ -14,7 +14,15 @@ at the granularity of (block_q x block_k) tiles:
 * Empty blocks are absent. A FULL block allows every *valid* element (elements
   past ``q_len`` / ``kv_len`` in tail blocks never count).
 
-A layout with one stored head broadcasts over any number of attention heads.
+Stored *slices*: ``row_ptr`` has one row per (batch element, head) pair, batch-major
+(slice ``s = b * heads + h``). A layout with one stored head broadcasts over any number
+of attention heads; one with ``batch == 1`` broadcasts over any batch size
+(:meth:`Layout.slice_index` does the mapping).
+
+Positions: query row ``r`` of the layout is the absolute position ``q_offset + r``; key
+column ``c`` is position ``c``. A pattern compiled with ``q_offset`` is evaluated as if
+the query sequence had ``q_offset + q_len`` rows, of which the layout holds the last
+``q_len`` (decode and chunked prefill use ``q_offset = kv_len - q_len``).
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ PARTIAL: int = 1
 FULL: int = 2
 
 #: Version of the in-memory schema and of the file format (see docs/format.md).
-FORMAT_VERSION: int = 1
+FORMAT_VERSION: int = 2
 
 #: Default cap on the elements ``Layout.to_dense`` may allocate (256 Mi booleans).
 DEFAULT_MAX_DENSE_ELEMENTS: int = 1 << 28
@@ -39,6 +47,12 @@ DEFAULT_MAX_DENSE_ELEMENTS: int = 1 << 28
 
 #: Largest block edge a layout may use.
 MAX_BLOCK: int = 4096
+
+
+def _short(text: str, limit: int = 200) -> str:
+    if not text:
+        return "<unnamed>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -102,12 +116,35 @@ class Layout:
     masks: np.ndarray
     pattern_text: str = ""
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    #: absolute position of query row 0 (see the module docstring).
+    q_offset: int = 0
+    #: stored batch elements (1 broadcasts over any batch size).
+    batch: int = 1
 
     # ------------------------------------------------------------------ sizes
     @property
     def heads(self) -> int:
         """Number of stored heads (1 means the layout broadcasts over heads)."""
+        return int(self.row_ptr.shape[0]) // max(int(self.batch), 1)
+
+    @property
+    def n_slices(self) -> int:
+        """Stored (batch element, head) slices: ``batch * heads`` rows of ``row_ptr``."""
         return int(self.row_ptr.shape[0])
+
+    def slice_index(self, b: int, h: int) -> int:
+        """The stored slice that batch element ``b`` and attention head ``h`` read.
+
+        A layout with one stored batch element (head) broadcasts over every ``b`` (``h``).
+
+        Example:
+            >>> import numpy as np, maskc as mc
+            >>> mc.Layout.from_dense(np.ones((2, 3, 4, 4), bool), block=2).slice_index(1, 2)
+            5
+        """
+        bs = b if self.batch > 1 else 0
+        hs = h if self.heads > 1 else 0
+        return bs * self.heads + hs
 
     @property
     def n_qb(self) -> int:
@@ -156,18 +193,18 @@ class Layout:
 
         def make():
             counts = np.diff(self.row_ptr, axis=1).reshape(-1)
-            rows = np.tile(np.arange(self.n_qb, dtype=np.int32), self.heads)
+            rows = np.tile(np.arange(self.n_qb, dtype=np.int32), self.n_slices)
             return np.repeat(rows, counts)
 
         return self._cached("block_row", make)
 
     @property
     def block_head(self) -> np.ndarray:
-        """Stored-head index of every stored block (int32 [nnzb])."""
+        """Stored-slice index (``b * heads + h``) of every stored block (int32 [nnzb])."""
 
         def make():
             counts = self.row_ptr[:, -1] - self.row_ptr[:, 0]
-            return np.repeat(np.arange(self.heads, dtype=np.int32), counts)
+            return np.repeat(np.arange(self.n_slices, dtype=np.int32), counts)
 
         return self._cached("block_head", make)
 
@@ -195,7 +232,7 @@ class Layout:
         """The transposed view (computed once, on first use)."""
 
         def make():
-            H, n_kb = self.heads, self.n_kb
+            H, n_kb = self.n_slices, self.n_kb
             key = self.block_head.astype(np.int64) * n_kb + self.col_idx
             # stable sort keeps query blocks increasing inside each key block
             perm = np.argsort(key, kind="stable").astype(np.int64)
@@ -235,19 +272,19 @@ class Layout:
 
     @property
     def nnz(self) -> int:
-        """Exact number of allowed (head, query, key) triples over stored heads."""
+        """Exact number of allowed (slice, query, key) triples over stored slices."""
         return int(self.block_nnz.sum())
 
     @property
     def density(self) -> float:
-        """Allowed pairs / (heads * q_len * kv_len)."""
-        total = self.heads * self.q_len * self.kv_len
+        """Allowed pairs / (stored slices * q_len * kv_len)."""
+        total = self.n_slices * self.q_len * self.kv_len
         return self.nnz / total if total else 0.0
 
     @property
     def block_density(self) -> float:
-        """Non-empty blocks / (heads * n_qb * n_kb)."""
-        total = self.heads * self.n_qb * self.n_kb
+        """Non-empty blocks / (stored slices * n_qb * n_kb)."""
+        total = self.n_slices * self.n_qb * self.n_kb
         return self.nnz_blocks / total if total else 0.0
 
     @property
@@ -258,11 +295,11 @@ class Layout:
         )
 
     def row_counts(self) -> np.ndarray:
-        """Allowed keys of every query token: int64 [heads, q_len].
+        """Allowed keys of every query token: int64 [heads, q_len] ([batch, heads, q_len] when batch > 1).
 
         Computed block by block (O(nnz_blocks * block_q)), never densely.
         """
-        H, n_qb, Bq = self.heads, self.n_qb, self.block_q
+        H, n_qb, Bq = self.n_slices, self.n_qb, self.block_q
         out = np.zeros((H, n_qb * Bq), dtype=np.int64)
         if self.nnz_blocks:
             vc = self.valid_cols()[self.col_idx]  # [nnzb]
@@ -274,11 +311,12 @@ class Layout:
             rows = self.block_row.astype(np.int64) * Bq
             idx = (self.block_head.astype(np.int64) * (n_qb * Bq) + rows)[:, None] + np.arange(Bq)
             np.add.at(out.reshape(-1), idx.reshape(-1), per_row.reshape(-1))
-        return out[:, : self.q_len]
+        out = out[:, : self.q_len]
+        return out.reshape(self.batch, self.heads, self.q_len) if self.batch > 1 else out
 
     # ------------------------------------------------------------ conversions
     def to_dense(self, max_elements: int = DEFAULT_MAX_DENSE_ELEMENTS) -> np.ndarray:
-        """The token-level mask as bool [heads, q_len, kv_len].
+        """The token-level mask as bool [heads, q_len, kv_len] ([batch, heads, ...] when batch > 1).
 
         Raises :class:`~maskc.errors.TooLargeError` (before allocating) when the mask
         would exceed ``max_elements`` booleans.
@@ -288,7 +326,7 @@ class Layout:
             >>> int(mc.compile(mc.causal(), q_len=4, block=2).to_dense()[0].sum())
             10
         """
-        H, Bq, Bk = self.heads, self.block_q, self.block_k
+        H, Bq, Bk = self.n_slices, self.block_q, self.block_k
         need = H * self.n_qb * Bq * self.n_kb * Bk
         if need > max_elements:
             raise TooLargeError(
@@ -304,7 +342,8 @@ class Layout:
                 blocks[part] = self.mask_bits[self.partial_id[part]]
             dense[self.block_head, self.block_row, :, self.col_idx, :] = blocks
         dense = dense.reshape(H, self.n_qb * Bq, self.n_kb * Bk)[:, : self.q_len, : self.kv_len]
-        return np.ascontiguousarray(dense)
+        dense = np.ascontiguousarray(dense)
+        return dense.reshape(self.batch, self.heads, self.q_len, self.kv_len) if self.batch > 1 else dense
 
     def to_scipy(self, fmt: Literal["csr", "bsr", "coo"] = "csr", head: int = 0):
         """The token-level mask of one stored head as a scipy.sparse matrix of bools.
@@ -322,8 +361,10 @@ class Layout:
         return layout_to_scipy(self, fmt, head)
 
     @classmethod
-    def from_dense(cls, mask, block: int | tuple[int, int] = 128, pattern_text: str = "") -> "Layout":
-        """Build a Layout from a boolean mask [q_len, kv_len] or [heads, q_len, kv_len].
+    def from_dense(cls, mask, block: int | tuple[int, int] = 128, pattern_text: str = "",
+                   q_offset: int = 0) -> "Layout":
+        """Build a Layout from a boolean mask [q_len, kv_len], [heads, q_len, kv_len] or
+        [batch, heads, q_len, kv_len] (``q_offset``: absolute position of mask row 0).
 
         Example:
             >>> import numpy as np, maskc as mc
@@ -332,7 +373,7 @@ class Layout:
         """
         from maskc.ir.convert import layout_from_dense
 
-        return layout_from_dense(cls, mask, block, pattern_text)
+        return layout_from_dense(cls, mask, block, pattern_text, q_offset)
 
     # --------------------------------------------------------------- checking
     def validate(self) -> "Layout":
@@ -357,34 +398,43 @@ class Layout:
             >>> print(mc.compile(mc.causal(), q_len=256, block=64).summary().splitlines()[0])
             Layout causal(): q_len=256 kv_len=256 block=(64, 64) heads=1
         """
-        tot_blocks = self.heads * self.n_qb * self.n_kb
+        tot_blocks = self.n_slices * self.n_qb * self.n_kb
         lines = [
-            f"Layout {self.pattern_text or '<unnamed>'}: q_len={self.q_len} kv_len={self.kv_len} "
-            f"block=({self.block_q}, {self.block_k}) heads={self.heads}",
+            f"Layout {_short(self.pattern_text)}: q_len={self.q_len} kv_len={self.kv_len} "
+            f"block=({self.block_q}, {self.block_k}) heads={self.heads}{self._extra()}",
             f"  blocks     {self.nnz_blocks:,} / {tot_blocks:,} non-empty ({100 * self.block_density:.2f}%):"
             f" {self.n_full:,} full, {self.n_partial:,} partial",
             f"  masks      {self.n_unique_masks:,} unique partial bitmasks",
             f"  density    {self.nnz:,} allowed pairs ({100 * self.density:.4f}% of "
-            f"{self.heads * self.q_len * self.kv_len:,})",
+            f"{self.n_slices * self.q_len * self.kv_len:,})",
             f"  memory     {self.nbytes:,} bytes",
         ]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
         return (
-            f"Layout({self.pattern_text or '<unnamed>'!s}, q_len={self.q_len}, kv_len={self.kv_len}, "
-            f"block=({self.block_q}, {self.block_k}), heads={self.heads}, nnz_blocks={self.nnz_blocks})"
+            f"Layout({_short(self.pattern_text)}, q_len={self.q_len}, kv_len={self.kv_len}, "
+            f"block=({self.block_q}, {self.block_k}), heads={self.heads}{self._extra(', ')}, "
+            f"nnz_blocks={self.nnz_blocks})"
         )
+
+    def _extra(self, sep: str = " ") -> str:
+        parts = [f"q_offset={self.q_offset}"] if self.q_offset else []
+        if self.batch > 1:
+            parts.append(f"batch={self.batch}")
+        return "".join(sep + p for p in parts)
 
     def __eq__(self, other: object) -> bool:
         """Equal when sizes and the allowed pairs of every block agree (ids may differ)."""
         if not isinstance(other, Layout):
             return NotImplemented
-        if (self.q_len, self.kv_len, self.block_q, self.block_k) != (
+        if (self.q_len, self.kv_len, self.block_q, self.block_k, self.q_offset, self.batch) != (
             other.q_len,
             other.kv_len,
             other.block_q,
             other.block_k,
+            other.q_offset,
+            other.batch,
         ):
             return False
         if not (

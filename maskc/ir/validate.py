@@ -6,11 +6,7 @@ import numpy as np
 
 from maskc.errors import LayoutFormatError
 from maskc.ir.layout import FULL, MAX_BLOCK, PARTIAL, _ceil_div
-
-#: Largest sequence length a layout may describe (2**31 - 1 tokens).
-MAX_LEN = 2**31 - 1
-#: Largest number of stored heads.
-MAX_HEADS = 65536
+from maskc.limits import MAX_BATCH, MAX_HEADS, MAX_LEN, MAX_SLICES
 #: Longest pattern text (characters; the file stores at most 1 MiB of utf-8).
 MAX_TEXT_CHARS = 1 << 20
 
@@ -54,9 +50,13 @@ def validate_layout(lay) -> None:
     bq = _int_scalar(lay.block_q, "block_q", 1, MAX_BLOCK)
     bk = _int_scalar(lay.block_k, "block_k", 1, MAX_BLOCK)
     n_qb, n_kb = _ceil_div(q_len, bq), _ceil_div(kv_len, bk)
+    _int_scalar(lay.q_offset, "q_offset", 0, MAX_LEN - q_len)
+    batch = _int_scalar(lay.batch, "batch", 1, MAX_BATCH)
     row_ptr = _array(lay.row_ptr, "row_ptr", np.int64, 2)
     H = row_ptr.shape[0]
-    _need(1 <= H <= MAX_HEADS, "row_ptr", f"must have between 1 and {MAX_HEADS} heads, got {H}")
+    _need(H % batch == 0, "row_ptr", f"must have batch * heads rows; {H} rows is not a multiple of batch={batch}")
+    _need(1 <= H // batch <= MAX_HEADS and H <= MAX_SLICES, "row_ptr",
+          f"must have between 1 and {MAX_HEADS} heads and at most {MAX_SLICES} batch x head slices, got {H} rows")
     _need(row_ptr.shape[1] == n_qb + 1, "row_ptr",
           f"must have shape [heads, n_qb + 1] = [{H}, {n_qb + 1}], got {row_ptr.shape}")
     col_idx = _array(lay.col_idx, "col_idx", np.int32, 1)
