@@ -10,7 +10,7 @@ import numpy as np
 
 from maskc.errors import LayoutFormatError, TooLargeError
 from maskc.ir.layout import DEFAULT_MAX_DENSE_ELEMENTS, FULL, PARTIAL, Layout, _ceil_div, normalize_block
-from maskc.ir.validate import MAX_HEADS, MAX_LEN
+from maskc.limits import MAX_HEADS, MAX_LEN
 
 
 class LossyExportWarning(UserWarning):
