@@ -19,59 +19,76 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numba import njit
 
-from maskc.ir.layout import DEFAULT_MAX_DENSE_ELEMENTS, Layout
 from maskc.errors import TooLargeError
 from maskc.export._common import as_block, check_layout, int_array, positive_int, to_torch
+from maskc.export._runs import DEFAULT_MAX_WORK, col_runs
+from maskc.ir.kinds import DEFAULT_MAX_DENSE_ELEMENTS
+from maskc.ir.layout import Layout
+from maskc.limits import MAX_BATCH, MAX_LEN, check_int, refuse_above
 
 __all__ = ["to_flashmask", "from_flashmask"]
 
 
-def _gaps(col: np.ndarray, row: np.ndarray, lo: np.ndarray, hi: np.ndarray):
-    """Masked runs of every column inside [lo[j], hi[j]) given allowed entries (col, row),
-    sorted by column then row (CSC order). O(nnz + L), no sort of the entries.
+@njit(cache=True)
+def _gaps(ptr, rs, re, L, out):
+    """Masked runs of every key column j given its allowed query runs: out[j] =
+    (lower count, lts, lte, 2nd lower start, 2nd lower end, upper count, uts, ute, 2nd upper start,
+    2nd upper end, first allowed row above the diagonal or -1). Lower = rows [j, L), upper = rows [0, j)."""
+    for j in range(L):
+        for side in range(2):
+            a0 = j if side == 0 else 0
+            b0 = L if side == 0 else j
+            base = 0 if side == 0 else 5
+            cnt = 0
+            g0s = b0
+            g0e = b0
+            g1s = 0
+            g1e = 0
+            pos = a0
+            for t in range(ptr[j], ptr[j + 1]):
+                s = max(rs[t], a0)
+                e = min(re[t], b0)
+                if e <= s:
+                    continue
+                if side == 1 and out[j, 10] < 0:
+                    out[j, 10] = s
+                if s > pos:
+                    if cnt == 0:
+                        g0s = pos
+                        g0e = s
+                    elif cnt == 1:
+                        g1s = pos
+                        g1e = s
+                    cnt += 1
+                pos = max(pos, e)
+            if pos < b0:
+                if cnt == 0:
+                    g0s = pos
+                    g0e = b0
+                elif cnt == 1:
+                    g1s = pos
+                    g1e = b0
+                cnt += 1
+            out[j, base] = cnt
+            out[j, base + 1] = g0s
+            out[j, base + 2] = g0e
+            out[j, base + 3] = g1s
+            out[j, base + 4] = g1e
 
-    Returns (count [L], start [L], end [L], second_start [L], second_end [L]) where
-    start/end is the first gap (hi/hi when none) and second_* the second gap (for errors).
-    """
-    L = lo.size
-    cnt = np.bincount(col, minlength=L)
-    ptr = np.zeros(L + 1, np.int64)
-    np.cumsum(cnt, out=ptr[1:])
-    has = cnt > 0
-    first = np.where(has, row[np.minimum(ptr[:-1], max(row.size - 1, 0))] if row.size else hi, hi)
-    last = np.where(has, row[np.maximum(ptr[1:] - 1, 0)] if row.size else lo - 1, lo - 1)
-    inner = (col[1:] == col[:-1]) & (row[1:] - row[:-1] > 1)
-    lead = first > lo  # [lo, first) (for an empty column: [lo, hi))
-    trail = has & (last < hi - 1)  # [last + 1, hi)
-    j = np.arange(L)
-    g_col = np.concatenate([j[lead], col[1:][inner], j[trail]])
-    g_s = np.concatenate([lo[lead], row[:-1][inner] + 1, last[trail] + 1])
-    g_e = np.concatenate([first[lead], row[1:][inner], hi[trail]])
-    order = np.lexsort((g_s, g_col))
-    g_col, g_s, g_e = g_col[order], g_s[order], g_e[order]
-    count = np.bincount(g_col, minlength=L)
-    start, end = hi.copy(), hi.copy()
-    s2, e2 = np.zeros(L, np.int64), np.zeros(L, np.int64)
-    if g_col.size:
-        is_first = np.ones(g_col.size, bool)
-        is_first[1:] = g_col[1:] != g_col[:-1]
-        start[g_col[is_first]] = g_s[is_first]
-        end[g_col[is_first]] = g_e[is_first]
-        second = np.zeros(g_col.size, bool)
-        second[1:] = (~is_first[1:]) & is_first[:-1]
-        s2[g_col[second]] = g_s[second]
-        e2[g_col[second]] = g_e[second]
-    return count, start, end, s2, e2
 
-
-def to_flashmask(layout: Layout, causal: bool | None = None, batch: int = 1, device: Any = None) -> dict[str, Any]:
+def to_flashmask(layout: Layout, causal: bool | None = None, batch: int | None = None, device: Any = None,
+                 max_work: int = DEFAULT_MAX_WORK) -> dict[str, Any]:
     """FlashMask ``startend_row_indices`` (and the ``causal`` flag) for a square layout.
 
     Returns ``{"startend_row_indices": int32 [batch, heads, L, k], "causal": bool}`` using
     the smallest form that is exact: k = 1 or 2 when causal, 2 or 4 otherwise.
-    ``causal=None`` picks causal when no query attends a later key. Exact:
-    :func:`from_flashmask` gives back the same token-level mask.
+    ``causal=None`` picks causal when no query attends a later key. ``batch`` defaults to
+    the layout's batch (a batch-1 layout is repeated). Exact: :func:`from_flashmask` gives
+    back the same token-level mask. The column runs are computed from the blocks (see
+    :mod:`maskc.export._runs`); the work is estimated first and refused (TooLargeError)
+    above ``max_work`` steps.
 
     Raises ValueError when the layout is not square, when ``causal=True`` but some query
     attends a later key, or when a key column has two masked runs on the same side of the
@@ -85,53 +102,49 @@ def to_flashmask(layout: Layout, causal: bool | None = None, batch: int = 1, dev
         (True, [3, 4, 5, 6, 6, 6])
     """
     layout = check_layout(layout, "to_flashmask")
-    batch = positive_int(batch, "batch")
+    B = layout.batch if batch is None else positive_int(batch, "batch", MAX_BATCH)
+    if layout.batch > 1 and B != layout.batch:
+        raise ValueError(f"batch={B} but the layout stores {layout.batch} batch elements")
     if layout.q_len != layout.kv_len:
         raise ValueError(f"FlashMask's lower / upper triangles are defined for square masks; this layout has "
                          f"q_len={layout.q_len} != kv_len={layout.kv_len}")
-    L, H = layout.q_len, layout.heads
-    j = np.arange(L, dtype=np.int64)
-    per_head = []
-    any_upper = False
-    for h in range(H):
-        csc = layout.to_scipy("csr", head=h).tocsc()
-        csc.sort_indices()
-        col = np.repeat(j, np.diff(csc.indptr))
-        row = csc.indices.astype(np.int64)
-        up = row < col
-        if up.any():
-            any_upper = True
-            if causal:
-                k = int(np.argmax(up))
-                raise ValueError(f"causal=True but head {h} lets query {int(row[k])} attend the later key "
-                                 f"{int(col[k])}; pass causal=False (or None)")
-        lo_cnt, lts, lte, ls2, le2 = _gaps(col[~up], row[~up], j, np.full(L, L, np.int64))
-        up_cnt, uts, ute, us2, ue2 = _gaps(col[up], row[up], np.zeros(L, np.int64), j.copy())
-        for cnt, s, e, s2, e2, side in ((lo_cnt, lts, lte, ls2, le2, "on or below"),
-                                        (up_cnt, uts, ute, us2, ue2, "above")):
-            bad = np.flatnonzero(cnt > 1)
+    L, S = layout.q_len, layout.n_slices
+    refuse_above(B * layout.heads * L * 4 * 4, 1 << 34, "FlashMask's startend_row_indices",
+                 "export fewer batch elements", unit="bytes")
+    per = []
+    unit = "head" if layout.batch == 1 else "slice"
+    for s in range(S):
+        ptr, rs, re = col_runs(layout, s, max_work)
+        g = np.zeros((L, 11), np.int64)
+        g[:, 10] = -1
+        _gaps(ptr, rs, re, L, g)
+        up = np.flatnonzero(g[:, 10] >= 0)
+        if causal and up.size:
+            raise ValueError(f"causal=True but {unit} {s} lets query {int(g[up[0], 10])} attend the later key "
+                             f"{int(up[0])}; pass causal=False (or None)")
+        for side, word in ((0, "on or below"), (5, "above")):
+            bad = np.flatnonzero(g[:, side] > 1)
             if bad.size:
                 c = int(bad[0])
                 raise ValueError(
-                    f"key column {c} of head {h} has {int(cnt[c])} masked runs {side} the diagonal (rows "
-                    f"[{int(s[c])}, {int(e[c])}) and [{int(s2[c])}, {int(e2[c])}), ...); FlashMask represents at "
-                    "most one masked run below and one above the diagonal per key column")
-        empty_up = up_cnt == 0
-        uts = np.where(empty_up, 0, uts)
-        ute = np.where(empty_up, 0, ute)
-        per_head.append((lts, lte, uts, ute, up_cnt))
+                    f"key column {c} of {unit} {s} has {int(g[c, side])} masked runs {word} the diagonal (rows "
+                    f"[{int(g[c, side + 1])}, {int(g[c, side + 2])}) and [{int(g[c, side + 3])}, "
+                    f"{int(g[c, side + 4])}), ...); FlashMask represents at most one masked run below and one "
+                    "above the diagonal per key column")
+        none_up = g[:, 5] == 0
+        g[none_up, 6] = 0
+        g[none_up, 7] = 0
+        per.append(g)
+    any_upper = any(bool((g[:, 10] >= 0).any()) for g in per)
     is_causal = (not any_upper) if causal is None else bool(causal)
-    if is_causal:
-        # every row above the diagonal must be masked: the upper gap is [0, j) for every column
-        lte_all_end = all((lte == L).all() for (_, lte, _, _, _) in per_head)
-        cols = [np.stack([lts], -1) if lte_all_end else np.stack([lts, lte], -1)
-                for (lts, lte, _, _, _) in per_head]
+    if is_causal:  # every row above the diagonal is masked: the upper gap is [0, j) for every column
+        cols = [1] if all((g[:, 2] == L).all() for g in per) else [1, 2]
     else:
-        simple = all(((lte == L) | (lts == L)).all() and (uts == 0).all() for (lts, lte, uts, _, _) in per_head)
-        cols = [np.stack([lts, ute], -1) if simple else np.stack([lts, lte, uts, ute], -1)
-                for (lts, lte, uts, ute, _) in per_head]
-    arr = np.stack(cols).astype(np.int32)  # [H, L, k]
-    arr = np.ascontiguousarray(np.broadcast_to(arr[None], (batch, *arr.shape)))
+        simple = all(((g[:, 2] == L) | (g[:, 1] == L)).all() and (g[:, 6] == 0).all() for g in per)
+        cols = [1, 7] if simple else [1, 2, 6, 7]
+    arr = np.stack([g[:, cols] for g in per]).astype(np.int32)  # [slices, L, k]
+    arr = arr.reshape(layout.batch, layout.heads, L, len(cols))
+    arr = np.ascontiguousarray(np.broadcast_to(arr, (B, layout.heads, L, len(cols))))
     return to_torch({"startend_row_indices": arr, "causal": is_causal}, device)
 
 
@@ -150,12 +163,14 @@ def from_flashmask(startend_row_indices: Any, causal: bool, block: int | tuple[i
         >>> mc.export.from_flashmask(sri, causal=True, block=4).nnz
         15
     """
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
     s = int_array(startend_row_indices, "startend_row_indices", 4)
     B, H, L, k = s.shape
     if B < 1 or H < 1 or L < 1:
         raise ValueError(f"startend_row_indices must be non-empty, got shape {s.shape}")
-    if not 0 <= batch_index < B:
-        raise ValueError(f"batch_index must be in [0, {B}), got {batch_index}")
+    positive_int(L, "seq_len", MAX_LEN)
+    batch_index = check_int(batch_index, "batch_index", 0, B - 1)
     if (causal and k not in (1, 2)) or (not causal and k not in (2, 4)):
         raise ValueError(f"startend_row_indices last dimension must be 1 or 2 when causal, 2 or 4 otherwise; "
                          f"got {k} with causal={causal}")
@@ -174,6 +189,4 @@ def from_flashmask(startend_row_indices: Any, causal: bool, block: int | tuple[i
         masked |= (r >= s[:, None, :, 2]) & (r < s[:, None, :, 3])
     else:
         masked |= r < s[:, None, :, 1]
-    from maskc.ir.layout import Layout as _L
-
-    return _L.from_dense(~masked, as_block(block), pattern_text).validate()
+    return Layout.from_dense(~masked, as_block(block), pattern_text).validate()

@@ -18,52 +18,98 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from maskc.errors import TooLargeError
-from maskc.ir.layout import DEFAULT_MAX_DENSE_ELEMENTS, Layout
-from maskc.export._common import as_block, check_layout, int_array, positive_int, select_head, to_torch
+from maskc.export._common import as_block, check_layout, int_array, positive_int, select_head, to_numpy, to_torch
+from maskc.export._runs import DEFAULT_MAX_WORK, row_runs
+from maskc.ir.kinds import DEFAULT_MAX_DENSE_ELEMENTS
+from maskc.ir.layout import Layout
+from maskc.limits import MAX_LEN
 
 __all__ = ["to_magi", "from_magi", "MAGI_MASK_TYPES"]
 
 #: MagiAttention ``attn_type_map`` codes, by index.
 MAGI_MASK_TYPES: tuple[str, ...] = ("full", "causal", "inv_causal", "bi_causal")
-_DELTA_TYPE = {(0, 0): 0, (0, 1): 1, (1, 0): 2, (1, 1): 3}
 
 #: Default cap on the number of slices :func:`to_magi` emits.
 DEFAULT_MAX_SLICES = 1 << 16
 
 
-def _row_runs(layout: Layout, head: int):
-    csr = layout.to_scipy("csr", head=head)
-    csr.sort_indices()
-    rows = np.repeat(np.arange(layout.q_len, dtype=np.int64), np.diff(csr.indptr))
-    cols = csr.indices.astype(np.int64)
-    if cols.size == 0:
-        return np.zeros(layout.q_len + 1, np.int64), cols, cols
-    new = np.ones(cols.size, bool)
-    new[1:] = (cols[1:] != cols[:-1] + 1) | (rows[1:] != rows[:-1])
-    starts_at = np.flatnonzero(new)
-    run_start = cols[starts_at]
-    ends_at = np.append(starts_at[1:], cols.size) - 1
-    run_end = cols[ends_at] + 1
-    run_row = rows[starts_at]
-    ptr = np.zeros(layout.q_len + 1, np.int64)
-    np.cumsum(np.bincount(run_row, minlength=layout.q_len), out=ptr[1:])
-    return ptr, run_start, run_end
+@njit(cache=True)
+def _track(ptr, rs, re, q_len, out):
+    """Join runs of consecutive rows into slices; returns the slice count (-1: more than out holds).
+
+    A track follows run r of consecutive rows with the same number of runs while its start and
+    end each move by a constant 0 or +1 per row: (0, 0) full, (0, +1) causal, (+1, 0)
+    inv_causal, (+1, +1) bi_causal. out[k] = (q0, q1, k0, k1, type).
+    """
+    width = 0
+    for i in range(q_len):
+        width = max(width, ptr[i + 1] - ptr[i])
+    r0 = np.zeros(width, np.int64)
+    s0 = np.zeros(width, np.int64)
+    e0 = np.zeros(width, np.int64)
+    sl = np.zeros(width, np.int64)
+    el = np.zeros(width, np.int64)
+    dl = np.full(width, -1, np.int64)  # -1: no step yet; else 2 * d_start + d_end
+    n_tracks = 0
+    n = 0
+    for i in range(q_len + 1):
+        m = ptr[i + 1] - ptr[i] if i < q_len else -1
+        for r in range(n_tracks):
+            close = m != n_tracks
+            if not close:
+                ds = rs[ptr[i] + r] - sl[r]
+                de = re[ptr[i] + r] - el[r]
+                code = 2 * ds + de
+                if 0 <= ds <= 1 and 0 <= de <= 1 and (dl[r] == -1 or dl[r] == code):
+                    sl[r] = rs[ptr[i] + r]
+                    el[r] = re[ptr[i] + r]
+                    dl[r] = code
+                    continue
+            if n >= out.shape[0]:
+                return -1
+            typ = max(dl[r], 0)
+            out[n, 0] = r0[r]
+            out[n, 1] = i
+            out[n, 2] = s0[r]
+            out[n, 3] = e0[r] if typ == 0 or typ == 2 else el[r]
+            out[n, 4] = typ
+            n += 1
+            if not close:  # restart this track at row i
+                r0[r] = i
+                s0[r] = rs[ptr[i] + r]
+                e0[r] = re[ptr[i] + r]
+                sl[r] = s0[r]
+                el[r] = e0[r]
+                dl[r] = -1
+        if i < q_len and m != n_tracks:
+            for r in range(m):
+                r0[r] = i
+                s0[r] = rs[ptr[i] + r]
+                e0[r] = re[ptr[i] + r]
+                sl[r] = s0[r]
+                el[r] = e0[r]
+                dl[r] = -1
+            n_tracks = m
+    return n
 
 
-def to_magi(layout: Layout, head: int | None = None, max_slices: int = DEFAULT_MAX_SLICES,
-            device: Any = None) -> dict[str, Any]:
+def to_magi(layout: Layout, head: int | None = None, max_slices: int = DEFAULT_MAX_SLICES, device: Any = None,
+            max_work: int = DEFAULT_MAX_WORK) -> dict[str, Any]:
     """MagiAttention slices for one head: ``q_ranges`` / ``k_ranges`` int32 [n, 2] and ``attn_type_map``
     int32 [n] (codes of :data:`MAGI_MASK_TYPES`), plus ``total_seqlen_q`` / ``total_seqlen_k``.
 
-    Exact (:func:`from_magi` rebuilds the same token mask). Rows are scanned for runs of
-    allowed keys; runs of consecutive rows whose start and end each move by 0 or +1 per
-    row become one full / causal / inv_causal / bi_causal slice, so causal, sliding
-    windows and block-diagonal masks take a handful of slices. Raises ValueError when more
-    than ``max_slices`` slices would be needed (scattered patterns such as prime offsets),
-    and when the layout stores several different heads and ``head`` is not given
-    (MagiAttention applies one mask to every head).
+    Exact (:func:`from_magi` rebuilds the same token mask). The runs of allowed keys of
+    every row come from the blocks (consecutive full blocks merged first, so a causal row
+    costs one step plus its diagonal block); runs of consecutive rows whose start and end
+    each move by 0 or +1 per row become one full / causal / inv_causal / bi_causal slice,
+    so causal, sliding windows and block-diagonal masks take a handful of slices. The work
+    is estimated first and refused (TooLargeError) above ``max_work`` steps; ValueError
+    when more than ``max_slices`` slices would be needed (scattered patterns such as prime
+    offsets), when the layout stores several different heads and ``head`` is not given
+    (MagiAttention applies one mask to every head), or for batched layouts.
 
     Example:
         >>> import numpy as np, maskc as mc
@@ -74,47 +120,20 @@ def to_magi(layout: Layout, head: int | None = None, max_slices: int = DEFAULT_M
     """
     layout = check_layout(layout, "to_magi")
     h = select_head(layout, head, "MagiAttention")
-    max_slices = positive_int(max_slices, "max_slices")
-    ptr, rs, re = _row_runs(layout, h)
-    out: list[tuple[int, int, int, int, int]] = []
-    # open tracks, one per run of the previous row: [row0, s0, e0, s_last, e_last, delta or None]
-    tracks: list[list] = []
-
-    def close(t: list, r_end: int) -> None:
-        r0, s0, e0, _, e_last, delta = t
-        typ = _DELTA_TYPE[delta or (0, 0)]
-        k_end = e0 if typ in (0, 2) else e_last
-        out.append((r0, r_end, s0, k_end, typ))
-        if len(out) > max_slices:
-            raise ValueError(
-                f"MagiAttention needs more than max_slices={max_slices} slices for head {h} of this layout "
-                f"(its rows have {rs.size:,} runs of allowed keys that do not line up into full / causal / "
-                "band slices); raise max_slices, or use a block-sparse export (to_flashinfer_bsr, to_flex_block_mask)")
-
-    for i in range(layout.q_len):
-        s, e = rs[ptr[i]:ptr[i + 1]].tolist(), re[ptr[i]:ptr[i + 1]].tolist()
-        if len(s) != len(tracks):
-            for t in tracks:
-                close(t, i)
-            tracks = [[i, a, b, a, b, None] for a, b in zip(s, e)]
-            continue
-        for r, (a, b) in enumerate(zip(s, e)):
-            t = tracks[r]
-            d = (a - t[3], b - t[4])
-            if d in _DELTA_TYPE and (t[5] is None or t[5] == d):
-                t[3], t[4], t[5] = a, b, d
-            else:
-                close(t, i)
-                tracks[r] = [i, a, b, a, b, None]
-    for t in tracks:
-        close(t, layout.q_len)
-    arr = np.array(out, dtype=np.int32).reshape(-1, 5)
+    max_slices = positive_int(max_slices, "max_slices", 1 << 30)
+    ptr, rs, re = row_runs(layout, h, max_work)
+    out = np.zeros((max_slices, 5), np.int64)
+    n = _track(ptr, rs, re, layout.q_len, out)
+    if n < 0:
+        raise ValueError(
+            f"MagiAttention needs more than max_slices={max_slices} slices for head {h} of this layout "
+            f"(its rows have {rs.size:,} runs of allowed keys that do not line up into full / causal / "
+            "band slices); raise max_slices, or use a block-sparse export (to_flashinfer_bsr, to_flex_block_mask)")
+    arr = out[:n].astype(np.int32)
     res = {"q_ranges": np.ascontiguousarray(arr[:, 0:2]), "k_ranges": np.ascontiguousarray(arr[:, 2:4]),
            "attn_type_map": np.ascontiguousarray(arr[:, 4]),
            "total_seqlen_q": layout.q_len, "total_seqlen_k": layout.kv_len}
     return to_torch(res, device)
-
-
 def from_magi(q_ranges: Any, k_ranges: Any, attn_type_map: Any, total_seqlen_q: int, total_seqlen_k: int,
               block: int | tuple[int, int] = 128, max_elements: int = DEFAULT_MAX_DENSE_ELEMENTS,
               pattern_text: str = "") -> Layout:
@@ -129,10 +148,11 @@ def from_magi(q_ranges: Any, k_ranges: Any, attn_type_map: Any, total_seqlen_q: 
         >>> lay.nnz
         36
     """
-    Lq, Lk = positive_int(total_seqlen_q, "total_seqlen_q"), positive_int(total_seqlen_k, "total_seqlen_k")
+    Lq = positive_int(total_seqlen_q, "total_seqlen_q", MAX_LEN)
+    Lk = positive_int(total_seqlen_k, "total_seqlen_k", MAX_LEN)
     qr = int_array(q_ranges, "q_ranges", 2)
     kr = int_array(k_ranges, "k_ranges", 2)
-    types = np.asarray(attn_type_map.detach().cpu().numpy() if hasattr(attn_type_map, "detach") else attn_type_map)
+    types = to_numpy(attn_type_map, "attn_type_map")
     if types.dtype.kind in "US":
         bad = [t for t in types.tolist() if t not in MAGI_MASK_TYPES]
         if bad:
@@ -147,7 +167,7 @@ def from_magi(q_ranges: Any, k_ranges: Any, attn_type_map: Any, total_seqlen_q: 
         raise ValueError("attn_type_map values must be 0 (full), 1 (causal), 2 (inv_causal) or 3 (bi_causal)")
     if Lq * Lk > max_elements:
         raise TooLargeError(f"from_magi builds a dense {Lq}x{Lk} mask, above max_elements={max_elements:,}")
-    count = np.zeros((Lq, Lk), np.int32)
+    allowed = np.zeros((Lq, Lk), bool)
     for t, (q0, q1), (k0, k1) in zip(types.tolist(), qr.tolist(), kr.tolist()):
         if not (0 <= q0 < q1 <= Lq and 0 <= k0 < k1 <= Lk):
             raise ValueError(f"slice q_range [{q0}, {q1}) k_range [{k0}, {k1}) is empty or outside "
@@ -160,8 +180,9 @@ def from_magi(q_ranges: Any, k_ranges: Any, attn_type_map: Any, total_seqlen_q: 
             m &= b <= a + shift
         if t in (2, 3):
             m &= b >= a
-        count[q0:q1, k0:k1] += m
-    if (count > 1).any():
-        i, j = (int(x) for x in np.argwhere(count > 1)[0])
-        raise ValueError(f"slices overlap at query {i}, key {j}; MagiAttention slices must be disjoint")
-    return Layout.from_dense(count > 0, as_block(block), pattern_text).validate()
+        both = allowed[q0:q1, k0:k1] & m
+        if both.any():
+            i, j = (int(x) for x in np.argwhere(both)[0])
+            raise ValueError(f"slices overlap at query {q0 + i}, key {k0 + j}; MagiAttention slices must be disjoint")
+        allowed[q0:q1, k0:k1] |= m
+    return Layout.from_dense(allowed, as_block(block), pattern_text).validate()

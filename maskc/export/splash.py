@@ -13,8 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from maskc.ir.layout import DEFAULT_MAX_DENSE_ELEMENTS, FULL, PARTIAL, Layout, _ceil_div
-from maskc.export._common import block_tiles, padded_full, check_layout, int_array, bool_array, layout_from_coo, positive_int, validated
+from maskc.export._common import (
+    as_block, bool_array, check_layout, int_array, positive_int, require_keys, require_unbatched, validated,
+)
+from maskc.ir.kinds import DEFAULT_MAX_DENSE_ELEMENTS, ceil_div
+from maskc.ir.layout import Layout
+from maskc.ir.masks import dedupe_masks, unpack_masks
+from maskc.limits import MAX_HEADS, MAX_LEN, refuse_above
 
 __all__ = ["to_splash_mask", "to_splash_info", "from_splash_info", "SPLASH_MODULE"]
 
@@ -49,10 +54,11 @@ def to_splash_mask(layout: Layout, heads: int | None = None, max_elements: int =
         (2, 8, 8)
     """
     layout = check_layout(layout, "to_splash_mask")
+    require_unbatched(layout, "a splash-attention MultiHeadMask")
     lib = _splash_mask_lib()
     dense = layout.to_dense(max_elements=max_elements)
     if heads is not None:
-        heads = positive_int(heads, "heads")
+        heads = positive_int(heads, "heads", MAX_HEADS)
         if heads != layout.heads:
             if layout.heads != 1:
                 raise ValueError(f"heads={heads} but the layout stores {layout.heads} heads")
@@ -73,7 +79,7 @@ def _next_index(present: np.ndarray, values: np.ndarray) -> np.ndarray:
     return values[pos[k]].astype(np.int32)
 
 
-def to_splash_info(layout: Layout) -> dict[str, np.ndarray]:
+def to_splash_info(layout: Layout, max_elements: int = DEFAULT_MAX_DENSE_ELEMENTS) -> dict[str, np.ndarray]:
     """Splash ``MaskInfo``-like arrays for the forward pass, without jax.
 
     Returns (H = stored heads, grid = (n_qb, n_kb) over the layout's blocks):
@@ -88,6 +94,10 @@ def to_splash_info(layout: Layout) -> dict[str, np.ndarray]:
       order of first appearance; padded positions are False.
     * ``q_len``, ``kv_len``, ``block_q``, ``block_k``: int64 scalars.
 
+    The three grids are dense (as in splash): refused (TooLargeError) above ``max_elements``
+    cells, and so are the partial blocks above ``max_elements`` booleans. No batch axis:
+    batched layouts are refused.
+
     Example:
         >>> import numpy as np, maskc as mc
         >>> lay = mc.Layout.from_dense(np.tril(np.ones((8, 8), bool)), block=4)
@@ -96,15 +106,18 @@ def to_splash_info(layout: Layout) -> dict[str, np.ndarray]:
         ([[[1, 0], [2, 1]]], (1, 4, 4))
     """
     layout = check_layout(layout, "to_splash_info")
-    from maskc.ir.convert import dedupe_masks
-
+    require_unbatched(layout, "splash attention's MaskInfo")
     H, n_qb, n_kb = layout.heads, layout.n_qb, layout.n_kb
-    full = padded_full(layout)
+    refuse_above(H * n_qb * n_kb, max_elements, "splash MaskInfo's dense block grids",
+                 "use larger blocks, or pass a larger max_elements", unit="cells")
+    full = layout.padded_full
+    part = ~full
+    refuse_above(int(part.sum()) * layout.block_q * layout.block_k, max_elements,
+                 "splash MaskInfo's partial blocks", "pass a larger max_elements", unit="booleans")
     codes = np.zeros((H, n_qb, n_kb), np.int32)
     codes[layout.block_head, layout.block_row, layout.col_idx] = np.where(full, 2, 1)
-    part = ~full
-    packed, ids = dedupe_masks(block_tiles(layout, index=np.flatnonzero(part)))
-    bits = np.unpackbits(packed, axis=2, count=layout.block_k, bitorder="little").astype(bool)
+    packed, ids = dedupe_masks(layout.block_tiles(np.flatnonzero(part)))
+    bits = unpack_masks(packed, layout.block_k)
     pid_grid = np.zeros((H, n_qb, n_kb), np.int64)
     pid_grid[layout.block_head[part], layout.block_row[part], layout.col_idx[part]] = ids
     kb_grid = np.broadcast_to(np.arange(n_kb, dtype=np.int64), (H, n_qb, n_kb)).reshape(-1)
@@ -122,41 +135,33 @@ def from_splash_info(info: dict[str, Any], pattern_text: str = "") -> Layout:
     """Layout from :func:`to_splash_info`'s dict (``block_mask``, ``mask_next``,
     ``partial_mask_blocks`` and the four sizes); the inverse of :func:`to_splash_info`.
 
+    Every field is checked first; O(stored blocks + partial blocks x block area).
+
     Example:
         >>> import numpy as np, maskc as mc
         >>> lay = mc.Layout.from_dense(np.tril(np.ones((8, 8), bool)), block=4)
         >>> mc.export.from_splash_info(mc.export.to_splash_info(lay)) == lay
         True
     """
-    from maskc.export._common import require_keys
-
     require_keys(info, ("block_mask", "mask_next", "partial_mask_blocks", "q_len", "kv_len", "block_q", "block_k"),
                  "splash info")
-    q_len, kv_len = (positive_int(int(np.asarray(info[k])), k) for k in ("q_len", "kv_len"))
-    bq, bk = (positive_int(int(np.asarray(info[k])), k) for k in ("block_q", "block_k"))
+    q_len, kv_len = (positive_int(int(int_array(info[k], k, 0)), k, MAX_LEN) for k in ("q_len", "kv_len"))
+    bq, bk = as_block(tuple(int(int_array(info[k], k, 0)) for k in ("block_q", "block_k")))
     codes = int_array(info["block_mask"], "block_mask", 3)
     mnext = int_array(info["mask_next"], "mask_next", 3)
     pmb = bool_array(info["partial_mask_blocks"], "partial_mask_blocks", 3)
     H, n_qb, n_kb = codes.shape
-    if (n_qb, n_kb) != (_ceil_div(q_len, bq), _ceil_div(kv_len, bk)) or mnext.shape != codes.shape:
+    if (n_qb, n_kb) != (ceil_div(q_len, bq), ceil_div(kv_len, bk)) or mnext.shape != codes.shape or H < 1:
         raise ValueError("block_mask / mask_next shapes do not match the sizes")
+    positive_int(H, "the number of heads of block_mask", MAX_HEADS)
     if pmb.shape[1:] != (bq, bk):
         raise ValueError(f"partial_mask_blocks must be [P, {bq}, {bk}], got {list(pmb.shape)}")
     if not np.isin(codes, (0, 1, 2)).all():
         raise ValueError("block_mask values must be 0, 1 or 2")
-    hh, qb, kb, r, c = [], [], [], [], []
-    for code_val in (1, 2):
-        h_, q_, k_ = np.nonzero(codes == code_val)
-        if code_val == 1:
-            ids = mnext[h_, q_, k_]
-            if ids.size and (ids.min() < 0 or ids.max() >= pmb.shape[0]):
-                raise ValueError("mask_next of a partial block is out of range")
-            blocks = pmb[ids]
-        else:
-            blocks = np.ones((h_.size, bq, bk), bool)
-        b, rr, cc = np.nonzero(blocks)
-        hh.append(h_[b]); qb.append(q_[b]); kb.append(k_[b]); r.append(rr); c.append(cc)
-    hh, qb, kb, r, c = (np.concatenate(x).astype(np.int64) for x in (hh, qb, kb, r, c))
-    qi, kj = qb * bq + r, kb * bk + c
-    keep = (qi < q_len) & (kj < kv_len)
-    return validated(layout_from_coo(H, hh[keep], qi[keep], kj[keep], q_len, kv_len, (bq, bk), pattern_text))
+    h, r, c = np.nonzero(codes)
+    full = codes[h, r, c] == 2
+    ids = mnext[h[~full], r[~full], c[~full]]
+    if ids.size and (ids.min() < 0 or ids.max() >= pmb.shape[0]):
+        raise ValueError("mask_next of a partial block is out of range")
+    return validated(Layout.from_blocks(q_len, kv_len, (bq, bk), h, r, c, pmb[ids], full=full, n_slices=H,
+                                        pattern_text=pattern_text))

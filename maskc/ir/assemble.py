@@ -99,7 +99,7 @@ def clear_tails(tiles: np.ndarray, valid_rows: np.ndarray, valid_cols: np.ndarra
 def classify_tiles(tiles: np.ndarray, valid_rows: np.ndarray, valid_cols: np.ndarray) -> np.ndarray:
     """Kinds (EMPTY / PARTIAL / FULL, int8 [n]) of element tiles [n, bq, bk]; clears their tails in place."""
     clear_tails(tiles, valid_rows, valid_cols)
-    counts = tiles.reshape(tiles.shape[0], -1).sum(axis=1, dtype=np.int64)
+    counts = tiles.sum(axis=(1, 2), dtype=np.int64)
     cap = np.asarray(valid_rows, np.int64) * np.asarray(valid_cols, np.int64)
     return np.where(counts == 0, EMPTY, np.where(counts == cap, FULL, PARTIAL)).astype(np.int8)
 

@@ -33,7 +33,7 @@ MAX_MEMBERS = 64
 MAX_SAFETENSORS_HEADER = 1 << 20
 _ST_DTYPES = {"I64": "<i8", "I32": "<i4", "I8": "|i1", "U8": "|u1"}
 _ST_NAMES = {v: k for k, v in _ST_DTYPES.items()}
-_CHUNK = 1 << 24
+_CHUNK = 1 << 20
 
 
 def _safetensors():

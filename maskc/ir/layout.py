@@ -122,10 +122,10 @@ class Layout(LayoutSubsets):
         if m.ndim not in (2, 3, 4):
             raise LayoutFormatError(f"mask must have shape [q_len, kv_len], [heads, q_len, kv_len] or "
                                     f"[batch, heads, q_len, kv_len], got {m.shape}")
+        if 0 in m.shape:
+            raise LayoutFormatError(f"mask must be non-empty in every dimension, got shape {m.shape}")
         batch = m.shape[0] if m.ndim == 4 else 1
         m = m.reshape((-1,) + m.shape[-2:])
-        if 0 in m.shape or 0 in (mask.shape if hasattr(mask, "shape") else m.shape):
-            raise LayoutFormatError(f"mask must be non-empty in every dimension, got shape {np.shape(mask)}")
         try:
             q_len, kv_len, bq, bk, S, batch, q_offset = cls._sizes(m.shape[1], m.shape[2], block, m.shape[0],
                                                                    batch, q_offset)
@@ -135,14 +135,15 @@ class Layout(LayoutSubsets):
 
     @classmethod
     def from_blocks(cls, q_len: int, kv_len: int, block: int | tuple[int, int], slices: Any, rows: Any, cols: Any,
-                    tiles: Any = None, *, n_slices: int = 1, batch: int = 1, pattern_text: str = "",
-                    q_offset: int = 0) -> "Layout":
+                    tiles: Any = None, *, full: Any = None, n_slices: int = 1, batch: int = 1,
+                    pattern_text: str = "", q_offset: int = 0) -> "Layout":
         """Build a Layout from listed blocks (slice, block row, block column), each listed once.
 
-        Without ``tiles`` every listed block is FULL. With ``tiles`` (bool [n, block_q, block_k],
-        the element mask of each listed block) each block is classified: all valid elements ->
-        FULL, none -> dropped, else PARTIAL with a deduplicated mask (bits past a ragged tail
-        are ignored). O(n log n) plus the tiles.
+        Without ``tiles`` every listed block is FULL. ``tiles`` (bool [m, block_q, block_k])
+        gives the element masks of the blocks to classify: all valid elements -> FULL, none
+        -> dropped, else PARTIAL with a deduplicated mask (bits past a ragged tail are
+        ignored). ``full`` (bool [n]) marks blocks known to be FULL, which need no tile; the
+        tiles then belong to the other blocks, in order. O(n log n) plus the tiles.
 
         Example:
             >>> import maskc as mc
@@ -158,16 +159,25 @@ class Layout(LayoutSubsets):
         for a, hi, name in ((s, S, "slices"), (r, n_qb, "rows"), (c, n_kb, "cols")):
             if a.size and (a.min() < 0 or a.max() >= hi):
                 raise ValueError(f"{name} must be in [0, {hi}), got values in [{a.min()}, {a.max()}]")
-        if tiles is None:
-            return cls._from_blocks(q_len, kv_len, bq, bk, S, (s, r, c, np.full(s.size, FULL, np.int8), None),
-                                    pattern_text, q_offset, batch)
-        t = np.array(tiles, dtype=bool, copy=True)
-        if t.shape != (s.size, bq, bk):
-            raise ValueError(f"tiles must have shape [n, block_q, block_k] = {[s.size, bq, bk]}, got {list(t.shape)}")
-        kind = classify_tiles(t, extent(r, bq, q_len), extent(c, bk, kv_len))
+        known = np.ones(s.size, bool) if tiles is None else np.zeros(s.size, bool)
+        if full is not None:
+            known = np.asarray(full, dtype=bool).reshape(-1)
+            if known.shape != s.shape:
+                raise ValueError(f"full must have one entry per block ({s.size}), got {known.size}")
+        kind = np.full(s.size, FULL, np.int8)
+        packed = None
+        if tiles is not None:
+            t = np.array(tiles, dtype=bool, copy=True)
+            todo = ~known
+            if t.shape != (int(todo.sum()), bq, bk):
+                raise ValueError(f"tiles must have shape [blocks to classify, block_q, block_k] = "
+                                 f"{[int(todo.sum()), bq, bk]}, got {list(t.shape)}")
+            kind[todo] = classify_tiles(t, extent(r[todo], bq, q_len), extent(c[todo], bk, kv_len))
+            packed = pack_masks(t[kind[todo] == PARTIAL])
+        elif not known.all():
+            raise ValueError("blocks not marked full need tiles")
         keep = kind != EMPTY
-        part = kind == PARTIAL
-        return cls._from_blocks(q_len, kv_len, bq, bk, S, (s[keep], r[keep], c[keep], kind[keep], pack_masks(t[part])),
+        return cls._from_blocks(q_len, kv_len, bq, bk, S, (s[keep], r[keep], c[keep], kind[keep], packed),
                                 pattern_text, q_offset, batch)
 
     @classmethod

@@ -173,8 +173,12 @@ class LayoutViews:
         """bool [nnzb]: the block allows all ``block_q x block_k`` elements of its tile (FULL and
         not cut by a ragged tail) — what kernels that skip masking on whole tiles need."""
         def make() -> np.ndarray:
-            vr, vc = self.block_extents
-            return (self.kind == FULL) & (vr == self.block_q) & (vc == self.block_k)
+            out = self.kind == FULL
+            if self.q_len % self.block_q:  # only the last block row / column can be cut
+                out &= self.block_row != self.n_qb - 1
+            if self.kv_len % self.block_k:
+                out &= self.col_idx != self.n_kb - 1
+            return out
 
         return self._cached("padded_full", make)
 
@@ -187,8 +191,7 @@ class LayoutViews:
     @property
     def mask_popcount(self) -> np.ndarray:
         """Allowed elements in each unique partial mask (int64 [U])."""
-        return self._cached("mask_popcount", lambda: np.unpackbits(self.masks.reshape(self.masks.shape[0], -1),
-                                                                   axis=1).sum(axis=1, dtype=np.int64))
+        return self._cached("mask_popcount", lambda: np.unpackbits(self.masks, axis=2).sum(axis=(1, 2), dtype=np.int64))
 
     def block_tiles(self, blocks: Any = None) -> np.ndarray:
         """Element tiles of stored blocks: bool [n, block_q, block_k] (FULL / PARTIAL expanded).

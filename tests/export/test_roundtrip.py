@@ -18,8 +18,8 @@ from export_strategies import head_layout, layouts, make_mask
 
 
 def block_superset(lay: Layout) -> np.ndarray:
-    """Dense mask where every stored block is fully allowed (what block-level formats see)."""
-    grid = np.zeros((lay.heads, lay.n_qb, lay.n_kb), bool)
+    """Dense mask [slices, q, k] where every stored block is fully allowed (what block-level formats see)."""
+    grid = np.zeros((lay.n_slices, lay.n_qb, lay.n_kb), bool)
     grid[lay.block_head, lay.block_row, lay.col_idx] = True
     d = np.repeat(np.repeat(grid, lay.block_q, axis=1), lay.block_k, axis=2)
     return d[:, : lay.q_len, : lay.kv_len]
@@ -172,30 +172,78 @@ def test_deepspeed_warns_and_refuses():
         ex.from_deepspeed(np.full((1, 2, 2), 2), 4)
 
 
-@given(layouts(), st.integers(1, 3))
-def test_block_sparse_attn_roundtrip(lay, batch):
+@st.composite
+def bsa_layouts(draw):
+    """Layouts on 128 x 128 blocks (what Block-Sparse-Attention reads), batched or not."""
+    lead = draw(st.sampled_from([(1,), (3,), (2, 1), (2, 2)]))
+    q, k = draw(st.integers(1, 400)), draw(st.integers(1, 400))
+    m = np.stack([make_mask(draw(st.sampled_from(["random", "band", "blocky"])), 1, q, k, draw(st.integers(0, 2**31)),
+                            0.3)[0] for _ in range(int(np.prod(lead)))]).reshape(lead + (q, k))
+    return Layout.from_dense(m, 128)
+
+
+@given(bsa_layouts(), st.sampled_from(["documented", "kernel"]))
+def test_block_sparse_attn_roundtrip(lay, encoding):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LossyExportWarning)
-        d = ex.to_block_sparse_attn(lay, batch=batch)
+        d = ex.to_block_sparse_attn(lay, encoding=encoding)
     bbm, hmt = d["base_blockmask"], d["head_mask_type"]
-    assert bbm.dtype == bool and bbm.shape == (batch, lay.heads, lay.n_qb, lay.n_kb)
-    assert hmt.dtype == np.int32 and hmt.tolist() == list(range(1, lay.heads + 1))
-    back = ex.from_block_sparse_attn(bbm, hmt, lay.q_len, lay.kv_len, block=lay.block, batch_index=batch - 1)
-    assert np.array_equal(back.to_dense(), block_superset(lay))
+    assert bbm.dtype == bool and bbm.shape == (lay.batch, lay.heads, lay.n_qb, lay.n_kb)
+    assert hmt.dtype == np.int32
+    if encoding == "documented":  # what block_sparse_attn_func takes: 1 per block-sparse head ...
+        assert hmt.tolist() == [1] * lay.heads
+        assert bbm.shape[1] == int((hmt == 1).sum())  # ... and one mask head per block-sparse head
+    else:
+        assert hmt.tolist() == list(range(1, lay.heads + 1))
+    back = ex.from_block_sparse_attn(bbm, hmt, lay.q_len, lay.kv_len, encoding=encoding)
+    shape = (lay.batch, lay.heads, lay.q_len, lay.kv_len)
+    want = block_superset(lay).reshape(shape)
+    assert back.batch in (1, lay.batch) and back.heads == lay.heads
+    if lay.batch > 1 and not (want == want[:1]).all():
+        assert back.batch == lay.batch  # different batch elements stay apart
+    got = np.broadcast_to(back.to_dense().reshape((back.batch,) + shape[1:]), shape)
+    assert np.array_equal(got, want)
 
 
-def test_block_sparse_attn_head_types():
-    lay = Layout.from_dense(np.tril(np.ones((256, 256), bool)), 128)
-    d = ex.to_block_sparse_attn(lay, heads=4, strict=False) if lay.n_partial == 0 else None
-    with pytest.warns(LossyExportWarning):
-        d = ex.to_block_sparse_attn(lay, heads=4)
-    assert d["head_mask_type"].tolist() == [1, 1, 1, 1] and d["base_blockmask"].shape == (1, 1, 2, 2)
-    back = ex.from_block_sparse_attn(d["base_blockmask"], [1, 0, 1, 1], 256)
-    assert back.heads == 4 and back.to_dense()[1].all() and not back.to_dense()[0].all()
+def test_block_sparse_attn_documented_head_mask_type():
+    """The k-th head marked 1 reads base_blockmask[:, k - 1]; 0 is dense; -1 (streaming) is refused."""
+    L = 256
+    masks = np.zeros((1, 2, 2, 2), bool)
+    masks[0, 0] = np.tril(np.ones((2, 2), bool))
+    masks[0, 1] = np.eye(2, dtype=bool)
+    lay = ex.from_block_sparse_attn(masks, [1, 0, 1], q_len=L)
+    d = lay.to_dense()
+    assert lay.heads == 3 and d[1].all()
+    assert np.array_equal(d[0], np.kron(masks[0, 0], np.ones((128, 128), bool)))
+    assert np.array_equal(d[2], np.kron(masks[0, 1], np.ones((128, 128), bool)))
+    with pytest.raises(ValueError, match="one mask head per block-sparse head"):
+        ex.from_block_sparse_attn(masks, [1, 1, 1], q_len=L)
+    with pytest.raises(ValueError, match="encoding='kernel'"):
+        ex.from_block_sparse_attn(masks, [1, 2], q_len=L)  # the old 1, 2, ... form needs encoding="kernel"
+    kern = ex.from_block_sparse_attn(masks, [2, 0, 1], q_len=L, encoding="kernel")
+    assert np.array_equal(kern.to_dense()[0], d[2]) and np.array_equal(kern.to_dense()[2], d[0])
     with pytest.raises(ValueError, match="streaming"):
-        ex.from_block_sparse_attn(d["base_blockmask"], [1, -1], 256)
+        ex.from_block_sparse_attn(masks, [1, -1, 1], q_len=L)
+
+
+def test_block_sparse_attn_head_types_and_refusals():
+    lay = Layout.from_dense(np.tril(np.ones((256, 256), bool)), 128)
+    with pytest.warns(LossyExportWarning):
+        d = ex.to_block_sparse_attn(lay, heads=4, batch=2)
+    assert d["head_mask_type"].tolist() == [1, 1, 1, 1] and d["base_blockmask"].shape == (2, 4, 2, 2)
+    assert (d["base_blockmask"] == d["base_blockmask"][:1, :1]).all()  # a one-head layout repeated
     with pytest.raises(ValueError, match="128x128"):
-        ex.to_block_sparse_attn(Layout.from_dense(np.ones((64, 64), bool), 32), strict=True)
+        ex.to_block_sparse_attn(Layout.from_dense(np.ones((64, 64), bool), 32))
+    with pytest.raises(ValueError, match="strict=True"):
+        ex.to_block_sparse_attn(lay, strict=True)
+    batched = Layout.from_dense(np.stack([np.ones((1, 256, 256), bool), np.zeros((1, 256, 256), bool)]), 128)
+    d = ex.to_block_sparse_attn(batched)
+    assert d["base_blockmask"][0].all() and not d["base_blockmask"][1].any()
+    with pytest.raises(ValueError, match="batch=3"):
+        ex.to_block_sparse_attn(batched, batch=3)
+    back = ex.from_block_sparse_attn(d["base_blockmask"], d["head_mask_type"], 256)
+    assert back.batch == 2 and back == batched
+    assert ex.from_block_sparse_attn(d["base_blockmask"], d["head_mask_type"], 256, batch_index=1).nnz == 0
 
 
 # ------------------------------------------------------------------ splash

@@ -17,7 +17,7 @@ from maskc.errors import LayoutFormatError
 from maskc.ir.io import SCHEMA, dumps, layout_to_arrays, load, loads
 from maskc.ir.layout import Layout
 
-from export_strategies import make_mask
+from ir_cases import random_mask
 
 UNPICKLED: list[str] = []
 
@@ -31,9 +31,9 @@ class Booby:
 
 def base_layouts() -> list[Layout]:
     out = [
-        Layout.from_dense(make_mask("random", 2, 37, 29, 1, 0.3), (16, 8), "random()"),
-        Layout.from_dense(make_mask("causal", 1, 50, 50, 2, 0.3), 16, "causal()"),
-        Layout.from_dense(make_mask("blocky", 3, 70, 45, 3, 0.5), (32, 16)),
+        Layout.from_dense(random_mask((2, 37, 29), 1, 0.3), (16, 8), "random()"),
+        Layout.from_dense(random_mask((1, 50, 50), 2, structure="band"), 16, "band()"),
+        Layout.from_dense(random_mask((3, 70, 45), 3, 0.5, "tiles"), (32, 16)),
         Layout.from_dense(np.zeros((1, 5, 7), bool), 4),  # no blocks at all
         Layout.from_dense(np.ones((1, 9, 9), bool), 64, "full()"),  # ragged FULL
     ]
@@ -278,7 +278,7 @@ def test_absurd_header_refused_before_allocation():
 
 
 def test_max_bytes_bounds_decoding():
-    lay = Layout.from_dense(make_mask("random", 1, 300, 300, 5, 0.5), 8)
+    lay = Layout.from_dense(random_mask((1, 300, 300), 5, 0.5), 8)
     blob = dumps(lay)
     assert loads(blob) == lay
     with pytest.raises(LayoutFormatError, match="max_bytes"):

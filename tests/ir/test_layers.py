@@ -1,0 +1,48 @@
+"""The IR's import layers: the Layout class never imports the modules built on it, and no module
+outside the IR touches a layout's private state in the packages the IR owner maintains."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+grimp = pytest.importorskip("grimp", reason="grimp (import-linter's graph library) is not installed")
+
+ROOT = Path(__file__).resolve().parents[2]
+#: lowest first; a module may import only modules of its own layer or below
+IR_LAYERS = [
+    {"maskc.ir.kinds", "maskc.ir.masks", "maskc.ir.cache"},
+    {"maskc.ir.assemble", "maskc.ir.kernels", "maskc.ir.checks"},
+    {"maskc.ir.schema", "maskc.ir.containers"},
+    {"maskc.ir.views"}, {"maskc.ir.tokens"}, {"maskc.ir.subsets"}, {"maskc.ir.layout"},
+    {"maskc.ir.io", "maskc.ir.validate", "maskc.ir.convert"},
+    {"maskc.ir"},
+]
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return grimp.build_graph("maskc", include_external_packages=False)
+
+
+def test_ir_layers_hold(graph):
+    layer_of = {m: k for k, layer in enumerate(IR_LAYERS) for m in layer}
+    ir_modules = {m for m in graph.modules if m == "maskc.ir" or m.startswith("maskc.ir.")}
+    assert ir_modules == set(layer_of), "every IR module is in exactly one layer"
+    bad = [(m, d) for m in ir_modules for d in graph.find_modules_directly_imported_by(m)
+           if d in layer_of and layer_of[d] > layer_of[m] and m != "maskc.ir"]
+    assert not bad, f"IR modules importing a higher layer: {bad}"
+
+
+def test_layout_does_not_reach_io_validate_or_convert(graph):
+    for upper in ("maskc.ir.io", "maskc.ir.validate", "maskc.ir.convert"):
+        assert not graph.chain_exists(importer="maskc.ir.layout", imported=upper), upper
+
+
+def test_export_guarantees_viz_never_write_layout_private_state():
+    files = [*ROOT.glob("maskc/export/*.py"), *ROOT.glob("maskc/guarantees/*.py"), ROOT / "maskc/viz.py",
+             *[p for p in ROOT.glob("maskc/ir/*.py") if p.name != "layout.py"]]
+    offenders = [str(p.relative_to(ROOT)) for p in files if re.search(r"\._cache\b", p.read_text())]
+    assert not offenders, offenders
