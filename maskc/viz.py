@@ -2,7 +2,8 @@
 
 Both read the block-sparse arrays directly and never allocate the dense mask: the
 block picture is drawn from the BSR arrays (downsampled when the grid is large), the
-token-level view only for a zoom window, from the partial-block masks.
+token-level view only for a bounded zoom window, from the partial-block tiles. ``head``
+arguments name a stored slice: the head, or ``b * heads + h`` for a batched layout.
 
 Example:
     >>> import maskc as mc
@@ -23,18 +24,35 @@ from pathlib import Path
 
 import numpy as np
 
-from maskc.guarantees._common import block_elements
 from maskc.ir.layout import FULL, Layout
+from maskc.limits import check_int, refuse_above
 
 CHARS = {0: "·", 1: "▒", 2: "█"}
 #: Colours of empty / partial / full blocks in PNGs.
 COLOURS = ("#ffffff", "#f4a259", "#1f4e79")
 
 
+#: Largest zoom window (elements) :func:`token_window` builds.
+MAX_WINDOW_ELEMENTS = 1 << 24
+
+
 def _check_head(layout: Layout, head: int) -> int:
-    if isinstance(head, bool) or not isinstance(head, (int, np.integer)) or not 0 <= head < layout.heads:
-        raise ValueError(f"head must be an int in [0, {layout.heads}), got {head!r}")
+    if not isinstance(layout, Layout):
+        raise TypeError(f"expected a maskc Layout, got {type(layout).__name__}")
+    if isinstance(head, bool) or not isinstance(head, (int, np.integer)) or not 0 <= head < layout.n_slices:
+        raise ValueError(f"head must be an int in [0, {layout.n_slices}) (a stored slice), got {head!r}"[:200])
     return int(head)
+
+
+def _text(layout: Layout, limit: int = 200) -> str:
+    text = layout.pattern_text or "<layout>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _slice_label(layout: Layout, s: int) -> str:
+    if layout.batch == 1:
+        return f"head {s}/{layout.heads}"
+    return f"batch {s // layout.heads}/{layout.batch} head {s % layout.heads}/{layout.heads}"
 
 
 def block_grid(layout: Layout, head: int = 0, max_cells: int = 512) -> tuple[np.ndarray, int]:
@@ -52,8 +70,7 @@ def block_grid(layout: Layout, head: int = 0, max_cells: int = 512) -> tuple[np.
         ([[1, 0], [2, 1]], 2)
     """
     head = _check_head(layout, head)
-    if max_cells < 1:
-        raise ValueError(f"max_cells must be >= 1, got {max_cells}")
+    max_cells = check_int(max_cells, "max_cells", 1, 1 << 14)
     f = max(1, math.ceil(max(layout.n_qb, layout.n_kb) / max_cells))
     R, C = math.ceil(layout.n_qb / f), math.ceil(layout.n_kb / f)
     lo, hi = layout.row_ptr[head, 0], layout.row_ptr[head, -1]
@@ -85,13 +102,12 @@ def terminal_picture(layout: Layout, head: int = 0, max_width: int = 64, legend:
         ·▒▒·
         ··▒▒
     """
-    if max_width < 1:
-        raise ValueError(f"max_width must be >= 1, got {max_width}")
+    max_width = check_int(max_width, "max_width", 1, 1 << 12)
     grid, f = block_grid(layout, head, max_width)
-    lo, hi = layout.row_ptr[head, 0], layout.row_ptr[head, -1]
+    lo, hi = layout.slice_range(head)
     head_line = (
-        f"{layout.pattern_text or '<layout>'}  q_len={layout.q_len} kv_len={layout.kv_len} "
-        f"block=({layout.block_q}, {layout.block_k}) head {head}/{layout.heads}  "
+        f"{_text(layout)}  q_len={layout.q_len} kv_len={layout.kv_len} "
+        f"block=({layout.block_q}, {layout.block_k}) {_slice_label(layout, head)}  "
         f"blocks {hi - lo}/{layout.n_qb * layout.n_kb}"
     )
     if f > 1:
@@ -114,11 +130,14 @@ def token_window(layout: Layout, head: int, q0: int, q1: int, k0: int, k1: int) 
         [[1, 1, 0], [1, 1, 1]]
     """
     head = _check_head(layout, head)
+    q0, q1, k0, k1 = (check_int(v, n) for v, n in ((q0, "q0"), (q1, "q1"), (k0, "k0"), (k1, "k1")))
     if not (0 <= q0 < q1 <= layout.q_len and 0 <= k0 < k1 <= layout.kv_len):
         raise ValueError(
             f"zoom window ({q0}, {q1}, {k0}, {k1}) must satisfy 0 <= q0 < q1 <= {layout.q_len} and "
             f"0 <= k0 < k1 <= {layout.kv_len}"
         )
+    refuse_above((q1 - q0) * (k1 - k0), MAX_WINDOW_ELEMENTS, "the zoom window", "pick a smaller window",
+                 unit="elements")
     Bq, Bk = layout.block_q, layout.block_k
     out = np.zeros((q1 - q0, k1 - k0), dtype=bool)
     lo, hi = int(layout.row_ptr[head, q0 // Bq]), int(layout.row_ptr[head, (q1 - 1) // Bq + 1])
@@ -127,7 +146,7 @@ def token_window(layout: Layout, head: int, q0: int, q1: int, k0: int, k1: int) 
     idx = idx[(cols >= k0 // Bk) & (cols <= (k1 - 1) // Bk)]
     for s in range(0, idx.size, 1024):
         sel = idx[s : s + 1024]
-        el = block_elements(layout, sel)
+        el = layout.block_tiles(sel)
         for b, blk in zip(sel, el):
             qs, ks = int(layout.block_row[b]) * Bq, int(layout.col_idx[b]) * Bk
             a0, a1 = max(qs, q0), min(qs + Bq, q1)
@@ -184,7 +203,7 @@ def save_png(layout: Layout, path, head: int | None = None, zoom: tuple[int, int
     from matplotlib.patches import Patch
 
     if head is None:
-        heads = list(range(min(layout.heads, max_heads)))
+        heads = list(range(min(layout.n_slices, check_int(max_heads, "max_heads", 1, 64))))
     else:
         heads = [_check_head(layout, head)]
     if zoom is None:
@@ -200,14 +219,14 @@ def save_png(layout: Layout, path, head: int | None = None, zoom: tuple[int, int
     fig, axes = plt.subplots(rows, 3, figsize=(15, 4.6 * rows), dpi=dpi, squeeze=False,
                              gridspec_kw={"width_ratios": [1, 1, 1.1]})
     cmap = ListedColormap(list(COLOURS))
-    counts = layout.row_counts()
+    counts = layout.row_counts().reshape(layout.n_slices, layout.q_len)
     for r, h in enumerate(heads):
         ax = axes[r, 0]
         grid, f = block_grid(layout, h, max_cells)
         ax.imshow(grid, cmap=cmap, vmin=0, vmax=2, interpolation="nearest", aspect="auto")
         lo, hi = layout.row_ptr[h, 0], layout.row_ptr[h, -1]
         n_full = int(np.count_nonzero(layout.kind[lo:hi] == FULL))
-        ax.set_title(f"head {h}: blocks {layout.block_q}x{layout.block_k}"
+        ax.set_title(f"{_slice_label(layout, h)}: blocks {layout.block_q}x{layout.block_k}"
                      + (f" ({f}x{f} per cell)" if f > 1 else "")
                      + f"\n{n_full} full, {hi - lo - n_full} partial of {layout.n_qb * layout.n_kb}", fontsize=10)
         ax.set_xlabel("key block")
@@ -235,8 +254,9 @@ def save_png(layout: Layout, path, head: int | None = None, zoom: tuple[int, int
         ax.set_title(f"keys per query: min {int(rc.min())}, mean {rc.mean():.1f}, max {int(rc.max())}", fontsize=10)
         ax.set_xlabel("allowed keys")
         ax.set_ylabel("queries")
-    more = f" (first {len(heads)} of {layout.heads} heads)" if head is None and layout.heads > len(heads) else ""
-    fig.suptitle(f"{layout.pattern_text or '<layout>'}   q_len={layout.q_len} kv_len={layout.kv_len}   "
+    more = (f" (first {len(heads)} of {layout.n_slices} slices)" if head is None and layout.n_slices > len(heads)
+            else "")
+    fig.suptitle(f"{_text(layout, 120)}   q_len={layout.q_len} kv_len={layout.kv_len}   "
                  f"density {100 * layout.density:.3f}%   block density {100 * layout.block_density:.2f}%{more}",
                  fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.96))

@@ -1,4 +1,4 @@
-"""Shared pieces of the guarantees: the error type and input resolution."""
+"""Shared pieces of the guarantees: the error type, input resolution and slice naming."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Union
 
 import numpy as np
 
+from maskc.compiler import compile as _compile
 from maskc.ir.layout import Layout
 from maskc.patterns.core import Pattern
 
@@ -24,7 +25,8 @@ class GuaranteeError(AssertionError):
 
     Attributes:
         prop: name of the property (``"causal"``, ``"reachable"``, ...).
-        head: stored head of the counterexample (or None).
+        head: stored slice of the counterexample (the head; ``b * heads + h`` for a
+            batched layout), or None.
         query: query position i (or None).
         key: key position j (or None).
         details: extra facts (dict) such as the degree found or the hop count.
@@ -67,47 +69,37 @@ def as_layout(x: Source, q_len: int | None = None, kv_len: int | None = None, bl
     if isinstance(x, Pattern):
         if q_len is None:
             raise ValueError(f"pattern {x.text()} needs q_len= (and optionally kv_len=, block=) to be checked")
-        from maskc.compiler import compile as _compile
-
         return _compile(x, q_len, kv_len, block=block, heads=heads)
     raise TypeError(f"expected a maskc Layout or Pattern, got {type(x).__name__}")
 
 
 def n_heads_of(x: Source, heads: int | None) -> int:
-    """Heads to examine for a pattern (its heads([...]) count, ``heads=``, or 1)."""
+    """Slices to examine: a layout's stored slices, or a pattern's heads([...]) count, ``heads=``, or 1."""
     if isinstance(x, Layout):
-        return x.heads
+        return x.n_slices
     return int(heads or x.n_heads or 1)
 
 
-def block_elements(layout: Layout, sel: np.ndarray) -> np.ndarray:
-    """Token-level content of the stored blocks ``sel`` (indices): bool [n, Bq, Bk].
-
-    FULL blocks are all True on their *valid* rows and columns; ragged tails are False.
-    """
-    sel = np.asarray(sel, dtype=np.int64)
-    Bq, Bk = layout.block_q, layout.block_k
-    out = np.ones((sel.size, Bq, Bk), dtype=bool)
-    kind = layout.kind[sel]
-    part = kind == 1
-    if part.any():
-        out[part] = layout.mask_bits[layout.partial_id[sel][part]]
-    vr = layout.valid_rows()[layout.block_row[sel]]
-    vc = layout.valid_cols()[layout.col_idx[sel]]
-    out &= (np.arange(Bq)[None, :] < vr[:, None])[:, :, None]
-    out &= (np.arange(Bk)[None, :] < vc[:, None])[:, None, :]
-    return out
+def slice_name(lay: Layout, s: int) -> str:
+    """``"head h"``, or ``"slice s (batch b, head h)"`` for a batched layout."""
+    if lay.batch == 1:
+        return f"head {s}"
+    return f"slice {s} (batch {s // lay.heads}, head {s % lay.heads})"
 
 
-def token_row(layout: Layout, head: int, i: int) -> np.ndarray:
-    """Allowed keys of query ``i`` in stored head ``head``: bool [kv_len]."""
+def slice_rows(lay: Layout) -> np.ndarray:
+    """Allowed keys per query row, int64 [slices, q_len] (batched layouts flattened batch-major)."""
+    return lay.row_counts().reshape(lay.n_slices, lay.q_len)
+
+
+def token_row(layout: Layout, s: int, i: int) -> np.ndarray:
+    """Allowed keys of query ``i`` in stored slice ``s``: bool [kv_len]; O(blocks of that block row)."""
     Bq, Bk = layout.block_q, layout.block_k
     qb, r = divmod(int(i), Bq)
-    lo, hi = layout.row_ptr[head, qb], layout.row_ptr[head, qb + 1]
-    out = np.zeros(layout.n_kb * Bk, dtype=bool)
+    lo, hi = int(layout.row_ptr[s, qb]), int(layout.row_ptr[s, qb + 1])
+    out = np.zeros(layout.n_kb * Bk, dtype=bool) if hi > lo else np.zeros(layout.kv_len, dtype=bool)
     if hi > lo:
-        blocks = block_elements(layout, np.arange(lo, hi))
+        tiles = layout.block_tiles(slice(lo, hi))
         cols = layout.col_idx[lo:hi].astype(np.int64)
-        idx = cols[:, None] * Bk + np.arange(Bk)[None, :]
-        out[idx.reshape(-1)] = blocks[:, r, :].reshape(-1)
+        out[(cols[:, None] * Bk + np.arange(Bk)[None, :]).reshape(-1)] = tiles[:, r, :].reshape(-1)
     return out[: layout.kv_len]

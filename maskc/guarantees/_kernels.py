@@ -34,13 +34,14 @@ def _popcount(x):
 
 
 @njit(cache=True)
-def sumset_hops(start, shifts, target, max_hops):
+def sumset_hops(start, shifts, target, max_hops, max_work):
     """Hop count of every position of [0, L) from the positions in ``start``.
 
     One hop moves position y to y + s for any s in ``shifts`` (int64, |s| < L), staying
-    inside [0, L). Returns ``(hops int32 [L], done_hops, fixpoint)``; hops = -1 for
-    positions not reached. Stops when every ``target`` position is reached, at a
-    fixpoint, or after ``max_hops`` hops.
+    inside [0, L). Returns ``(hops int32 [L], done_hops, fixpoint, exceeded)``; hops = -1
+    for positions not reached. Stops when every ``target`` position is reached, at a
+    fixpoint, after ``max_hops`` hops, or (``exceeded``) before a hop that would take the
+    word operations past ``max_work``.
     """
     L = start.shape[0]
     W = (L + 63) // 64
@@ -58,7 +59,16 @@ def sumset_hops(start, shifts, target, max_hops):
     P = np.zeros(3 * W + 1, dtype=np.uint64)
     k = 0
     fixpoint = False
+    n_shifts = 0
+    for t in range(shifts.shape[0]):
+        if shifts[t] != 0:
+            n_shifts += 1
+    per_hop = (n_shifts + 2) * W
+    work = 0
     while remaining > 0 and k < max_hops:
+        if work + per_hop > max_work:
+            return hops, k, False, True
+        work += per_hop
         k += 1
         P[W : 2 * W] = S
         Nw = S.copy()
@@ -85,7 +95,7 @@ def sumset_hops(start, shifts, target, max_hops):
         if not changed:
             fixpoint = True
             break
-    return hops, k, fixpoint
+    return hops, k, fixpoint, False
 
 
 @njit(cache=True)

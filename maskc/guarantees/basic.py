@@ -3,7 +3,9 @@
 All functions take a :class:`~maskc.ir.layout.Layout`, or a pattern with ``q_len=``
 (and optionally ``kv_len=``, ``block=``, ``heads=``), which is compiled first. They
 work on the block-sparse arrays (cost O(stored blocks) plus O(block_q * block_k) per
-block that straddles the diagonal), never on the dense mask.
+block that straddles the diagonal), never on the dense mask. Counterexamples name the
+stored slice: the head, or ``b * heads + h`` for a batched layout (the messages spell out
+batch and head). Query positions are layout rows (add ``q_offset`` for absolute ones).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from maskc.guarantees._common import GuaranteeError, Source, as_layout, block_elements
+from maskc.guarantees._common import GuaranteeError, Source, as_layout, slice_name, slice_rows
 from maskc.ir.layout import Layout
 
 
@@ -70,10 +72,11 @@ def causal_violations(x: Source, *, q_len: int | None = None, kv_len: int | None
     Bq, Bk = lay.block_q, lay.block_k
     rows = lay.block_row.astype(np.int64)
     cols = lay.col_idx.astype(np.int64)
-    q_lo = rows * Bq
-    q_hi = q_lo + lay.valid_rows()[rows] - 1
+    vr, vc = lay.block_extents
+    q_lo = rows * Bq + lay.q_offset  # absolute positions: causality compares i + q_offset with j
+    q_hi = q_lo + vr - 1
     k_lo = cols * Bk
-    k_hi = k_lo + lay.valid_cols()[cols] - 1
+    k_hi = k_lo + vc - 1
     above = k_lo > q_hi  # every allowed element is a violation
     cross = (~above) & (k_hi > q_lo)  # some elements may be violations
     count = int(lay.block_nnz[above].sum())
@@ -82,7 +85,7 @@ def causal_violations(x: Source, *, q_len: int | None = None, kv_len: int | None
     # straddling blocks: count their bits above the diagonal, in chunks
     for s in range(0, cross_idx.size, 4096):
         sel = cross_idx[s : s + 4096]
-        el = block_elements(lay, sel)
+        el = lay.block_tiles(sel)
         i = q_lo[sel][:, None, None] + np.arange(Bq)[None, :, None]
         j = k_lo[sel][:, None, None] + np.arange(Bk)[None, None, :]
         n_bad = (el & (j > i)).sum(axis=(1, 2))
@@ -100,11 +103,11 @@ def causal_violations(x: Source, *, q_len: int | None = None, kv_len: int | None
     got = 0
     for k0 in np.unique(key[bad]):
         sel = bad[key[bad] == k0]
-        el = block_elements(lay, sel)
+        el = lay.block_tiles(sel)
         i = q_lo[sel][:, None, None] + np.arange(Bq)[None, :, None]
         j = k_lo[sel][:, None, None] + np.arange(Bk)[None, None, :]
         b_, r, c = np.nonzero(el & (j > i))
-        ex = np.stack([heads_[sel][b_], q_lo[sel][b_] + r, k_lo[sel][b_] + c], axis=1)
+        ex = np.stack([heads_[sel][b_], rows[sel][b_] * Bq + r, k_lo[sel][b_] + c], axis=1)
         found.append(ex[np.lexsort((ex[:, 2], ex[:, 1], ex[:, 0]))])
         got += ex.shape[0]
         if got >= limit:
@@ -136,9 +139,11 @@ def check_causal(x: Source, **kw) -> None:
     v = causal_violations(x, limit=1, **kw)
     if v.count:
         h, i, j = (int(t) for t in v.examples[0])
+        off = x.q_offset if isinstance(x, Layout) else 0
+        pos = f"query {i}" + (f" (position {i + off})" if off else "")
         raise GuaranteeError(
             "causal",
-            f"not causal: head {h}, query {i} attends key {j} (> {i}); {v.count:,} such pair(s) in all",
+            f"not causal: {_where(x, h)}, {pos} attends key {j} (> {i + off}); {v.count:,} such pair(s) in all",
             head=h, query=i, key=j, count=v.count,
         )
 
@@ -157,7 +162,7 @@ def empty_rows(x: Source, *, q_len: int | None = None, kv_len: int | None = None
         [[0, 0], [0, 1]]
     """
     lay = as_layout(x, q_len, kv_len, block, heads)
-    h, i = np.nonzero(lay.row_counts() == 0)
+    h, i = np.nonzero(slice_rows(lay) == 0)
     out = np.stack([h, i], axis=1).astype(np.int64)
     return out if limit is None else out[:limit]
 
@@ -176,7 +181,7 @@ def check_no_empty_rows(x: Source, **kw) -> None:
     if e.shape[0]:
         h, i = (int(t) for t in e[0])
         raise GuaranteeError(
-            "no_empty_rows", f"empty row: head {h}, query {i} attends no key; {e.shape[0]:,} empty row(s) in all",
+            "no_empty_rows", f"empty row: {_where(x, h)}, query {i} attends no key; {e.shape[0]:,} empty row(s) in all",
             head=h, query=i, count=int(e.shape[0]),
         )
 
@@ -194,7 +199,7 @@ def row_degree(x: Source, *, q_len: int | None = None, kv_len: int | None = None
         (1, 3, 2.7, (0, 2))
     """
     lay = as_layout(x, q_len, kv_len, block, heads)
-    rc = lay.row_counts()
+    rc = slice_rows(lay)
     amin = np.unravel_index(int(np.argmin(rc)), rc.shape)
     amax = np.unravel_index(int(np.argmax(rc)), rc.shape)
     return DegreeStats(
@@ -217,7 +222,7 @@ def check_row_degree(x: Source, min: int | None = None, max: int | None = None, 
         (3, 4)
     """
     lay = as_layout(x, **_lens(kw))
-    rc = lay.row_counts()
+    rc = slice_rows(lay)
     for bound, bad, word in ((min, lambda: rc < min, "below"), (max, lambda: rc > max, "above")):
         if bound is None:
             continue
@@ -226,7 +231,7 @@ def check_row_degree(x: Source, min: int | None = None, max: int | None = None, 
             hh, ii = int(h[0]), int(i[0])
             raise GuaranteeError(
                 "row_degree",
-                f"row degree {word} {bound}: head {hh}, query {ii} has {int(rc[hh, ii])} allowed key(s); "
+                f"row degree {word} {bound}: {slice_name(lay, hh)}, query {ii} has {int(rc[hh, ii])} allowed key(s); "
                 f"{h.size:,} such row(s)",
                 head=hh, query=ii, degree=int(rc[hh, ii]), count=int(h.size),
             )
@@ -259,6 +264,10 @@ def block_density(x: Source, *, q_len: int | None = None, kv_len: int | None = N
     return as_layout(x, q_len, kv_len, block, heads).block_density
 
 
+def _where(x: Source, s: int) -> str:
+    return slice_name(x, s) if isinstance(x, Layout) else f"head {s}"
+
+
 def _lens(kw: dict) -> dict:
     extra = set(kw) - {"q_len", "kv_len", "block", "heads"}
     if extra:
@@ -280,7 +289,7 @@ def _check_range(name: str, value: float, lo: float | None, hi: float | None, la
     if blocks:
         rc = np.diff(lay.row_ptr, axis=1)  # stored blocks per block row
     else:
-        rc = lay.row_counts()
+        rc = slice_rows(lay)
     h, r = (int(x) for x in np.unravel_index(int(np.argmax(rc) if too_dense else np.argmin(rc)), rc.shape))
     if blocks:
         query, what = r * lay.block_q, f"block row {r} (queries {r * lay.block_q}..) with {int(rc[h, r])} stored block(s)"
@@ -290,7 +299,7 @@ def _check_range(name: str, value: float, lo: float | None, hi: float | None, la
         name,
         f"{name} {value:.6g} is outside [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
         f" (q_len={lay.q_len}, kv_len={lay.kv_len}, block=({lay.block_q}, {lay.block_k})); "
-        f"{'densest' if too_dense else 'sparsest'} row: head {h}, {what}",
+        f"{'densest' if too_dense else 'sparsest'} row: {slice_name(lay, h)}, {what}",
         head=h, query=query, value=value, **({"block_row": r, "blocks": int(rc[h, r])} if blocks else {}),
     )
 

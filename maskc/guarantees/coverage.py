@@ -1,6 +1,8 @@
-"""Coverage of periodic patterns (πAttention, SPEC section B), computed exactly.
+"""Coverage of periodic patterns (πAttention), computed exactly.
 
-πAttention fuses a local ring of radius r with a π-step component. SPEC B states:
+πAttention fuses a local ring of radius r (keys with |i - j| <= r) with a π-step
+component (keys at offsets that are multiples of the period π). Three statements are
+made about it, and checked here:
 
 1. **residue**: hops along the π-step component alone never leave the residue class
    i mod π;
@@ -12,10 +14,11 @@
 :func:`verify_pi_claims` checks each statement with the exact reachability engines
 (:mod:`maskc.guarantees.reach`) for given parameters and returns the measured values;
 :func:`check_pi_claims` raises :class:`GuaranteeError` with a counterexample when a
-statement is false. The π-step ``variant`` follows SPEC B: ``"all"`` multiples (the
-seed, which the statements are about), an int M for {mπ : 1 <= m <= M}, or ``"pow2"``
-for {π·2^m}; claim 3 is false for the bounded variants at lengths beyond their reach,
-and the checker says so with the pair that needs more layers.
+statement is false. The π-step ``variant``: ``"all"`` multiples of π (the form the
+statements are about), an int M for {mπ : 1 <= m <= M}, or ``"pow2"`` for {π·2^m};
+statement 3 is false for the bounded variants at lengths beyond their reach, and the
+checker says so with the pair that needs more layers. Lengths are bounded like every
+offset-engine run (``maskc.guarantees.reach_offsets.MAX_OFFSET_TOKENS``).
 
 Example:
     >>> from maskc.guarantees import verify_pi_claims
@@ -32,6 +35,7 @@ import numpy as np
 
 from maskc.guarantees._common import GuaranteeError
 from maskc.guarantees.reach import reachability
+from maskc.guarantees.reach_offsets import check_tokens
 from maskc.patterns.core import Pattern, causal, offsets, ring_local, stride, window
 
 
@@ -94,7 +98,7 @@ def cyclic_jumps(period: int, n: int) -> Pattern:
 
 @dataclass(frozen=True)
 class PiVerdict:
-    """One SPEC B statement checked at one parameter set.
+    """One of the three coverage statements checked at one parameter set.
 
     ``measured`` / ``expected``: residue claim: the period of the reachable offsets
     (smallest positive reachable multiple) vs π; gcd claim: the number of residue
@@ -177,17 +181,17 @@ def _hops(hr, d: np.ndarray) -> np.ndarray:
 
 
 def verify_pi_claims(n: int, period: int, radius: int = 1, variant="all") -> list[PiVerdict]:
-    """All three SPEC B statements at one (N, π, r); see :class:`PiVerdict`.
+    """All three coverage statements at one (N, π, r); see :class:`PiVerdict`.
 
     Cost: three exact offset-sumset runs, O(hops * |offsets| * N / 64) each.
     """
-    n = _pos_int(n, "n")
+    n = check_tokens(n)
     period = _pos_int(period, "period")
     return [claim_residue(n, period), claim_gcd(n, period), claim_prefix(n, period, radius, variant)]
 
 
 def check_pi_claims(n: int, period: int, radius: int = 1, variant="all") -> None:
-    """Raise :class:`GuaranteeError` naming (query, key) when a SPEC B statement is false here.
+    """Raise :class:`GuaranteeError` naming (query, key) when a coverage statement is false here.
 
     Example:
         >>> from maskc.guarantees import check_pi_claims, GuaranteeError
@@ -203,7 +207,7 @@ def check_pi_claims(n: int, period: int, radius: int = 1, variant="all") -> None
             q, k = v.counterexample if v.counterexample else (None, None)
             raise GuaranteeError(
                 f"pi_{v.claim}",
-                f"SPEC B '{v.claim}' statement is false for {v.params}: measured {v.measured}, "
+                f"the πAttention '{v.claim}' statement is false for {v.params}: measured {v.measured}, "
                 f"expected {v.expected}; counterexample query {q}, key {k} ({v.note})",
                 head=0, query=q, key=k, measured=v.measured, expected=v.expected, params=v.params,
             )
@@ -237,7 +241,7 @@ def pi_coverage(n: int, period: int, radius: int = 0, *, is_causal: bool = False
         >>> c.reachable.tolist(), c.diameter
         ([3, 11, 19, 27, 35, 43, 51, 59], None)
     """
-    n = _pos_int(n, "n")
+    n = check_tokens(n)
     p = pi_step(period, is_causal=is_causal, variant=variant, n=n) if radius == 0 else \
         pi_attention_pattern(period, radius, is_causal=is_causal, variant=variant, n=n)
     rep = reachability(p, q_len=n, causal=is_causal)

@@ -36,317 +36,26 @@ Engines, chosen automatically and always exact:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from maskc.errors import TooLargeError
 from maskc.guarantees import _kernels as K
-from maskc.guarantees._common import GuaranteeError, Source, as_layout, block_elements, token_row
+from maskc.guarantees._common import GuaranteeError, Source, as_layout, slice_name
+from maskc.guarantees.basic import is_causal
+from maskc.guarantees.reach_offsets import (
+    HopProfile, _profile_from_membership, check_tokens, layout_offsets, offset_hops,
+)
+from maskc.guarantees.reach_report import HeadReach, ReachReport
 from maskc.ir.layout import Layout
 from maskc.patterns.core import Pattern
+
+__all__ = ["HopProfile", "ReachReport", "reachability", "hop_diameter", "reachable_within", "unreachable_pairs",
+           "min_hops", "check_reachable", "check_diameter", "offset_hops", "layout_offsets"]
 
 #: Largest token graph the generic (non-Toeplitz) engine accepts.
 MAX_GRAPH_TOKENS = 16_384
 #: Largest number of uint64 word operations the generic engine may spend.
 MAX_GRAPH_WORK = 4_000_000_000
-_NEVER = np.iinfo(np.int32).max
-
-
-# ============================================================ offset profiles
-@dataclass(frozen=True)
-class HopProfile:
-    """Minimal hop counts of a Toeplitz token graph, by offset d = i - j.
-
-    Attributes:
-        n: number of tokens.
-        method: ``"one-sided"``, ``"circulant"`` or ``"two-sided"``.
-        hops: int32 hop count per offset; -1 where never reachable. For
-            ``circulant`` indexed by d mod n (length n), else by d + n - 1
-            (length 2n - 1, d from -(n-1) to n-1).
-        offsets: the offset set D (int64, sorted).
-    """
-
-    n: int
-    method: str
-    hops: np.ndarray
-    offsets: np.ndarray
-
-    def at(self, d) -> np.ndarray:
-        """Hop counts for offsets ``d`` (array-like of ints in [-(n-1), n-1]); -1 = never.
-
-        Example:
-            >>> from maskc.guarantees import offset_hops
-            >>> offset_hops([0, 1, 2, 3], 20).at([3, 4, 19]).tolist()
-            [1, 2, 7]
-        """
-        d = np.asarray(d, dtype=np.int64)
-        if np.any(np.abs(d) > self.n - 1):
-            raise ValueError(f"offsets must lie in [-{self.n - 1}, {self.n - 1}] for n={self.n}")
-        idx = np.mod(d, self.n) if self.method == "circulant" else d + self.n - 1
-        return self.hops[idx]
-
-    def diameter(self, causal: bool = True) -> int | None:
-        """Largest hop count over the target offsets (d >= 0, or all d); None if any is -1."""
-        d = np.arange(0 if causal else -(self.n - 1), self.n)
-        h = self.at(d)
-        return None if np.any(h < 0) else int(h.max(initial=0))
-
-
-def _run(start: np.ndarray, shifts: np.ndarray, target: np.ndarray, max_hops: int | None = None) -> np.ndarray:
-    cap = start.size + 1 if max_hops is None else max_hops
-    hops, _, _ = K.sumset_hops(start, shifts.astype(np.int64), target, np.int64(cap))
-    return hops
-
-
-def _min_hops(*arrs: np.ndarray) -> np.ndarray:
-    stack = np.stack([np.where(a < 0, _NEVER, a) for a in arrs])
-    m = stack.min(axis=0)
-    return np.where(m == _NEVER, -1, m).astype(np.int32)
-
-
-def _profile_from_membership(m: np.ndarray, n: int) -> HopProfile | None:
-    """The exact :class:`HopProfile` of offset membership m (index d + n - 1), or None
-    when the two-sided bounds disagree (reachability then depends on position)."""
-    m = np.asarray(m, dtype=bool)
-    if m.shape != (2 * n - 1,):
-        raise ValueError(f"offset membership must have length 2n - 1 = {2 * n - 1}, got {m.shape}")
-    D = np.flatnonzero(m).astype(np.int64) - (n - 1)
-    pos, neg = D[D > 0], D[D < 0]
-    L2 = 2 * n - 1
-    start2 = np.zeros(L2, dtype=bool)
-    start2[n - 1] = True
-    if neg.size == 0 or pos.size == 0:  # one-sided: monotone paths, exact
-        sign = 1 if neg.size == 0 else -1
-        start = np.zeros(n, dtype=bool)
-        start[0] = True
-        h1 = _run(start, sign * (pos if sign == 1 else neg), np.ones(n, dtype=bool))
-        hops = np.full(L2, -1, dtype=np.int32)
-        if sign == 1:
-            hops[n - 1 :] = h1
-        else:
-            hops[: n][::-1] = h1
-        return HopProfile(n, "one-sided", hops, D)
-    if n > 1 and np.array_equal(m[n:], m[: n - 1]):  # m[d] == m[d - n] for d in 1..n-1
-        res = np.unique(np.mod(D, n))
-        res = res[res != 0]
-        shifts = np.concatenate([res, res - n])
-        start = np.zeros(n, dtype=bool)
-        start[0] = True
-        return HopProfile(n, "circulant", _run(start, shifts, np.ones(n, dtype=bool)), D)
-    target = np.ones(L2, dtype=bool)
-    upper = _run(start2, D, target)
-    if pos.max() + (-neg.min()) <= n:
-        return HopProfile(n, "two-sided", upper, D)
-    # lower bounds: step multisets that fit in [0, n) from every start (one sign only,
-    # or positive steps <= t with negative steps >= -(n - t)); stop once they meet the upper bound
-    cap = int(upper.max(initial=0))  # lower bounds only need to match up to here
-    lower = _min_hops(_run(start2, pos, target, cap), _run(start2, neg, target, cap))
-    splits = [n // 2]
-    e = 1
-    while e < n // 2:
-        splits += [e, n - e]
-        e *= 2
-    for t in splits:
-        if np.array_equal(lower, upper):
-            break
-        sub = D[(D <= t) & (D >= -(n - t))]
-        lower = _min_hops(lower, _run(start2, sub, target, cap))
-    if np.array_equal(lower, upper):
-        return HopProfile(n, "two-sided", upper, D)
-    return None
-
-
-def offset_hops(offsets, n: int) -> HopProfile:
-    """Exact minimal hop counts, by offset, of the Toeplitz pattern ``offsets(D)`` on n tokens.
-
-    ``offsets`` is an iterable of ints (d = i - j, negative allowed) or a bool
-    membership of length 2n - 1 indexed by d + n - 1. Raises ``ValueError`` when
-    reachability of this offset set depends on position (use :func:`reachability`,
-    which then falls back to the graph engine).
-
-    Example (prime offsets plus a window of 1 on 4,096 tokens):
-        >>> import numpy as np
-        >>> from maskc.patterns.sequences import named_sequence
-        >>> from maskc.guarantees import offset_hops
-        >>> prof = offset_hops(np.r_[0, 1, named_sequence("primes", 4095)], 4096)
-        >>> prof.diameter(), prof.at([27, 28]).tolist()
-        (3, [3, 2])
-    """
-    n = int(n)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    arr = np.asarray(offsets if not isinstance(offsets, (set, frozenset)) else sorted(offsets))
-    if arr.dtype == bool:
-        m = arr
-    else:
-        vals = arr.astype(np.int64).reshape(-1)
-        vals = vals[np.abs(vals) <= n - 1]
-        m = np.zeros(2 * n - 1, dtype=bool)
-        m[vals + n - 1] = True
-    prof = _profile_from_membership(m, n)
-    if prof is None:
-        raise ValueError(
-            "this two-sided offset set reaches different offsets from different positions "
-            "(its long steps in both directions do not fit in [0, n)); use reachability() on a layout"
-        )
-    return prof
-
-
-# ================================================= Toeplitz detection on layouts
-def layout_offsets(lay: Layout, head: int = 0) -> np.ndarray | None:
-    """Offset membership (index d + N - 1) when stored head ``head`` is Toeplitz, else None.
-
-    Exact: every stored block is compared with the block the offset set predicts
-    (blocks on one block diagonal share their content, so this costs O(stored
-    blocks + distinct diagonals * block_q * block_k)), and the number of non-empty
-    blocks predicted equals the number stored.
-    """
-    n = lay.q_len
-    if lay.kv_len != n:
-        return None
-    Bq, Bk = lay.block_q, lay.block_k
-    m = np.zeros(2 * n - 1, dtype=bool)
-    m[n - 1 :] = token_row(lay, head, n - 1)[::-1]  # d = n-1-j >= 0
-    m[: n] |= token_row(lay, head, 0)[::-1]  # d = -j <= 0, index n-1-j
-    lo, hi = int(lay.row_ptr[head, 0]), int(lay.row_ptr[head, -1])
-    idx = np.arange(lo, hi)
-    rows = lay.block_row[lo:hi].astype(np.int64)
-    cols = lay.col_idx[lo:hi].astype(np.int64)
-    delta = rows * Bq - cols * Bk
-    last_r = rows == lay.n_qb - 1
-    last_c = cols == lay.n_kb - 1
-    # one representative per (diagonal, tail flags, kind, mask id)
-    key = np.stack([delta, last_r, last_c, lay.kind[lo:hi], lay.partial_id[lo:hi]], axis=1)
-    _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    inv = inv.reshape(-1)
-    # blocks of one (diagonal, tails) group must share their content: one (kind, id) each
-    grp = np.unique(key[:, :3], axis=0, return_inverse=True)[1].reshape(-1)
-    if np.unique(grp).size != first.size:
-        return None
-    # compare representatives with the prediction, in chunks
-    mpad = np.concatenate([m, np.zeros(1, dtype=bool)])  # index -1 -> False
-    r_ar = np.arange(Bq)[:, None]
-    c_ar = np.arange(Bk)[None, :]
-    for s in range(0, first.size, 512):
-        sel = idx[first[s : s + 512]]
-        actual = block_elements(lay, sel)
-        d = delta[first[s : s + 512]][:, None, None] + r_ar[None] - c_ar[None]
-        di = d + n - 1
-        ok = (di >= 0) & (di < 2 * n - 1)
-        pred = np.where(ok, mpad[np.where(ok, di, -1)], False)
-        vr = lay.valid_rows()[rows[first[s : s + 512]]]
-        vc = lay.valid_cols()[cols[first[s : s + 512]]]
-        pred &= (np.arange(Bq)[None, :] < vr[:, None])[:, :, None]
-        pred &= (np.arange(Bk)[None, :] < vc[:, None])[:, None, :]
-        if not np.array_equal(actual, pred):
-            return None
-    # completeness: count blocks the offset set makes non-empty
-    cum = np.concatenate([[0], np.cumsum(m, dtype=np.int64)])
-    vr_all, vc_all = lay.valid_rows(), lay.valid_cols()
-    expected = 0
-    kb = np.arange(lay.n_kb, dtype=np.int64)
-    for qb0 in range(0, lay.n_qb, 256):
-        qb = np.arange(qb0, min(qb0 + 256, lay.n_qb), dtype=np.int64)[:, None]
-        dl = qb * Bq - kb[None, :] * Bk - (vc_all[None, :] - 1)
-        dh = qb * Bq - kb[None, :] * Bk + (vr_all[qb0 : qb0 + 256][:, None] - 1)
-        a = np.clip(dl + n - 1, 0, 2 * n - 1)
-        b = np.clip(dh + n, 0, 2 * n - 1)
-        expected += int(np.count_nonzero(cum[b] - cum[a] > 0))
-    return m if expected == hi - lo else None
-
-
-# ===================================================================== reports
-@dataclass
-class HeadReach:
-    """Reachability of one stored head.
-
-    ``unreached[k]``: target pairs not reachable within k hops (k = 0..len-1; the
-    last value holds for every larger k when ``complete``). For the graph engine
-    ``first[k]`` is the smallest such (query, key); the offset engine derives it
-    from its per-offset hop counts on demand.
-    """
-
-    method: str
-    unreached: np.ndarray
-    complete: bool
-    profile: HopProfile | None = None
-    first: list = field(default_factory=list, repr=False)
-    csr: object = field(default=None, repr=False)
-    causal: bool = True
-
-    @property
-    def diameter(self) -> int | None:
-        if not self.complete or self.unreached[-1] > 0:
-            return None
-        return int(np.argmax(self.unreached == 0))
-
-    def unreached_at(self, k: int) -> int:
-        return int(self.unreached[min(k, len(self.unreached) - 1)])
-
-    def first_at(self, k: int) -> tuple[int, int] | None:
-        if self.profile is None:
-            return self.first[min(k, len(self.first) - 1)]
-        n = self.profile.n
-        d = np.arange(0 if self.causal else -(n - 1), n, dtype=np.int64)
-        h = self.profile.at(d)
-        bad = (h < 0) | (h > k)
-        if not bad.any():
-            return None
-        # pair with offset d and the smallest query: d >= 0 -> (d, 0), d < 0 -> (0, -d)
-        dd = d[bad]
-        i = np.where(dd >= 0, dd, 0)
-        j = np.where(dd >= 0, 0, -dd)
-        t = np.lexsort((j, i))[0]
-        return (int(i[t]), int(j[t]))
-
-
-@dataclass
-class ReachReport:
-    """Result of :func:`reachability`: per-head results and the overall diameter.
-
-    Example:
-        >>> import maskc as mc
-        >>> from maskc.guarantees import reachability
-        >>> r = reachability(mc.causal() & mc.window(4), q_len=100)
-        >>> r.diameter, r.methods, r.unreachable_count(24), r.first_unreachable(24)
-        (25, ['offsets/one-sided'], 6, (0, 97, 0))
-    """
-
-    n: int
-    causal: bool
-    heads: list[HeadReach]
-
-    @property
-    def methods(self) -> list[str]:
-        """Engine used per head (``offsets/<kind>`` or ``graph``)."""
-        return [h.method for h in self.heads]
-
-    @property
-    def diameter(self) -> int | None:
-        """Smallest k that reaches every target pair in every head; None if never."""
-        ds = [h.diameter for h in self.heads]
-        return None if any(d is None for d in ds) else max(ds, default=0)
-
-    @property
-    def head_diameters(self) -> list[int | None]:
-        return [h.diameter for h in self.heads]
-
-    def unreachable_count(self, k: int) -> int:
-        """Target (head, query, key) triples not reachable within k layers."""
-        return int(sum(h.unreached_at(k) for h in self.heads))
-
-    def reachable_within(self, k: int) -> bool:
-        """True when every target pair of every head is reachable within k layers."""
-        return self.unreachable_count(k) == 0
-
-    def first_unreachable(self, k: int) -> tuple[int, int, int] | None:
-        """The smallest (head, query, key) not reachable within k layers, or None."""
-        for h, hr in enumerate(self.heads):
-            f = hr.first_at(k)
-            if f is not None:
-                return (h, f[0], f[1])
-        return None
 
 
 def _profile_report(prof: HopProfile, n: int, causal: bool) -> HeadReach:
@@ -367,7 +76,7 @@ def _graph_report(lay: Layout, head: int, causal: bool, max_hops: int | None, ma
         why = ("is a two-sided offset pattern whose reachability depends on position (long steps in both "
                "directions)" if toeplitz else "is not a Toeplitz (offset-only) pattern")
         raise TooLargeError(
-            f"head {head} of {lay.pattern_text or 'this layout'} {why}, so "
+            f"{slice_name(lay, head)} of {lay.pattern_text or 'this layout'} {why}, so "
             f"reachability needs the generic graph engine, which is limited to {max_graph_tokens:,} tokens "
             f"(N^2/8 bytes of bitsets); got {n:,}. Pass max_graph_tokens= to raise the limit, or check a "
             "shorter length"
@@ -416,7 +125,7 @@ def reachability(x: Source, *, q_len: int | None = None, kv_len: int | None = No
         kv = q_len if kv_len is None else kv_len
         if kv != q_len:
             raise ValueError(f"reachability stacks layers, so it needs q_len == kv_len; got {q_len} and {kv}")
-        n = int(q_len)
+        n = check_tokens(q_len)
         H = int(heads or x.n_heads or 1)
         mems = [_pattern_membership(x, n, h) for h in range(H)]
         profs = [None if mm is None else _profile_from_membership(mm, n) for mm in mems]
@@ -427,15 +136,14 @@ def reachability(x: Source, *, q_len: int | None = None, kv_len: int | None = No
             raise ValueError(
                 f"reachability stacks layers, so it needs q_len == kv_len; got {lay.q_len} and {lay.kv_len}"
             )
-        n, H = lay.q_len, lay.heads
+        n, H = lay.q_len, lay.n_slices
+        check_tokens(n)
         mems = [layout_offsets(lay, h) for h in range(H)]
         profs = [None if mm is None else _profile_from_membership(mm, n) for mm in mems]
     if causal is None:
         if lay is None:
             causal = all(not pr.offsets.size or pr.offsets.min() >= 0 for pr in profs)  # type: ignore[union-attr]
         else:
-            from maskc.guarantees.basic import is_causal
-
             causal = is_causal(lay)
     out: list[HeadReach] = []
     causal_graph = None
@@ -445,10 +153,8 @@ def reachability(x: Source, *, q_len: int | None = None, kv_len: int | None = No
         else:
             assert lay is not None
             if causal_graph is None:
-                from maskc.guarantees.basic import is_causal
-
                 causal_graph = is_causal(lay)
-            out.append(_graph_report(lay, min(h, lay.heads - 1), causal, max_hops, max_work, max_graph_tokens,
+            out.append(_graph_report(lay, min(h, lay.n_slices - 1), causal, max_hops, max_work, max_graph_tokens,
                                      causal_graph, toeplitz=mems[h] is not None))
     return ReachReport(n, bool(causal), out)
 

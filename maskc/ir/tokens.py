@@ -25,12 +25,15 @@ class TokenViews(LayoutViews):
     def _batched(self, a: np.ndarray) -> np.ndarray:
         return a.reshape((self.batch, self.heads) + a.shape[1:]) if self.batch > 1 else a
 
-    def row_counts(self) -> np.ndarray:
+    def row_counts(self, max_elements: int = DEFAULT_MAX_DENSE_ELEMENTS) -> np.ndarray:
         """Allowed keys of every query token: int64 [heads, q_len] ([batch, heads, q_len] when batch > 1).
 
-        Computed block by block (O(nnz_blocks * block_q)), never densely.
+        Computed block by block (O(nnz_blocks * block_q)), never densely; refused (TooLargeError)
+        before allocating when slices * q_len exceeds ``max_elements``.
         """
         S, n_qb, Bq = self.n_slices, self.n_qb, self.block_q
+        refuse_above(S * n_qb * Bq, max_elements, "the per-row key counts", "pass a larger max_elements, or "
+                     "look at a row range (layout.rows(start, stop))", unit="rows")
         out = np.zeros(S * n_qb * Bq, dtype=np.int64)
         if self.nnz_blocks:
             _, vc = self.block_extents
