@@ -34,9 +34,12 @@ __all__ = ["to_deepspeed", "from_deepspeed", "to_xformers", "from_xformers",
 Encoding = Literal["documented", "kernel"]
 
 
-def _grid(layout: Layout, cells: int, max_elements: int, what: str) -> np.ndarray:
+def _grid(layout: Layout, cells: int, max_elements: int, what: str, dtype: Any = bool) -> np.ndarray:
+    """1 where a block is stored: ``dtype`` [slices, n_qb, n_kb], written in place (O(blocks) writes)."""
     refuse_above(cells, max_elements, what, "use larger blocks, or pass a larger max_elements", unit="cells")
-    return layout.block_grid(max_elements) != 0  # [slices, n_qb, n_kb]
+    grid = np.zeros(layout.n_slices * layout.n_qb * layout.n_kb, dtype=dtype)
+    grid[(layout.block_head.astype(np.int64) * layout.n_qb + layout.block_row) * layout.n_kb + layout.col_idx] = 1
+    return grid.reshape(layout.n_slices, layout.n_qb, layout.n_kb)
 
 
 def to_deepspeed(layout: Layout, heads: int | None = None, strict: bool = False, device: Any = None,
@@ -66,7 +69,7 @@ def to_deepspeed(layout: Layout, heads: int | None = None, strict: bool = False,
         raise ValueError(f"heads={H} but the layout stores {layout.heads} heads; only a one-head layout can be repeated")
     lossy_partial(layout, "DeepSpeed / xformers sparse attention", strict,
                   "use to_flashinfer_bsr or to_flex_block_mask to keep element masks")
-    grid = _grid(layout, H * layout.n_qb * layout.n_kb, max_elements, "the DeepSpeed layout").astype(np.int64)
+    grid = _grid(layout, H * layout.n_qb * layout.n_kb, max_elements, "the DeepSpeed layout", np.int64)
     if H != layout.heads:
         grid = np.repeat(grid, H, axis=0)
     return to_torch({"layout": grid}, device)["layout"]

@@ -67,16 +67,17 @@ def to_splash_mask(layout: Layout, heads: int | None = None, max_elements: int =
     return lib.MultiHeadMask([lib.NumpyMask(np.ascontiguousarray(dense[h])) for h in range(layout.heads)])
 
 
-def _next_index(present: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """For each flat position p: ``values[q]`` of the first q >= p with ``present[q]``, wrapping
-    around to the first present position; zeros when nothing is present (splash's rule)."""
-    out = np.zeros(present.shape, np.int32)
-    pos = np.flatnonzero(present)
+def _next_index(pos: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """For each flat grid position p < size: ``values[k]`` of the first present position ``pos[k] >= p``
+    (``pos`` sorted), wrapping around to ``values[0]``; zeros when nothing is present (splash's rule).
+    O(size) writes, no search."""
     if pos.size == 0:
-        return out
-    k = np.searchsorted(pos, np.arange(present.size), side="left")
-    k[k == pos.size] = 0
-    return values[pos[k]].astype(np.int32)
+        return np.zeros(size, np.int32)
+    runs = np.diff(np.concatenate([[-1], pos]))  # grid positions (pos[k-1], pos[k]] take entry k
+    out = np.empty(size, np.int32)
+    out[: pos[-1] + 1] = np.repeat(values.astype(np.int32), runs)
+    out[pos[-1] + 1:] = values[0]
+    return out
 
 
 def to_splash_info(layout: Layout, max_elements: int = DEFAULT_MAX_DENSE_ELEMENTS) -> dict[str, np.ndarray]:
@@ -111,18 +112,27 @@ def to_splash_info(layout: Layout, max_elements: int = DEFAULT_MAX_DENSE_ELEMENT
     refuse_above(H * n_qb * n_kb, max_elements, "splash MaskInfo's dense block grids",
                  "use larger blocks, or pass a larger max_elements", unit="cells")
     full = layout.padded_full
-    part = ~full
-    refuse_above(int(part.sum()) * layout.block_q * layout.block_k, max_elements,
-                 "splash MaskInfo's partial blocks", "pass a larger max_elements", unit="booleans")
+    part = np.flatnonzero(~full)
+    # a partial tile is its mask (tails already clear); a FULL block cut by a tail is ones on its extents:
+    # build one tile per distinct (mask, extents) key, then deduplicate the tiles themselves
+    vr, vc = layout.block_extents
+    pid = layout.partial_id[part].astype(np.int64)
+    key = np.stack([pid, np.where(pid < 0, vr[part], 0), np.where(pid < 0, vc[part], 0)], axis=1)
+    _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True) if part.size else (
+        None, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    refuse_above(order.size * layout.block_q * layout.block_k, max_elements,
+                 "splash MaskInfo's distinct partial blocks", "pass a larger max_elements", unit="booleans")
     codes = np.zeros((H, n_qb, n_kb), np.int32)
     codes[layout.block_head, layout.block_row, layout.col_idx] = np.where(full, 2, 1)
-    packed, ids = dedupe_masks(layout.block_tiles(np.flatnonzero(part)))
+    packed, ids_u = dedupe_masks(layout.block_tiles(part[first[order]]))
+    ids = ids_u[rank[inv.reshape(-1)]] if part.size else np.zeros(0, np.int32)
     bits = unpack_masks(packed, layout.block_k)
-    pid_grid = np.zeros((H, n_qb, n_kb), np.int64)
-    pid_grid[layout.block_head[part], layout.block_row[part], layout.col_idx[part]] = ids
-    kb_grid = np.broadcast_to(np.arange(n_kb, dtype=np.int64), (H, n_qb, n_kb)).reshape(-1)
-    data_next = _next_index(codes.reshape(-1) > 0, kb_grid).reshape(H, n_qb, n_kb)
-    mask_next = _next_index(codes.reshape(-1) == 1, pid_grid.reshape(-1)).reshape(H, n_qb, n_kb)
+    flat = (layout.block_head.astype(np.int64) * n_qb + layout.block_row) * n_kb + layout.col_idx  # sorted
+    data_next = _next_index(flat, layout.col_idx, H * n_qb * n_kb).reshape(H, n_qb, n_kb)
+    mask_next = _next_index(flat[part], ids, H * n_qb * n_kb).reshape(H, n_qb, n_kb)
     return {
         "block_mask": codes, "data_next": data_next, "mask_next": mask_next,
         "partial_mask_blocks": bits,

@@ -79,7 +79,8 @@ def test_one_slice_layouts_broadcast_over_batch_and_heads():
     lay = mc.compile(mc.causal() & mc.window(20), q_len=90, block=16)
     bm = to_flex_block_mask(lay)
     assert bm.kv_num_blocks.shape[:2] == (1, 1)
-    q = k = v = torch.randn(2, 3, 90, 8)
+    gen = torch.Generator().manual_seed(7)
+    q, k, v = (torch.randn(2, 3, 90, 8, generator=gen) for _ in range(3))  # distinct tensors (no aliasing)
     out = fa.flex_attention(q, k, v, block_mask=bm)
     ref = fa.flex_attention(q, k, v, block_mask=fa.create_block_mask(
         lambda b, h, qi, ki: (qi >= ki) & (qi - ki <= 20), None, None, 90, 90, device="cpu", BLOCK_SIZE=16))
