@@ -14,8 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: lowest first; a module may import only modules of its own layer or below
 IR_LAYERS = [
     {"maskc.ir.kinds", "maskc.ir.masks", "maskc.ir.cache"},
-    {"maskc.ir.assemble", "maskc.ir.kernels", "maskc.ir.checks"},
-    {"maskc.ir.schema", "maskc.ir.containers"},
+    {"maskc.ir.assemble", "maskc.ir.kernels"}, {"maskc.ir.checks"}, {"maskc.ir.schema"}, {"maskc.ir.containers"},
     {"maskc.ir.views"}, {"maskc.ir.tokens"}, {"maskc.ir.subsets"}, {"maskc.ir.layout"},
     {"maskc.ir.io", "maskc.ir.validate", "maskc.ir.convert"},
     {"maskc.ir"},
@@ -32,8 +31,15 @@ def test_ir_layers_hold(graph):
     ir_modules = {m for m in graph.modules if m == "maskc.ir" or m.startswith("maskc.ir.")}
     assert ir_modules == set(layer_of), "every IR module is in exactly one layer"
     bad = [(m, d) for m in ir_modules for d in graph.find_modules_directly_imported_by(m)
-           if d in layer_of and layer_of[d] > layer_of[m] and m != "maskc.ir"]
-    assert not bad, f"IR modules importing a higher layer: {bad}"
+           if d in layer_of and m != "maskc.ir" and (layer_of[d] > layer_of[m]
+                                                    or (layer_of[d] == layer_of[m] and d != m))]
+    assert not bad, f"IR modules importing a higher layer or a sibling: {bad}"
+
+
+def test_owned_packages_sit_above_the_compiler_and_the_ir(graph):
+    for low in ("maskc.ir", "maskc.compiler", "maskc.limits", "maskc.errors"):
+        for high in ("maskc.export", "maskc.guarantees", "maskc.viz"):
+            assert not graph.chain_exists(importer=low, imported=high, as_packages=True), (low, high)
 
 
 def test_layout_does_not_reach_io_validate_or_convert(graph):
