@@ -41,41 +41,28 @@ def _gaps(ptr, rs, re, L, out):
             a0 = j if side == 0 else 0
             b0 = L if side == 0 else j
             base = 0 if side == 0 else 5
+            out[j, base + 1] = b0  # no gap: (b0, b0)
+            out[j, base + 2] = b0
             cnt = 0
-            g0s = b0
-            g0e = b0
-            g1s = 0
-            g1e = 0
             pos = a0
-            for t in range(ptr[j], ptr[j + 1]):
-                s = max(rs[t], a0)
-                e = min(re[t], b0)
-                if e <= s:
-                    continue
-                if side == 1 and out[j, 10] < 0:
-                    out[j, 10] = s
+            for t in range(ptr[j], ptr[j + 1] + 1):
+                if t < ptr[j + 1]:
+                    s = max(rs[t], a0)
+                    e = min(re[t], b0)
+                    if e <= s:
+                        continue
+                    if side == 1 and out[j, 10] < 0:
+                        out[j, 10] = s
+                else:  # past the last run: the rest of the region
+                    s = b0
+                    e = b0
                 if s > pos:
-                    if cnt == 0:
-                        g0s = pos
-                        g0e = s
-                    elif cnt == 1:
-                        g1s = pos
-                        g1e = s
+                    if cnt < 2:
+                        out[j, base + 1 + 2 * cnt] = pos
+                        out[j, base + 2 + 2 * cnt] = s
                     cnt += 1
                 pos = max(pos, e)
-            if pos < b0:
-                if cnt == 0:
-                    g0s = pos
-                    g0e = b0
-                elif cnt == 1:
-                    g1s = pos
-                    g1e = b0
-                cnt += 1
             out[j, base] = cnt
-            out[j, base + 1] = g0s
-            out[j, base + 2] = g0e
-            out[j, base + 3] = g1s
-            out[j, base + 4] = g1e
 
 
 def to_flashmask(layout: Layout, causal: bool | None = None, batch: int | None = None, device: Any = None,

@@ -37,6 +37,17 @@ DEFAULT_MAX_SLICES = 1 << 16
 
 
 @njit(cache=True)
+def _open(tr, r, i, s, e):
+    """Start track r at row i on run [s, e): tr rows are (row0, start0, end0, start_last, end_last, step)."""
+    tr[0, r] = i
+    tr[1, r] = s
+    tr[2, r] = e
+    tr[3, r] = s
+    tr[4, r] = e
+    tr[5, r] = -1
+
+
+@njit(cache=True)
 def _track(ptr, rs, re, q_len, out):
     """Join runs of consecutive rows into slices; returns the slice count (-1: more than out holds).
 
@@ -47,12 +58,7 @@ def _track(ptr, rs, re, q_len, out):
     width = 0
     for i in range(q_len):
         width = max(width, ptr[i + 1] - ptr[i])
-    r0 = np.zeros(width, np.int64)
-    s0 = np.zeros(width, np.int64)
-    e0 = np.zeros(width, np.int64)
-    sl = np.zeros(width, np.int64)
-    el = np.zeros(width, np.int64)
-    dl = np.full(width, -1, np.int64)  # -1: no step yet; else 2 * d_start + d_end
+    tr = np.zeros((6, width), np.int64)  # step (row 5): -1 none yet, else 2 * d_start + d_end
     n_tracks = 0
     n = 0
     for i in range(q_len + 1):
@@ -60,38 +66,28 @@ def _track(ptr, rs, re, q_len, out):
         for r in range(n_tracks):
             close = m != n_tracks
             if not close:
-                ds = rs[ptr[i] + r] - sl[r]
-                de = re[ptr[i] + r] - el[r]
+                ds = rs[ptr[i] + r] - tr[3, r]
+                de = re[ptr[i] + r] - tr[4, r]
                 code = 2 * ds + de
-                if 0 <= ds <= 1 and 0 <= de <= 1 and (dl[r] == -1 or dl[r] == code):
-                    sl[r] = rs[ptr[i] + r]
-                    el[r] = re[ptr[i] + r]
-                    dl[r] = code
+                if 0 <= ds <= 1 and 0 <= de <= 1 and (tr[5, r] == -1 or tr[5, r] == code):
+                    tr[3, r] = rs[ptr[i] + r]
+                    tr[4, r] = re[ptr[i] + r]
+                    tr[5, r] = code
                     continue
             if n >= out.shape[0]:
                 return -1
-            typ = max(dl[r], 0)
-            out[n, 0] = r0[r]
+            typ = max(tr[5, r], 0)
+            out[n, 0] = tr[0, r]
             out[n, 1] = i
-            out[n, 2] = s0[r]
-            out[n, 3] = e0[r] if typ == 0 or typ == 2 else el[r]
+            out[n, 2] = tr[1, r]
+            out[n, 3] = tr[2, r] if typ == 0 or typ == 2 else tr[4, r]
             out[n, 4] = typ
             n += 1
             if not close:  # restart this track at row i
-                r0[r] = i
-                s0[r] = rs[ptr[i] + r]
-                e0[r] = re[ptr[i] + r]
-                sl[r] = s0[r]
-                el[r] = e0[r]
-                dl[r] = -1
+                _open(tr, r, i, rs[ptr[i] + r], re[ptr[i] + r])
         if i < q_len and m != n_tracks:
             for r in range(m):
-                r0[r] = i
-                s0[r] = rs[ptr[i] + r]
-                e0[r] = re[ptr[i] + r]
-                sl[r] = s0[r]
-                el[r] = e0[r]
-                dl[r] = -1
+                _open(tr, r, i, rs[ptr[i] + r], re[ptr[i] + r])
             n_tracks = m
     return n
 

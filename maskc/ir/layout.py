@@ -57,11 +57,20 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _index_array(x: Any, name: str) -> np.ndarray:
-    a = np.asarray(x)
-    if a.dtype.kind not in "iu" and a.size:
-        raise ValueError(f"{name} must hold integers, got dtype {a.dtype}")
-    return a.astype(np.int64).reshape(-1)
+def _indices(**named: tuple[Any, int]) -> list[np.ndarray]:
+    """Equal-length int64 index arrays, each in [0, its bound): ``name=(values, bound)``."""
+    out = []
+    for name, (x, hi) in named.items():
+        a = np.asarray(x)
+        if a.dtype.kind not in "iu" and a.size:
+            raise ValueError(f"{name} must hold integers, got dtype {a.dtype}")
+        a = a.astype(np.int64).reshape(-1)
+        if a.size and (a.min() < 0 or a.max() >= hi):
+            raise ValueError(f"{name} must be in [0, {hi}), got values in [{a.min()}, {a.max()}]")
+        out.append(a)
+    if len({a.size for a in out}) > 1:
+        raise ValueError(f"{' / '.join(named)} differ in length: {', '.join(str(a.size) for a in out)}")
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,13 +161,7 @@ class Layout(LayoutSubsets):
             (3, 28)
         """
         q_len, kv_len, bq, bk, S, batch, q_offset = cls._sizes(q_len, kv_len, block, n_slices, batch, q_offset)
-        s, r, c = (_index_array(a, n) for a, n in ((slices, "slices"), (rows, "rows"), (cols, "cols")))
-        if not s.shape == r.shape == c.shape:
-            raise ValueError(f"slices / rows / cols differ in length: {s.size}, {r.size}, {c.size}")
-        n_qb, n_kb = ceil_div(q_len, bq), ceil_div(kv_len, bk)
-        for a, hi, name in ((s, S, "slices"), (r, n_qb, "rows"), (c, n_kb, "cols")):
-            if a.size and (a.min() < 0 or a.max() >= hi):
-                raise ValueError(f"{name} must be in [0, {hi}), got values in [{a.min()}, {a.max()}]")
+        s, r, c = _indices(slices=(slices, S), rows=(rows, ceil_div(q_len, bq)), cols=(cols, ceil_div(kv_len, bk)))
         known = np.ones(s.size, bool) if tiles is None else np.zeros(s.size, bool)
         if full is not None:
             known = np.asarray(full, dtype=bool).reshape(-1)
@@ -196,12 +199,7 @@ class Layout(LayoutSubsets):
             (1, 1)
         """
         q_len, kv_len, bq, bk, S, batch, q_offset = cls._sizes(q_len, kv_len, block, n_slices, batch, q_offset)
-        s, i, j = (_index_array(a, n) for a, n in ((slices, "slices"), (queries, "queries"), (keys, "keys")))
-        if not s.shape == i.shape == j.shape:
-            raise ValueError(f"slice / query / key index arrays differ in length: {s.size}, {i.size}, {j.size}")
-        for a, hi, name in ((s, S, "slices"), (i, q_len, "queries"), (j, kv_len, "keys")):
-            if a.size and (a.min() < 0 or a.max() >= hi):
-                raise ValueError(f"{name} must be in [0, {hi}), got values in [{a.min()}, {a.max()}]")
+        s, i, j = _indices(slices=(slices, S), queries=(queries, q_len), keys=(keys, kv_len))
         blocks = blocks_from_pairs(s, i, j, q_len, kv_len, bq, bk, max_elements)
         return cls._from_blocks(q_len, kv_len, bq, bk, S, blocks, pattern_text, q_offset, batch)
 
