@@ -1,15 +1,20 @@
 """Exports of maskc layouts to (and imports from) other frameworks' layout formats.
 
-Every exporter is ``to_X(layout, ...)`` and returns numpy arrays (or torch tensors with
-``device=``); every importer ``from_X(...)`` returns a validated :class:`~maskc.Layout`.
-See docs/export.md for the table of formats, what each loses and when each refuses.
+Every exporter is ``to_X(layout, ...)``: it returns the keyword arguments of the target's
+call as a dict of numpy arrays (torch tensors with ``device=``), the target's own object
+(``to_flex_block_mask``: a ``BlockMask``; ``to_splash_mask``: a ``MultiHeadMask``;
+``to_scipy``: matrices), or the array the target takes (``to_deepspeed`` / ``to_xformers``:
+the int64 layout; ``to_dense``: the bool mask). Every importer ``from_X(...)`` checks its
+arguments first and returns a validated :class:`~maskc.Layout`. See docs/export.md for the
+table of formats, the library versions each was checked against, what each loses and when
+each refuses.
 Importing this package needs numpy only: torch (FlexAttention) and jax (splash) are
 imported when their functions are called.
 
 Example:
     >>> import numpy as np, maskc as mc
     >>> lay = mc.Layout.from_dense(np.tril(np.ones((8, 8), bool)), block=4)
-    >>> mc.export.to_deepspeed(lay, strict=False).shape   # doctest: +SKIP
+    >>> mc.export.to_deepspeed(mc.Layout.from_dense(np.ones((8, 8), bool), block=4)).shape
     (1, 2, 2)
     >>> mc.export.from_scipy(mc.export.to_scipy(lay), block=4) == lay
     True

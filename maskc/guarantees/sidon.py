@@ -7,10 +7,13 @@ displacement, so 2-hop paths do not overlap (the point of Mian-Chowla offsets).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from numba import njit
 
 from maskc.guarantees._common import GuaranteeError
+from maskc.limits import check_int, refuse_above
 from maskc.patterns.sequences import named_sequence
 
 
@@ -31,16 +34,29 @@ def _first_repeat(vals):
     return -1, -1, -1, -1
 
 
+#: Largest span (max - min) of the values the Sidon test accepts: it keeps two int64 tables of that size.
+MAX_SIDON_SPAN = 1 << 26
+
+
 def _values(offsets, limit: int | None) -> np.ndarray:
+    if limit is not None:
+        limit = check_int(limit, "limit")
     if isinstance(offsets, str):
         if limit is None:
             raise ValueError(f"sequence {offsets!r} needs limit= (largest value to test)")
+        refuse_above(limit, MAX_SIDON_SPAN, f"the Sidon test of {offsets!r} up to limit={limit:,}",
+                     "test a smaller limit", unit="values of span")
         return np.asarray(named_sequence(offsets, int(limit)), dtype=np.int64)
-    vals = np.unique(np.asarray(list(offsets), dtype=np.int64))
+    if hasattr(offsets, "__len__"):  # ranges, lists, arrays: refused by their length, before reading them
+        refuse_above(len(offsets), MAX_SIDON_SPAN + 1, "the Sidon test", "test fewer offsets", unit="offsets")
+    first = list(itertools.islice(iter(offsets), MAX_SIDON_SPAN + 2))  # bounded: never a whole huge iterable
+    refuse_above(len(first), MAX_SIDON_SPAN + 1, "the Sidon test", "test fewer offsets", unit="offsets")
+    vals = np.unique(np.asarray(first, dtype=np.int64))
     if limit is not None:
         vals = vals[vals <= limit]
-    if vals.size and vals[-1] - vals[0] > 1 << 31:
-        raise ValueError("offset values span more than 2**31; the Sidon test keeps a table of that size")
+    if vals.size:
+        refuse_above(int(vals[-1]) - int(vals[0]), MAX_SIDON_SPAN, "the Sidon test (its difference table)",
+                     "test offsets spanning a smaller range", unit="values of span")
     return vals
 
 

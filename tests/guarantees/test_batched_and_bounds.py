@@ -85,3 +85,17 @@ def test_pictures_of_batched_layouts_and_bounded_windows():
     big = mc.compile(mc.window(1), q_len=1 << 20, block=4096)
     with pytest.raises(TooLargeError, match="zoom window"):
         token_window(big, 0, 0, 1 << 13, 0, 1 << 13)
+
+
+def test_sidon_test_is_bounded():
+    from maskc.guarantees import is_sidon, sidon_violation
+
+    t = time.perf_counter()
+    with pytest.raises(TooLargeError, match="span"):
+        is_sidon([0, 1, 2**40])
+    with pytest.raises(TooLargeError, match="offsets"):
+        is_sidon(range(10**12))  # never materialised
+    with pytest.raises(TooLargeError, match="limit"):
+        is_sidon("primes", limit=2**40)
+    assert time.perf_counter() - t < 5
+    assert sidon_violation([1, 2, 4, 8, 13]) is None and not is_sidon(range(10))
