@@ -52,3 +52,26 @@ def test_export_guarantees_viz_never_write_layout_private_state():
              *[p for p in ROOT.glob("maskc/ir/*.py") if p.name != "layout.py"]]
     offenders = [str(p.relative_to(ROOT)) for p in files if re.search(r"\._cache\b", p.read_text())]
     assert not offenders, offenders
+
+
+def test_old_entry_points_keep_working():
+    import warnings
+
+    import numpy as np
+
+    from maskc.ir import convert, validate
+    from maskc.ir.layout import Layout
+
+    m = np.tril(np.ones((9, 9), bool))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        old = convert.layout_from_dense(Layout, m, 4)
+    assert any(issubclass(x.category, DeprecationWarning) and "Layout.from_dense" in str(x.message) for x in w)
+    lay = Layout.from_dense(m, 4)
+    assert old == lay
+    indptr, indices = convert.csr_arrays(lay)
+    assert indptr[-1] == m.sum() and convert.layout_to_scipy(lay, "csr", 0).nnz == m.sum()
+    masks, ids = convert.dedupe_masks(lay.mask_bits[[0, 0]])
+    assert masks.shape[0] == 1 and ids.tolist() == [0, 0]
+    validate.validate_layout(lay)
+    assert validate.MAX_TEXT_CHARS == validate.MAX_TEXT_BYTES
