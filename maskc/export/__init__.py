@@ -22,8 +22,6 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
-
 from maskc.export._common import LossyExportWarning
 from maskc.export.blocklayout import (
     from_block_sparse_attn, from_deepspeed, from_xformers, to_block_sparse_attn, to_deepspeed, to_xformers,
@@ -32,12 +30,10 @@ from maskc.export.flashinfer import (
     from_flashinfer_bsr, from_flashinfer_variable, to_flashinfer_bsr, to_flashinfer_variable,
 )
 from maskc.export.flashmask import from_flashmask, to_flashmask
+from maskc.export.flex import from_flex_block_mask, to_flex_block_mask
 from maskc.export.magi import MAGI_MASK_TYPES, from_magi, to_magi
 from maskc.export.sparse import from_dense, from_scipy, to_dense, to_scipy
 from maskc.export.splash import from_splash_info, to_splash_info, to_splash_mask
-
-#: Names provided by maskc.export.flex (torch), imported on first use.
-_LAZY_FLEX = ("to_flex_block_mask", "from_flex_block_mask")
 
 __all__ = [
     "to_flashinfer_bsr", "from_flashinfer_bsr", "to_flashinfer_variable", "from_flashinfer_variable",
@@ -49,17 +45,3 @@ __all__ = [
     "to_flex_block_mask", "from_flex_block_mask",
     "LossyExportWarning",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY_FLEX:
-        from maskc.export import flex
-
-        value = getattr(flex, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'maskc.export' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))

@@ -409,7 +409,7 @@ def test_import_does_not_need_torch_or_jax():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-def test_flex_names_are_lazy_reexports():
+def test_flex_names_are_reexported():
     pytest.importorskip("torch", reason="torch not installed: FlexAttention export needs it")
     import maskc.export.flex as flex
 
