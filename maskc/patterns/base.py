@@ -56,7 +56,7 @@ class Pattern:
     silently pick one operand.
     """
 
-    __slots__ = ("_key", "_hash", "_text", "_tdepth", "_n_heads", "_n_batch", "_flex", "axis")
+    __slots__ = ("_key", "_hash", "_text", "_tdepth", "_n_heads", "_n_batch", "_flex", "axis", "__weakref__")
     #: precedence in text(): 4 atom, 3 unary ~, 2 binary -, 1 &, 0 |
     _prec: ClassVar[int] = 4
     #: the axis class of a leaf type (None: decided per node, see ``_axis``)
@@ -116,7 +116,7 @@ class Pattern:
         fields = {}
         for cls in type(self).__mro__:
             for name in getattr(cls, "__slots__", ()):
-                if hasattr(self, name):
+                if name != "__weakref__" and hasattr(self, name):
                     fields[name] = getattr(self, name)
         return (_restore, (type(self), fields))
 

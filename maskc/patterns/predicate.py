@@ -134,6 +134,10 @@ class Predicate(Pattern):
         if frozen:
             _VARIANTS[(name, self._args_tag())] = self
 
+    def __reduce__(self):
+        # by name, like a function: the receiving process must have made the same predicate
+        return (registered_predicate, (self.name, self._args_tag()))
+
     def _args_tag(self) -> str:
         return self.digest.rsplit(":", 1)[1][:16] if self.args else ""
 

@@ -118,10 +118,10 @@ def lengths_from_ids(ids: Any, what: str = "segment_ids") -> Lengths:
     a = np.asarray(to_numpy(ids))
     if a.ndim != 1:
         raise ValueError(f"{what} must be 1-D here, got shape {a.shape}")
-    if a.dtype.kind not in "iu":
-        raise TypeError(f"{what} must hold integers, got dtype {a.dtype}")
     if a.size == 0:
         raise ValueError(f"{what} must not be empty")
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{what} must hold integers, got dtype {a.dtype}")
     if a.size > MAX_INT:  # pragma: no cover - an array this large cannot exist
         raise ValueError(f"{what} is too long")
     starts = np.r_[0, np.flatnonzero(a[1:] != a[:-1]) + 1]
