@@ -11,7 +11,7 @@ Example:
     >>> r = mc.random_keys(2, seed=3)
     >>> i, j = r.cells(6, 6)
     >>> [(int(a), int(b)) for a, b in zip(i, j)]   # rows 1, 2 have fewer than 2 earlier keys: all of them
-    [(1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (4, 0), (4, 3), (5, 1), (5, 2)]
+    [(1, 0), (2, 0), (2, 1), (3, 1), (3, 2), (4, 0), (4, 3), (5, 2), (5, 4)]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from numba import njit
 
 from maskc.limits import MAX_INT, check_int, refuse_above
 from maskc.patterns.base import Pattern, check_bool
+from maskc.patterns.sequences import sorted_unique
 
 #: Largest number of pairs a cells leaf generates in one call.
 MAX_CELLS = 1 << 26
@@ -128,5 +129,5 @@ class RandomKeys(Cells):
         if self.symmetric:
             r, c = np.concatenate([r, c]), np.concatenate([c, r])
         keep = (r < q_total) & (c < kv_len)
-        key = np.unique(r[keep] * kv_len + c[keep])
+        key = sorted_unique(r[keep] * kv_len + c[keep])
         return key // kv_len, key % kv_len

@@ -28,6 +28,7 @@ import numpy as np
 
 from maskc.limits import MAX_INT, MAX_TEXT, check_int
 from maskc.patterns import sequences as _seq
+from maskc.patterns.sequences import sorted_unique
 
 #: Most explicit values (or runs) an index set accepts.
 MAX_EXPLICIT = 1 << 20
@@ -196,7 +197,7 @@ def _from_iterable(spec: Any, what: str, lo: int) -> tuple[np.ndarray, list[tupl
             raise TypeError(f"{what} must hold integers, got an array of dtype {spec.dtype}")
         if spec.size > MAX_EXPLICIT:
             raise ValueError(f"{what}: at most {MAX_EXPLICIT:,} explicit values, got {spec.size:,}")
-        vals = np.unique(spec.astype(np.int64).reshape(-1))
+        vals = sorted_unique(spec.astype(np.int64))
         if vals.size:
             _check_member(int(vals[0]), what, lo)
             _check_member(int(vals[-1]), what, lo)
@@ -225,7 +226,7 @@ def _from_iterable(spec: Any, what: str, lo: int) -> tuple[np.ndarray, list[tupl
             runs.extend(rr)
         else:
             vals.append(_check_member(v, what, lo))
-    return np.unique(np.asarray(vals, dtype=np.int64)), runs, None
+    return sorted_unique(np.asarray(vals, dtype=np.int64)), runs, None
 
 
 def _canonical(vals: np.ndarray, runs: list[tuple[int, int]], step: tuple | None) -> tuple[str, tuple]:
