@@ -43,7 +43,8 @@ since Python's ``and`` / ``or`` / ``not`` would silently pick one operand.
 Axis classes: ``"D"`` the offset d = i - j (full, causal, window, ring_local, stride,
 offsets), ``"S"`` the sum i + j (sums), ``"R"`` the query position (rows), ``"C"`` the key
 position (cols); unions, intersections, differences and complements of one axis are on
-that axis too. ``heads([...])`` and ``batched([...])`` hold one pattern per head / batch
+that axis too. The other leaves say what they are (``"SEG"`` segments, ``"G"`` predicates,
+``"B"`` block level, ``"CELLS"`` explicit pairs); mixed nodes have ``axis`` None. ``heads([...])`` and ``batched([...])`` hold one pattern per head / batch
 element: ``pattern.for_batch(b).for_head(h)`` is the head-free, batch-free pattern the
 compiler lowers (``n_heads`` / ``n_batch`` say how many).
 

@@ -32,6 +32,7 @@ class Cells(Pattern):
     """A leaf defined by an explicit set of pairs; subclasses implement ``cells``."""
 
     __slots__ = ()
+    _AXIS = "CELLS"
 
     def cells(self, q_total: int, kv_len: int) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - abstract
         """(i, j): int64 arrays of the allowed pairs, sorted by (i, j), within the sizes."""

@@ -113,6 +113,7 @@ class Predicate(Pattern):
     """
 
     __slots__ = ("name", "py_func", "jit", "arity", "args", "digest")
+    _AXIS = "G"
 
     def __init__(self, fn: Callable[..., Any], name: str | None = None, args: Sequence[Any] = ()):
         if not callable(fn):

@@ -147,6 +147,7 @@ class Segments(Pattern):
     """
 
     __slots__ = ("spec",)
+    _AXIS = "SEG"
 
     def __init__(self, spec: Any):
         if isinstance(spec, str):

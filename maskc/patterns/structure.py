@@ -28,6 +28,7 @@ class BlockLevel(Pattern):
     """
 
     __slots__ = ("inner", "block")
+    _AXIS = "B"
 
     def __init__(self, inner: Pattern, block: int):
         self._init(inner=as_pattern(inner, "at_block_level"), block=check_int(block, "block_level block", 1, MAX_LIFT))
