@@ -224,6 +224,9 @@ def _from_iterable(spec: Any, what: str, lo: int) -> tuple[np.ndarray, list[tupl
                 rv = np.arange(first, last + 1, step, dtype=np.int64)
             vals.extend(int(x) for x in rv)
             runs.extend(rr)
+            if len(runs) * 3 > MAX_TEXT:
+                raise ValueError(f"{what}: {len(runs):,} separate ranges would not fit a pattern text "
+                                 f"({MAX_TEXT:,} characters)")
         else:
             vals.append(_check_member(v, what, lo))
     return sorted_unique(np.asarray(vals, dtype=np.int64)), runs, None
