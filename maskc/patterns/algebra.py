@@ -52,7 +52,7 @@ class _NAry(Pattern):
     def _make_text(self):
         return f" {self.op} ".join(f"({p.text()})" if self._wrap(p) else p.text() for p in self.parts)
 
-    def _text_depth(self, kids):
+    def _text_depth(self, kids, text):
         return max(c._tdepth + self._wrap(c) for c in kids)
 
     def _axis(self, kids):
@@ -134,7 +134,7 @@ class Not(Pattern):
     def _make_text(self):
         return "~" + (self.a.text() if self.a._prec >= 3 else f"({self.a.text()})")
 
-    def _text_depth(self, kids):
+    def _text_depth(self, kids, text):
         return self.a._tdepth + (self.a._prec < 3)
 
     def _axis(self, kids):
@@ -176,7 +176,7 @@ class Diff(Pattern):
         right = self.b.text() if self.b._prec > 2 else f"({self.b.text()})"
         return f"{left} - {right}"
 
-    def _text_depth(self, kids):
+    def _text_depth(self, kids, text):
         return max(self.a._tdepth + (self.a._prec < 2), self.b._tdepth + (self.b._prec <= 2))
 
     def _axis(self, kids):

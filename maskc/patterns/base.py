@@ -80,7 +80,7 @@ class Pattern:
         if len(text) > MAX_TEXT:
             refuse_above(len(text), MAX_TEXT, f"the text of this {type(self).__name__} pattern",
                          "use ranges or named sequences instead of long explicit lists", unit="characters")
-        depth = self._text_depth(kids)
+        depth = self._text_depth(kids, text)
         if depth > MAX_DEPTH:
             raise ValueError(f"this pattern's text would nest brackets {depth} deep, above the limit of {MAX_DEPTH}; "
                              "flatten the expression (unions and intersections of many operands do not nest)")
@@ -100,8 +100,10 @@ class Pattern:
     def _reads_slice(self) -> bool:
         return False
 
-    def _text_depth(self, kids: tuple["Pattern", ...]) -> int:
-        return max((c._tdepth for c in kids), default=0) + (1 if kids else 0)
+    def _text_depth(self, kids: tuple["Pattern", ...], text: str) -> int:
+        if not kids:
+            return bracket_depth(text)
+        return max(c._tdepth for c in kids) + 1
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(
@@ -309,6 +311,23 @@ class Pattern:
             sink.leaf_axis(self)
         else:
             self._lower(sink)
+
+
+def bracket_depth(text: str) -> int:
+    """Deepest nesting of ( and [ in ``text`` outside quotes."""
+    depth = deepest = 0
+    quote = ""
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in ")]":
+            depth -= 1
+    return deepest
 
 
 def _restore(cls: type, fields: dict) -> Pattern:

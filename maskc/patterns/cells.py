@@ -118,9 +118,6 @@ class RandomKeys(Cells):
         extra = "".join(f", {k}={getattr(self, k)}" for k in ("first", "recent") if getattr(self, k))
         return f"random_keys({self.count}, seed={self.seed}{extra}{', symmetric=True' if self.symmetric else ''})"
 
-    def _text_depth(self, kids):
-        return 1
-
     def cells(self, q_total: int, kv_len: int) -> tuple[np.ndarray, np.ndarray]:
         n = max(q_total, kv_len) if self.symmetric else q_total
         refuse_above(n * self.count * (2 if self.symmetric else 1), MAX_CELLS, "random_keys' pairs",

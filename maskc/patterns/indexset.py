@@ -43,12 +43,41 @@ def to_numpy(obj: Any) -> Any:
     return obj
 
 
-class IndexSet:
+class FrozenData:
+    """An immutable value made of a ``kind`` and hashable ``data`` (equal when both are)."""
+
+    __slots__ = ("kind", "data", "_cache")
+
+    def _set(self, kind: str, data: Any) -> None:
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "_cache", None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{type(self).__name__} is an immutable value")
+
+    def __reduce__(self):
+        return (_restore, (type(self), self.kind, self.data))
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.kind == other.kind and self.data == other.data
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.kind, self.data))
+
+
+def _restore(cls: type, kind: str, data: Any) -> FrozenData:
+    obj = object.__new__(cls)
+    obj._set(kind, data)
+    return obj
+
+
+class IndexSet(FrozenData):
     """A set of integers (see the module docstring). Specs: an ``int`` n (``range(n)``),
     a ``range``, an iterable of ints and ranges (a union), an integer array, or a name.
     """
 
-    __slots__ = ("kind", "data", "_arrays")
+    __slots__ = ()
 
     def __init__(self, spec: Any, what: str = "indices", allow_negative: bool = False):
         lo = -MAX_INT if allow_negative else 0
@@ -65,21 +94,7 @@ class IndexSet:
             kind, data = "runs", ((0, n) if n else ())
         else:
             kind, data = _canonical(*_from_iterable(to_numpy(spec), what, lo))
-        object.__setattr__(self, "kind", kind)
-        object.__setattr__(self, "data", data)
-        object.__setattr__(self, "_arrays", None)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("IndexSet is an immutable value")
-
-    def __reduce__(self):
-        return (_restore, (self.kind, self.data))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, IndexSet) and self.kind == other.kind and self.data == other.data
-
-    def __hash__(self) -> int:
-        return hash((self.kind, self.data))
+        self._set(kind, data)
 
     def __repr__(self) -> str:
         return f"IndexSet({self.text()})"
@@ -123,13 +138,13 @@ class IndexSet:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def _runs(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._arrays is None:
+        if self._cache is None:
             flat = np.asarray(self.data, dtype=np.int64).reshape(-1, 2)
             starts, ends = flat[:, 0].copy(), flat[:, 1].copy()
             starts.setflags(write=False)
             ends.setflags(write=False)
-            object.__setattr__(self, "_arrays", (starts, ends))
-        return self._arrays
+            object.__setattr__(self, "_cache", (starts, ends))
+        return self._cache
 
     # ------------------------------------------------------------------ text
     def text(self, as_list: bool = False) -> str:
@@ -157,18 +172,6 @@ class IndexSet:
             else:
                 items.append(f"range({a}, {b})")
         return "[" + ", ".join(items) + "]"
-
-    def literal_depth(self) -> int:
-        """Bracket depth of :meth:`text` (for the parser's nesting limit)."""
-        return 0 if self.kind == "named" else 2
-
-
-def _restore(kind: str, data: Any) -> IndexSet:
-    obj = object.__new__(IndexSet)
-    object.__setattr__(obj, "kind", kind)
-    object.__setattr__(obj, "data", data)
-    object.__setattr__(obj, "_arrays", None)
-    return obj
 
 
 def _check_member(v: int, what: str, lo: int) -> int:

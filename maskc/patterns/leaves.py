@@ -49,20 +49,18 @@ class AxisLeaf(Pattern):
     def _eval(self, i, j, s: Sizes):
         return lookup(self.membership(s.q_total, s.kv_len), axis_index(self._AXIS, i, j, s))
 
-    def _text_depth(self, kids):
-        return 1
-
 
 def _offsets(q_total: int, kv_len: int) -> np.ndarray:
     """Every offset d = i - j, from -(kv_len - 1) to q_total - 1 (index d + kv_len - 1)."""
     return np.arange(-(kv_len - 1), q_total, dtype=np.int64)
 
 
-class Full(AxisLeaf):
-    """Every pair allowed (dense attention)."""
+class _Constant(AxisLeaf):
+    """An offset leaf without parameters, written ``name()``."""
 
     __slots__ = ()
     _AXIS = "D"
+    name = ""
 
     def __init__(self):
         self._init()
@@ -71,26 +69,24 @@ class Full(AxisLeaf):
         return ()
 
     def _make_text(self):
-        return "full()"
+        return f"{self.name}()"
+
+
+class Full(_Constant):
+    """Every pair allowed (dense attention)."""
+
+    __slots__ = ()
+    name = "full"
 
     def membership(self, q_total, kv_len):
         return np.ones(q_total + kv_len - 1, dtype=bool)
 
 
-class Causal(AxisLeaf):
+class Causal(_Constant):
     """Key not after the query: j <= i."""
 
     __slots__ = ()
-    _AXIS = "D"
-
-    def __init__(self):
-        self._init()
-
-    def _key_fields(self):
-        return ()
-
-    def _make_text(self):
-        return "causal()"
+    name = "causal"
 
     def membership(self, q_total, kv_len):
         m = np.zeros(q_total + kv_len - 1, dtype=bool)
@@ -185,9 +181,6 @@ class Offsets(AxisLeaf):
     def _make_text(self):
         return f"offsets({self.seq.text()}, symmetric=True)" if self.symmetric else f"offsets({self.seq.text()})"
 
-    def _text_depth(self, kids):
-        return 1 + self.seq.literal_depth()
-
     def membership(self, q_total, kv_len):
         d = _offsets(q_total, kv_len)
         limit = max(q_total, kv_len)
@@ -209,9 +202,6 @@ class Sums(AxisLeaf):
 
     def _make_text(self):
         return f"sums({self.seq.text()})"
-
-    def _text_depth(self, kids):
-        return 1 + self.seq.literal_depth()
 
     def membership(self, q_total, kv_len):
         n = q_total + kv_len - 1
@@ -235,9 +225,6 @@ class _IndexLeaf(AxisLeaf):
     def _make_text(self):
         extra = (f", shift={self.shift}" if self.shift else "") + (f", period={self.period}" if self.period else "")
         return f"{self.name}({self.idx.text()}{extra})"
-
-    def _text_depth(self, kids):
-        return 1 + self.idx.literal_depth()
 
     def _member(self, n: int) -> np.ndarray:
         x = np.arange(n, dtype=np.int64) + self.shift
@@ -281,9 +268,6 @@ class GlobalTokens(Pattern):
 
     def _make_text(self):
         return f"global_tokens({self.idx.text()})"
-
-    def _text_depth(self, kids):
-        return 1 + self.idx.literal_depth()
 
     def lowered(self) -> Pattern:
         return Or(Rows(self.idx), Cols(self.idx))

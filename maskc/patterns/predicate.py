@@ -156,9 +156,6 @@ class Predicate(Pattern):
         tag = self._args_tag()
         return f"predicate({self.name!r}, args={tag!r})" if tag else f"predicate({self.name!r})"
 
-    def _text_depth(self, kids):
-        return 1
-
     def _reads_slice(self):
         return self.arity == 4
 

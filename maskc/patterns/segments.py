@@ -27,13 +27,13 @@ import numpy as np
 from maskc.limits import MAX_INT, check_int
 from maskc.patterns import sequences as _seq
 from maskc.patterns.base import Pattern
-from maskc.patterns.indexset import LONG_AP, MAX_EXPLICIT, to_numpy
+from maskc.patterns.indexset import LONG_AP, MAX_EXPLICIT, FrozenData, to_numpy
 
 
-class Lengths:
+class Lengths(FrozenData):
     """An immutable sequence of positive segment lengths: a tuple, or a long progression."""
 
-    __slots__ = ("kind", "data", "_bounds")
+    __slots__ = ()
 
     def __init__(self, spec: Any, what: str = "segment lengths"):
         spec = to_numpy(spec)
@@ -59,22 +59,7 @@ class Lengths:
                 d = np.diff(np.asarray(vals, dtype=np.int64))
                 if d[0] != 0 and (d == d[0]).all() and abs(vals[-1] + int(d[0])) <= MAX_INT:
                     kind, data = "range", (vals[0], len(vals), int(d[0]))
-        object.__setattr__(self, "kind", kind)
-        object.__setattr__(self, "data", data)
-        object.__setattr__(self, "_bounds", None)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("Lengths is an immutable value")
-
-    def __reduce__(self):
-        return (Lengths, (range(self.data[0], self.data[0] + self.data[1] * self.data[2], self.data[2])
-                          if self.kind == "range" else self.data,))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Lengths) and self.kind == other.kind and self.data == other.data
-
-    def __hash__(self) -> int:
-        return hash((self.kind, self.data))
+        self._set(kind, data)
 
     def __len__(self) -> int:
         return len(self.data) if self.kind == "list" else self.data[1]
@@ -90,11 +75,11 @@ class Lengths:
     def bounds(self, n: int) -> np.ndarray:
         """Cumulative ends of the first lengths, enough to cover positions ``0 .. n-1``."""
         if self.kind == "list":
-            if self._bounds is None:
+            if self._cache is None:
                 b = np.cumsum(np.asarray(self.data, dtype=np.int64))
                 b.setflags(write=False)
-                object.__setattr__(self, "_bounds", b)
-            return self._bounds
+                object.__setattr__(self, "_cache", b)
+            return self._cache
         first, count, step = self.data
         m = min(count, max(n, 1))  # every length is >= 1: n lengths cover n positions
         return np.cumsum(first + step * np.arange(m, dtype=np.int64))
@@ -163,9 +148,6 @@ class Segments(Pattern):
 
     def _make_text(self):
         return f"segments({self.spec!r})" if isinstance(self.spec, str) else f"segments({self.spec.text()})"
-
-    def _text_depth(self, kids):
-        return 2
 
     def segment_ids(self, n: int) -> np.ndarray:
         """Non-decreasing segment id of positions 0..n-1 (int64)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from maskc.limits import MAX_BATCH, MAX_HEADS, check_int
-from maskc.patterns.base import Pattern, Sizes, as_pattern, register_combinator
+from maskc.patterns.base import Pattern, Sizes, as_pattern, bracket_depth, register_combinator
 from maskc.patterns.indexset import IndexSet
 from maskc.patterns.segments import Lengths
 
@@ -101,7 +101,7 @@ class _PerSlice(Pattern):
     def _make_text(self):
         return f"{self.name}([" + ", ".join(p.text() for p in self.patterns) + "])"
 
-    def _text_depth(self, kids):
+    def _text_depth(self, kids, text):
         return 2 + max(c._tdepth for c in kids)
 
     def _pick(self, k: int) -> Pattern:
@@ -157,16 +157,6 @@ def literal(v: Any, in_list: bool = False) -> str:
     return repr(v)
 
 
-def _literal_depth(v: Any) -> int:
-    if isinstance(v, IndexSet):
-        return v.literal_depth()
-    if isinstance(v, Lengths):
-        return 1
-    if isinstance(v, tuple):
-        return 1 + max((_literal_depth(x) for x in v), default=0)
-    return 0
-
-
 class Named(Pattern):
     """A library pattern: keeps its constructor call as text, compiles as its body.
 
@@ -191,8 +181,8 @@ class Named(Pattern):
     def _make_text(self):
         return f"{self.name}(" + ", ".join(f"{k}={literal(v)}" for k, v in self.kwargs) + ")"
 
-    def _text_depth(self, kids):
-        return 1 + max((_literal_depth(v) for _, v in self.kwargs), default=0)
+    def _text_depth(self, kids, text):
+        return bracket_depth(text)
 
     def _axis(self, kids):
         return self.body.axis
