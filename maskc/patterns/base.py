@@ -236,25 +236,26 @@ class Pattern:
         return self._rebuild(tuple(c.lowered() for c in kids)) if kids else self
 
     # -------------------------------------------------------------- evaluation
-    def evaluate(self, i, j, q_total: int, kv_len: int | None = None, head: int = 0, batch: int = 0) -> np.ndarray:
-        """The rule at broadcastable integer arrays of query and key positions.
+    def evaluate(self, i, j, q_len: int, kv_len: int | None = None, head: int = 0, batch: int = 0) -> np.ndarray:
+        """The rule at broadcastable integer arrays of absolute query and key positions.
 
-        ``q_total`` is the number of query positions the pattern sees (``q_offset + q_len``
-        of a compile); this is the direct element-by-element definition, O(broadcast size).
+        ``q_len`` is the number of query positions the pattern sees (``q_offset + q_len``
+        of a compile: ``q_total``); this is the direct element-by-element definition,
+        O(broadcast size).
 
         Example:
             >>> import maskc as mc
             >>> mc.causal().evaluate([0, 1, 2], [1, 1, 1], 3).tolist()
             [False, True, True]
         """
-        kv_len = q_total if kv_len is None else kv_len
+        kv_len = q_len if kv_len is None else kv_len
         i = np.asarray(i, dtype=np.int64)
         j = np.asarray(j, dtype=np.int64)
         p = self.for_batch(batch).for_head(head)
-        s = Sizes(int(q_total), int(kv_len), batch if self._n_batch else 0, head if self._n_heads else 0)
+        s = Sizes(int(q_len), int(kv_len), batch if self._n_batch else 0, head if self._n_heads else 0)
         return np.broadcast_to(p._eval(i, j, s), np.broadcast_shapes(i.shape, j.shape))
 
-    def dense(self, q_len: int, kv_len: int | None = None, heads: int | None = None, q_offset: int = 0,
+    def dense(self, q_len: int, kv_len: int | None = None, heads: int | None = None, q_offset: int = 0, *,
               max_elements: int = 1 << 28) -> np.ndarray:
         """The mask as bool ``[heads, q_len, kv_len]`` (``[batch, heads, ...]`` when batched, batch > 1).
 
