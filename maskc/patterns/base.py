@@ -111,6 +111,14 @@ class Pattern:
             f"build a new pattern instead of setting {name!r}"
         )
 
+    def __getattr__(self, name: str) -> Any:
+        if name in Pattern.__slots__:
+            raise AttributeError(
+                f"{type(self).__name__} was not initialised: a Pattern subclass declares __slots__ for its fields "
+                "and its __init__ calls self._init(field=value, ...), then implements _key_fields, _make_text, "
+                "_eval(i, j, sizes) and _lower(sink) (see maskc.patterns.base)")
+        raise AttributeError(f"{type(self).__name__} pattern has no attribute {name!r}")
+
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"{type(self).__name__} patterns are immutable values; cannot delete {name!r}")
 

@@ -229,3 +229,39 @@ def test_compile_with_q_offset_equals_rows_of_the_full_layout():
             part = mc.compile(p, T, 300, block=32, q_offset=300 - T).to_dense()
             np.testing.assert_array_equal(part, full[..., 300 - T:, :], err_msg=p.text())
             np.testing.assert_array_equal(part, p.dense(T, 300, q_offset=300 - T), err_msg=p.text())
+
+
+def test_a_new_node_kind_follows_the_documented_recipe():
+    """Subclass, declare __slots__, call _init, implement the four node methods: it is then a
+    frozen value that evaluates, lowers, and composes like the built-in nodes."""
+    from maskc.patterns.core import Cells, Pattern
+
+    class Diagonal(Cells):
+        __slots__ = ("step",)
+
+        def __init__(self, step):
+            self._init(step=step)
+
+        def _key_fields(self):
+            return (self.step,)
+
+        def _make_text(self):
+            return f"diagonal_example({self.step})"
+
+        def cells(self, q_total, kv_len):
+            i = np.arange(0, min(q_total, kv_len), self.step, dtype=np.int64)
+            return i, i.copy()
+
+    p = mc.causal() & (Diagonal(3) | mc.cols(1))
+    np.testing.assert_array_equal(p.dense(7), lowered_dense(p, 7))
+    assert p.dense(7)[0, 6].tolist() == [True] + [False] * 5 + [True]
+    assert Diagonal(3) == Diagonal(3) != Diagonal(2)
+    with pytest.raises(AttributeError, match="immutable"):
+        Diagonal(3).step = 4
+
+    class Forgot(Pattern):
+        def __init__(self):
+            pass
+
+    with pytest.raises(AttributeError, match=r"calls self._init"):
+        hash(Forgot())
