@@ -23,14 +23,14 @@ from typing import Any
 from maskc.errors import LayoutFormatError, MaskcError, PatternSyntaxError, TooLargeError
 from maskc.ir import FULL, PARTIAL, Layout, load
 from maskc.patterns.core import (
-    Pattern, block_level, causal, cols, full, global_tokens, heads, offsets, predicate,
-    ring_local, rows, segments, stride, sums, window,
+    Pattern, batched, block_level, causal, cols, full, global_tokens, heads, offsets, predicate,
+    random_keys, ring_local, rows, segments, stride, sums, window,
 )
 from maskc.patterns.parse import parse
 from maskc.patterns import library
 from maskc.patterns.library import (
     arithmetic_progression, attention_sinks, bigbird, chunked_causal, dilated_window, document_mask,
-    goldbach, library_names, longformer, mersenne, mian_chowla_bird, pi_attention_union, pi_ring, pi_step,
+    goldbach, key_padding, library_names, longformer, mersenne, mian_chowla_bird, pi_attention_union, pi_ring, pi_step,
     prefix_lm, prime_bird, prime_gaps, prime_powers, primeformer_heads, quadratic_residue, riemann_zeros,
     ring_local_pattern, sieve, sliding_window, sparse_transformer_fixed, sparse_transformer_strided,
     square_bird, twin_primes,
@@ -60,13 +60,14 @@ __all__ = [
     "Layout", "load", "compile", "parse", "Pattern", "FULL", "PARTIAL",
     # DSL leaves
     "full", "causal", "window", "ring_local", "stride", "offsets", "sums", "global_tokens",
-    "rows", "cols", "segments", "predicate", "heads", "block_level", "named_sequence", "register_sequence",
+    "rows", "cols", "segments", "predicate", "heads", "batched", "block_level", "random_keys", "named_sequence",
+    "register_sequence",
     # library
     "library", "library_names", "prime_bird", "square_bird", "mian_chowla_bird", "pi_ring", "ring_local_pattern",
     "pi_step", "pi_attention_union", "twin_primes", "arithmetic_progression", "goldbach", "mersenne", "sieve",
     "riemann_zeros", "prime_gaps", "quadratic_residue", "prime_powers", "primeformer_heads", "sliding_window",
     "dilated_window", "longformer", "bigbird", "sparse_transformer_strided", "sparse_transformer_fixed",
-    "chunked_causal", "prefix_lm", "document_mask", "attention_sinks",
+    "chunked_causal", "prefix_lm", "document_mask", "key_padding", "attention_sinks",
     # attention
     "attention", "crosscheck", "CrosscheckReport", "backends", "plan", "Plan",
     # errors

@@ -37,6 +37,9 @@ MAX_SLICES: int = 1 << 20
 MAX_BLOCK: int = 4096
 #: Largest magnitude of an integer pattern parameter.
 MAX_INT: int = 1 << 40
+#: Longest pattern text in characters: every pattern's ``text()`` fits (a pattern whose text
+#: would be longer is refused when it is built) and ``parse`` refuses longer texts.
+MAX_TEXT: int = 100_000
 
 
 def check_int(value: Any, name: str, lo: int | None = None, hi: int | None = MAX_INT) -> int:

@@ -37,29 +37,27 @@ from maskc.guarantees._common import GuaranteeError
 from maskc.guarantees.reach import reachability
 from maskc.guarantees.reach_offsets import check_tokens
 from maskc.patterns.core import Pattern, causal, offsets, ring_local, stride, window
+from maskc.patterns.library import pi_step as _library_pi_step
 
 
 def pi_step(period: int, *, is_causal: bool = False, variant="all", n: int | None = None) -> Pattern:
     """The π-step component: all multiples of π (``variant="all"``), {mπ : m <= M}
-    (int M) or {π·2^m} (``"pow2"``), both directions unless ``is_causal``.
+    (int M) or {π·2^m} (``"pow2"``), both directions unless ``is_causal``; the library's
+    :func:`~maskc.patterns.library.pi_step` (``n`` is accepted for old callers; unused).
 
     Example:
         >>> from maskc.guarantees.coverage import pi_step
         >>> pi_step(4, is_causal=True).text()
-        'causal() & stride(4)'
+        "pi_step(causal=True, m=None, period=4, variant='all')"
     """
     _pos_int(period, "period")
     if variant == "all":
-        p = stride(period)
-    elif variant == "pow2":
-        lim = max(int(n or 1 << 20), 1)
-        vals = [period << m for m in range(0, 64) if period << m <= lim]
-        p = offsets([0] + vals, symmetric=True)
-    elif isinstance(variant, int) and not isinstance(variant, bool) and variant >= 1:
-        p = offsets([0] + [m * period for m in range(1, variant + 1)], symmetric=True)
-    else:
-        raise ValueError(f"variant must be 'all', 'pow2' or a positive int M, got {variant!r}")
-    return causal() & p if is_causal else p
+        return _library_pi_step(period, causal=is_causal)
+    if variant == "pow2":
+        return _library_pi_step(period, "doubling", causal=is_causal)
+    if isinstance(variant, int) and not isinstance(variant, bool) and variant >= 1:
+        return _library_pi_step(period, "bounded", m=variant, causal=is_causal)
+    raise ValueError(f"variant must be 'all', 'pow2' or a positive int M, got {variant!r}")
 
 
 def pi_attention_pattern(period: int, radius: int, *, is_causal: bool = False, variant="all",
@@ -73,7 +71,7 @@ def pi_attention_pattern(period: int, radius: int, *, is_causal: bool = False, v
     Example:
         >>> from maskc.guarantees.coverage import pi_attention_pattern
         >>> pi_attention_pattern(16, 4, is_causal=True).text()
-        'causal() & (window(4) | stride(16))'
+        "causal() & (window(4) | pi_step(causal=False, m=None, period=16, variant='all'))"
     """
     step = pi_step(period, variant=variant, n=n)
     local = window(radius) if is_causal else ring_local(radius)

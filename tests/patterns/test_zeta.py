@@ -51,7 +51,9 @@ def test_returns_a_copy_and_validates_k():
     a[0] = 0.0
     assert zeta.zeta_zeros(4)[0] > 14
     assert zeta.zeta_zeros(0).shape == (0,)
-    with pytest.raises(ValueError, match=r"K must be in \[0"):
+    with pytest.raises(ValueError, match=r"K must be >= 0"):
         zeta.zeta_zeros(-1)
+    with pytest.raises(ValueError, match=r"K must be at most 2,000"):
+        zeta.zeta_zeros(100_000)
     with pytest.raises(TypeError, match="K must be an integer"):
         zeta.zeta_zeros(2.0)
