@@ -1,0 +1,142 @@
+"""Which rank owns which query block: balancing computed blocks, keeping sequences contiguous.
+
+A rank owns token *blocks* (``block`` consecutive positions, for queries and keys alike).
+Every strategy cuts the ``n`` blocks into ``c`` contiguous chunks of near-equal size
+(sizes differ by at most one block) and gives each rank the same number of chunks, so the
+ranks hold near-equal numbers of tokens. They differ in how chunks are dealt:
+
+* ``"contiguous"``: ``P`` chunks, chunk ``r`` to rank ``r`` (neighbour-only traffic for
+  local patterns; unbalanced for causal masks, where later rows read more keys).
+* ``"zigzag"``: ``2P`` chunks, rank ``r`` gets chunks ``r`` and ``2P - 1 - r`` (an early
+  and a late chunk: exactly balanced for a causal mask).
+* ``"lpt"``: ``m * P`` chunks dealt by the longest-processing-time rule with a
+  cardinality limit: heaviest chunk first, each to the least loaded rank that has fewer
+  than ``m`` chunks.
+
+``"auto"`` (:func:`choose_owner`) tries them from coarse to fine (contiguous, zigzag, then
+lpt with m = 2, 4, 8, ...) and keeps the first whose load imbalance (max / mean computed
+blocks) is within ``1 + tolerance``: coarser chunks mean fewer chunk boundaries and so fewer
+key blocks that live on another rank. If none is within tolerance the least imbalanced
+wins. The work per block row is its number of computed blocks summed over the layout's
+stored slices.
+
+Example:
+    >>> import numpy as np
+    >>> from maskc.distributed.assign import owner_of_blocks
+    >>> owner_of_blocks("zigzag", np.arange(1, 9), 2).tolist()
+    [0, 0, 1, 1, 1, 1, 0, 0]
+    >>> owner_of_blocks("contiguous", np.arange(1, 9), 2).tolist()
+    [0, 0, 0, 0, 1, 1, 1, 1]
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+STRATEGIES = ("auto", "contiguous", "zigzag", "lpt")
+
+
+def chunk_starts(n: int, c: int) -> np.ndarray:
+    """Start block of each of ``c`` near-equal contiguous chunks of ``n`` blocks, plus ``n``.
+
+    Example:
+        >>> chunk_starts(10, 4).tolist()
+        [0, 2, 5, 7, 10]
+    """
+    return (np.arange(c + 1, dtype=np.int64) * n) // c
+
+
+def _lpt(chunk_weight: np.ndarray, world_size: int, per_rank: int) -> np.ndarray:
+    """Rank of every chunk: heaviest first, to the least loaded rank with room left."""
+    order = np.argsort(-chunk_weight, kind="stable")
+    heap = [(0, r) for r in range(world_size)]
+    taken = np.zeros(world_size, dtype=np.int64)
+    out = np.empty(len(chunk_weight), dtype=np.int32)
+    for c in order.tolist():
+        load, r = heapq.heappop(heap)
+        out[c] = r
+        taken[r] += 1
+        if taken[r] < per_rank:
+            heapq.heappush(heap, (load + int(chunk_weight[c]), r))
+    return out
+
+
+def owner_of_blocks(strategy: str, weight: np.ndarray, world_size: int, chunks_per_rank: int = 2) -> np.ndarray:
+    """Owning rank (int32) of every block under one strategy (see the module docstring).
+
+    ``weight[t]`` is the work of block row ``t``. Raises ValueError for an unknown strategy
+    or when there are fewer blocks than chunks.
+    """
+    n = len(weight)
+    if strategy == "contiguous":
+        c, deal = world_size, np.arange(world_size, dtype=np.int32)
+    elif strategy == "zigzag":
+        c = 2 * world_size
+        half = np.arange(world_size, dtype=np.int32)
+        deal = np.concatenate([half, half[::-1]])
+    elif strategy == "lpt":
+        c, deal = chunks_per_rank * world_size, None
+    else:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if c > n:
+        raise ValueError(
+            f"strategy {strategy!r} cuts the sequence into {c} chunks but it has only {n} blocks; "
+            "use fewer ranks, fewer chunks per rank, or a smaller block"
+        )
+    starts = chunk_starts(n, c)
+    if deal is None:
+        cw = np.add.reduceat(np.asarray(weight, dtype=np.int64), starts[:-1]) if n else np.zeros(0, np.int64)
+        deal = _lpt(cw, world_size, chunks_per_rank)
+    return np.repeat(deal, np.diff(starts)).astype(np.int32)
+
+
+def imbalance(owner: np.ndarray, weight: np.ndarray, world_size: int) -> float:
+    """max / mean of the per-rank work (1.0 when there is no work).
+
+    Example:
+        >>> imbalance(np.array([0, 0, 1, 1]), np.array([1, 2, 3, 4]), 2)
+        1.4
+    """
+    loads = np.bincount(owner, weights=weight, minlength=world_size)
+    mean = loads.mean()
+    return float(loads.max() / mean) if mean > 0 else 1.0
+
+
+def candidates(n: int, world_size: int) -> list[tuple[str, int]]:
+    """``(strategy, chunks_per_rank)`` pairs that fit ``n`` blocks, from coarse to fine."""
+    out = [("contiguous", 1)]
+    if 2 * world_size <= n:
+        out.append(("zigzag", 2))
+    m = 2
+    while m * world_size <= n:
+        out.append(("lpt", m))
+        m *= 2
+    return out
+
+
+def choose_owner(weight: np.ndarray, world_size: int, strategy: str = "auto", chunks_per_rank: int | None = None,
+                 tolerance: float = 0.05) -> tuple[np.ndarray, str, int]:
+    """``(owner, strategy, chunks_per_rank)`` for the requested or the automatic strategy.
+
+    Example:
+        >>> import numpy as np
+        >>> owner, name, m = choose_owner(np.arange(1, 17), 4)   # causal-like: later rows weigh more
+        >>> name, m, imbalance(owner, np.arange(1, 17), 4)
+        ('zigzag', 2, 1.0)
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if strategy != "auto":
+        m = {"contiguous": 1, "zigzag": 2}.get(strategy, chunks_per_rank or 2)
+        return owner_of_blocks(strategy, weight, world_size, m), strategy, m
+    best = None
+    for name, m in candidates(len(weight), world_size):
+        owner = owner_of_blocks(name, weight, world_size, m)
+        imb = imbalance(owner, weight, world_size)
+        if imb <= 1.0 + tolerance:
+            return owner, name, m
+        if best is None or imb < best[0]:
+            best = (imb, owner, name, m)
+    return best[1], best[2], best[3]
