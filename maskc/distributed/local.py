@@ -33,10 +33,19 @@ CUDA_BACKEND: str = "triton"
 _BLOCKS = LayoutCache("maskc.distributed.local")
 
 
-def _empty(q: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    acc = torch.float64 if q.dtype == torch.float64 else torch.float32
-    out = q.new_zeros(q.shape[:3] + (v.shape[-1],))
-    return out, torch.full(q.shape[:3], float("-inf"), dtype=acc, device=q.device)
+class _NoKeys(torch.autograd.Function):
+    """Zeros and lse = -inf for queries that read no key; zero gradients (the graph stays connected)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v):
+        ctx.meta = [(x.shape, x.dtype, x.device) for x in (q, k, v)]
+        acc = torch.float64 if q.dtype == torch.float64 else torch.float32
+        out = q.new_zeros(q.shape[:3] + (v.shape[-1],))
+        return out, torch.full(q.shape[:3], float("-inf"), dtype=acc, device=q.device)
+
+    @staticmethod
+    def backward(ctx, dout, dlse):
+        return tuple(torch.zeros(s, dtype=d, device=dev) for s, d, dev in ctx.meta)
 
 
 def _per_slice(q, k, v, layout: Layout, scale: float):
@@ -67,7 +76,7 @@ def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: L
     ``layout=None`` means no block at all: zeros and lse = -inf. Differentiable.
     """
     if layout is None:
-        return _empty(q, v)
+        return _NoKeys.apply(q, k, v)
     if q.is_cuda:
         return maskc_attention(q, k, v, layout, backend=CUDA_BACKEND, scale=scale, return_lse=True)
     return _per_slice(q, k, v, layout, scale)
