@@ -129,7 +129,7 @@ def choose_owner(weight: np.ndarray, world_size: int, strategy: str = "auto", ch
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if strategy != "auto":
-        m = {"contiguous": 1, "zigzag": 2}.get(strategy, chunks_per_rank or 2)
+        m = {"contiguous": 1, "zigzag": 2}.get(strategy, chunks_per_rank or max(1, min(2, len(weight) // world_size)))
         return owner_of_blocks(strategy, weight, world_size, m), strategy, m
     best = None
     for name, m in candidates(len(weight), world_size):

@@ -7,6 +7,8 @@ a seed, so nothing but arrays crosses a process boundary.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from hypothesis import strategies as st
@@ -32,8 +34,9 @@ def _documents(n: int, batch: int, seed: int, lo: int, hi: int) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=1)
 def named_cases() -> dict[str, dict]:
-    """The issue's pattern families at test sizes: ``{name: case}`` (see :func:`case`)."""
+    """The issue's pattern families at test sizes: ``{name: case}`` (see :func:`case`; do not mutate)."""
     pb = mc.causal() & (mc.block_level(mc.window(0) | mc.offsets("primes"), 8) | mc.global_tokens(2))
     pi = mc.heads([mc.pi_ring(r=6), mc.pi_step(period=16)])
     return {
