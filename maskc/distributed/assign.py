@@ -13,12 +13,11 @@ ranks hold near-equal numbers of tokens. They differ in how chunks are dealt:
   cardinality limit: heaviest chunk first, each to the least loaded rank that has fewer
   than ``m`` chunks.
 
-``"auto"`` (:func:`choose_owner`) tries them from coarse to fine (contiguous, zigzag, then
-lpt with m = 2, 4, 8, ...) and keeps the first whose load imbalance (max / mean computed
-blocks) is within ``1 + tolerance``: coarser chunks mean fewer chunk boundaries and so fewer
-key blocks that live on another rank. If none is within tolerance the least imbalanced
-wins. The work per block row is its number of computed blocks summed over the layout's
-stored slices.
+``"auto"`` (:func:`choose_owner`) tries them all (contiguous, zigzag, then lpt with
+m = 2, 4, ..., 64) and keeps the one with the lowest busiest-rank cost, ``computed blocks +
+comm_weight * received key/value blocks``: finer chunks balance compute better but cut the
+sequence in more places, so more key blocks live on another rank. The work per block row
+is its number of computed blocks summed over the layout's stored slices.
 
 Example:
     >>> import numpy as np
@@ -32,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import heapq
+from typing import Callable
 
 import numpy as np
 
@@ -104,25 +104,37 @@ def imbalance(owner: np.ndarray, weight: np.ndarray, world_size: int) -> float:
     return float(loads.max() / mean) if mean > 0 else 1.0
 
 
+#: Finest chunking "auto" tries (chunks per rank); finer only adds chunk boundaries.
+MAX_CHUNKS_PER_RANK: int = 64
+
+
 def candidates(n: int, world_size: int) -> list[tuple[str, int]]:
     """``(strategy, chunks_per_rank)`` pairs that fit ``n`` blocks, from coarse to fine."""
     out = [("contiguous", 1)]
     if 2 * world_size <= n:
         out.append(("zigzag", 2))
     m = 2
-    while m * world_size <= n:
+    while m * world_size <= n and m <= MAX_CHUNKS_PER_RANK:
         out.append(("lpt", m))
         m *= 2
     return out
 
 
+CostFn = Callable[[np.ndarray], np.ndarray]
+
+
 def choose_owner(weight: np.ndarray, world_size: int, strategy: str = "auto", chunks_per_rank: int | None = None,
-                 tolerance: float = 0.05) -> tuple[np.ndarray, str, int]:
-    """``(owner, strategy, chunks_per_rank)`` for the requested or the automatic strategy.
+                 received: CostFn | None = None, comm_weight: float = 1.0) -> tuple[np.ndarray, str, int, list]:
+    """``(owner, strategy, chunks_per_rank, scores)`` for the requested or the automatic strategy.
+
+    ``"auto"`` scores every candidate by ``max over ranks of (computed blocks + comm_weight *
+    received key blocks)`` (``received(owner)`` gives the per-rank received blocks; without
+    it only computed blocks count) and keeps the lowest, the coarser on ties. ``scores``
+    lists ``(strategy, chunks_per_rank, score, imbalance)`` for every candidate tried.
 
     Example:
         >>> import numpy as np
-        >>> owner, name, m = choose_owner(np.arange(1, 17), 4)   # causal-like: later rows weigh more
+        >>> owner, name, m, _ = choose_owner(np.arange(1, 17), 4)   # causal-like: later rows weigh more
         >>> name, m, imbalance(owner, np.arange(1, 17), 4)
         ('zigzag', 2, 1.0)
     """
@@ -130,13 +142,15 @@ def choose_owner(weight: np.ndarray, world_size: int, strategy: str = "auto", ch
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if strategy != "auto":
         m = {"contiguous": 1, "zigzag": 2}.get(strategy, chunks_per_rank or max(1, min(2, len(weight) // world_size)))
-        return owner_of_blocks(strategy, weight, world_size, m), strategy, m
-    best = None
+        return owner_of_blocks(strategy, weight, world_size, m), strategy, m, []
+    best, scores = None, []
     for name, m in candidates(len(weight), world_size):
         owner = owner_of_blocks(name, weight, world_size, m)
-        imb = imbalance(owner, weight, world_size)
-        if imb <= 1.0 + tolerance:
-            return owner, name, m
-        if best is None or imb < best[0]:
-            best = (imb, owner, name, m)
-    return best[1], best[2], best[3]
+        cost = np.bincount(owner, weights=weight, minlength=world_size)
+        if received is not None:
+            cost = cost + comm_weight * received(owner)
+        score = float(cost.max())
+        scores.append((name, m, score, imbalance(owner, weight, world_size)))
+        if best is None or score < best[0]:
+            best = (score, owner, name, m)
+    return best[1], best[2], best[3], scores

@@ -73,7 +73,9 @@ class DispatchPlan:
     among its owner's blocks (a rank keeps its blocks in sequence order). The received
     units, sorted by (destination, source, group, key block): ``recv_ptr[d] ..
     recv_ptr[d + 1]`` index ``recv_src``, ``recv_group`` and ``recv_kb``. The figures
-    (``bytes_*``) use ``head_dim``, ``itemsize``, ``batch`` and ``kv_heads``.
+    (``bytes_*``) use ``head_dim``, ``itemsize``, ``batch`` and ``kv_heads``. ``scores``:
+    ``(strategy, chunks_per_rank, busiest-rank cost, imbalance)`` of every candidate
+    ``"auto"`` weighed.
     """
 
     layout: Layout
@@ -95,6 +97,7 @@ class DispatchPlan:
     itemsize: int
     batch: int
     kv_heads: int
+    scores: tuple = ()
     _derived: dict = field(default_factory=dict, repr=False, compare=False)
 
     # ---------------------------------------------------------------- sizes
@@ -219,6 +222,37 @@ class DispatchPlan:
                 f"strategy={self.strategy!r}, units={len(self.recv_kb)})")
 
 
+def sorted_unique(a: np.ndarray) -> np.ndarray:
+    """``np.unique`` by an in-place sort (numpy's hash-based unique is ~10x slower on millions of keys)."""
+    a.sort()
+    keep = np.ones(len(a), bool)
+    np.not_equal(a[1:], a[:-1], out=keep[1:])
+    return a[keep]
+
+
+#: Largest (ranks x groups x blocks) marker array :func:`received_blocks` allocates (else it sorts).
+MARKER_LIMIT: int = 1 << 27
+
+
+def received_blocks(owner: np.ndarray, qb: np.ndarray, kb: np.ndarray, grp: np.ndarray, P: int, G: int,
+                    n: int) -> np.ndarray:
+    """Distinct (group, key block) units each rank receives under ``owner``: int64 [P].
+
+    Example:
+        >>> own = np.array([0, 0, 1, 1])
+        >>> received_blocks(own, np.array([2, 3, 3]), np.array([1, 0, 1]), np.zeros(3, np.int64), 2, 1, 4).tolist()
+        [0, 2]
+    """
+    dst = owner[qb]
+    cross = np.flatnonzero(dst != owner[kb])
+    idx = (dst[cross].astype(np.int64) * G + grp[cross]) * n + kb[cross]
+    if P * G * n <= MARKER_LIMIT:
+        mark = np.zeros(P * G * n, bool)
+        mark[idx] = True
+        return mark.reshape(P, G * n).sum(axis=1, dtype=np.int64)
+    return np.bincount(sorted_unique(idx) // (G * n), minlength=P).astype(np.int64)
+
+
 def _groups(layout: Layout, kv_heads: int) -> tuple[int, np.ndarray]:
     hl = layout.heads
     per_sample = 1 if hl == 1 else kv_heads
@@ -245,7 +279,7 @@ def _check(layout: Any, world_size: Any) -> int:
 
 
 def plan(layout: Layout, world_size: int, *, strategy: str = "auto", chunks_per_rank: int | None = None,
-         tolerance: float = 0.05, head_dim: int = 128, dtype: Any = "bfloat16", batch: int | None = None,
+         comm_weight: float = 1.0, head_dim: int = 128, dtype: Any = "bfloat16", batch: int | None = None,
          kv_heads: int | None = None) -> DispatchPlan:
     """The dispatch plan of ``layout`` over ``world_size`` ranks (pure: no process group needed).
 
@@ -253,9 +287,15 @@ def plan(layout: Layout, world_size: int, *, strategy: str = "auto", chunks_per_
         layout: a self-attention Layout (square blocks, ``q_len == kv_len``, no q_offset);
             any number of heads and batch elements.
         world_size: number of ranks.
-        strategy: ``"auto"`` (coarsest chunking within ``tolerance`` of perfect balance),
-            ``"contiguous"``, ``"zigzag"`` or ``"lpt"`` (with ``chunks_per_rank``, default 2).
-        tolerance: accepted load imbalance for ``"auto"`` (max / mean computed blocks - 1).
+        strategy: ``"auto"`` (the candidate whose busiest rank has the lowest ``computed
+            blocks + comm_weight * received key/value blocks``), ``"contiguous"``,
+            ``"zigzag"`` or ``"lpt"`` (with ``chunks_per_rank``, default 2).
+        comm_weight: for ``"auto"``, how many computed blocks one received key/value block
+            (and its returning gradient) costs. 1 fits an NVLink-class link next to a
+            tensor-core GPU with a few query heads per kv head (one block of keys and values
+            of one kv head travels in about the time its query heads take to compute it);
+            raise it for slower links or fewer query heads per kv head, lower it where
+            compute is slow (CPUs).
         head_dim, dtype, batch, kv_heads: sizes of the k / v tensors, used for the byte
             figures only (batch defaults to the layout's, kv_heads to its heads). With a
             multi-head layout, ``kv_heads`` also says which heads share keys (GQA), so it
@@ -280,20 +320,22 @@ def plan(layout: Layout, world_size: int, *, strategy: str = "auto", chunks_per_
     n = layout.n_qb
     qb = layout.block_row.astype(np.int64)
     weight = np.bincount(qb, minlength=n)
-    owner, strat, m = choose_owner(weight, P, strategy, chunks_per_rank, tolerance)
+    G, slice_group = _groups(layout, kvh)
+    refuse_above(P * P * G * n, 1 << 62, "the plan's unit keys", "use fewer ranks or fewer stored slices", unit="codes")
+    grp = slice_group[layout.block_head]
+    owner, strat, m, scores = choose_owner(weight, P, strategy, chunks_per_rank,
+                                           lambda o: received_blocks(o, qb, layout.col_idx, grp, P, G, n), comm_weight)
     rank_blocks = np.argsort(owner, kind="stable").astype(np.int64)
     rank_ptr = np.zeros(P + 1, np.int64)
     rank_ptr[1:] = np.cumsum(np.bincount(owner, minlength=P))
     local_index = np.empty(n, np.int64)
     local_index[rank_blocks] = np.arange(n) - np.repeat(rank_ptr[:-1], np.diff(rank_ptr))
-    G, slice_group = _groups(layout, kvh)
-    refuse_above(P * P * G * n, 1 << 62, "the plan's unit keys", "use fewer ranks or fewer stored slices", unit="codes")
     dst = owner[qb].astype(np.int64)
     src = owner[layout.col_idx].astype(np.int64)
     sel = np.flatnonzero(dst != src)
-    key = ((dst[sel] * P + src[sel]) * G + slice_group[layout.block_head[sel]]) * n + layout.col_idx[sel]
+    key = ((dst[sel] * P + src[sel]) * G + grp[sel]) * n + layout.col_idx[sel]
     del src, sel
-    units = np.unique(key)
+    units = sorted_unique(key)
     del key
     kb, rest = units % n, units // n
     grp, rest = rest % G, rest // G
@@ -304,5 +346,5 @@ def plan(layout: Layout, world_size: int, *, strategy: str = "auto", chunks_per_
         layout=layout, world_size=P, strategy=strat, chunks_per_rank=m, owner=owner, local_index=local_index,
         rank_ptr=rank_ptr, rank_blocks=rank_blocks, n_groups=G, slice_group=slice_group, recv_ptr=recv_ptr,
         recv_src=usrc, recv_group=grp, recv_kb=kb, computed_blocks=np.bincount(dst, minlength=P).astype(np.int64),
-        head_dim=d, itemsize=_itemsize(dtype), batch=b, kv_heads=kvh,
+        head_dim=d, itemsize=_itemsize(dtype), batch=b, kv_heads=kvh, scores=tuple(scores),
     )

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from maskc.distributed.plan import sorted_unique
+
 _KEYS = ("tokens", "computed_blocks", "peers", "bytes_received", "bytes_sent", "allgather_bytes_received",
          "ring_bytes_received")
 
@@ -75,7 +77,7 @@ def make_report(dp) -> PlanReport:
     dst = np.repeat(np.arange(P), np.diff(dp.recv_ptr))
     recv = np.rint(np.bincount(dst, weights=ub, minlength=P)).astype(np.int64)
     sent = np.rint(np.bincount(dp.recv_src, weights=ub, minlength=P)).astype(np.int64)
-    pairs = np.unique(dst * P + dp.recv_src)
+    pairs = sorted_unique(dst * P + dp.recv_src)
     peers = np.bincount(pairs // P, minlength=P)
     tokens = dp.tokens_per_rank
     full_row = dp.row_bytes * dp.n_groups
