@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from maskc.distributed.assign import choose_owner
+from maskc.distributed.assign import ChunkReads, candidates, choose_owner, unique_codes
 from maskc.ir.layout import Layout
 from maskc.limits import MAX_HEADS, check_int, refuse_above
 
@@ -222,37 +222,6 @@ class DispatchPlan:
                 f"strategy={self.strategy!r}, units={len(self.recv_kb)})")
 
 
-def sorted_unique(a: np.ndarray) -> np.ndarray:
-    """``np.unique`` by an in-place sort (numpy's hash-based unique is ~10x slower on millions of keys)."""
-    a.sort()
-    keep = np.ones(len(a), bool)
-    np.not_equal(a[1:], a[:-1], out=keep[1:])
-    return a[keep]
-
-
-#: Largest (ranks x groups x blocks) marker array :func:`received_blocks` allocates (else it sorts).
-MARKER_LIMIT: int = 1 << 27
-
-
-def received_blocks(owner: np.ndarray, qb: np.ndarray, kb: np.ndarray, grp: np.ndarray, P: int, G: int,
-                    n: int) -> np.ndarray:
-    """Distinct (group, key block) units each rank receives under ``owner``: int64 [P].
-
-    Example:
-        >>> own = np.array([0, 0, 1, 1])
-        >>> received_blocks(own, np.array([2, 3, 3]), np.array([1, 0, 1]), np.zeros(3, np.int64), 2, 1, 4).tolist()
-        [0, 2]
-    """
-    dst = owner[qb]
-    cross = np.flatnonzero(dst != owner[kb])
-    idx = (dst[cross].astype(np.int64) * G + grp[cross]) * n + kb[cross]
-    if P * G * n <= MARKER_LIMIT:
-        mark = np.zeros(P * G * n, bool)
-        mark[idx] = True
-        return mark.reshape(P, G * n).sum(axis=1, dtype=np.int64)
-    return np.bincount(sorted_unique(idx) // (G * n), minlength=P).astype(np.int64)
-
-
 def _groups(layout: Layout, kv_heads: int) -> tuple[int, np.ndarray]:
     hl = layout.heads
     per_sample = 1 if hl == 1 else kv_heads
@@ -323,8 +292,11 @@ def plan(layout: Layout, world_size: int, *, strategy: str = "auto", chunks_per_
     G, slice_group = _groups(layout, kvh)
     refuse_above(P * P * G * n, 1 << 62, "the plan's unit keys", "use fewer ranks or fewer stored slices", unit="codes")
     grp = slice_group[layout.block_head]
+    reads = ChunkReads(qb, layout.col_idx, grp, n, G, max(c * P for _, c in candidates(n, P))) \
+        if strategy == "auto" else None
     owner, strat, m, scores = choose_owner(weight, P, strategy, chunks_per_rank,
-                                           lambda o: received_blocks(o, qb, layout.col_idx, grp, P, G, n), comm_weight)
+                                           reads.received if reads else None, comm_weight)
+    del reads
     rank_blocks = np.argsort(owner, kind="stable").astype(np.int64)
     rank_ptr = np.zeros(P + 1, np.int64)
     rank_ptr[1:] = np.cumsum(np.bincount(owner, minlength=P))
@@ -335,7 +307,7 @@ def plan(layout: Layout, world_size: int, *, strategy: str = "auto", chunks_per_
     sel = np.flatnonzero(dst != src)
     key = ((dst[sel] * P + src[sel]) * G + grp[sel]) * n + layout.col_idx[sel]
     del src, sel
-    units = sorted_unique(key)
+    units = unique_codes(key, P * P * G * n)
     del key
     kb, rest = units % n, units // n
     grp, rest = rest % G, rest // G

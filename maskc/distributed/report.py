@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from maskc.distributed.plan import sorted_unique
+from maskc.distributed.assign import sorted_unique
 
 _KEYS = ("tokens", "computed_blocks", "peers", "bytes_received", "bytes_sent", "allgather_bytes_received",
          "ring_bytes_received")
@@ -52,7 +52,7 @@ class PlanReport(dict):
 
         def line(label, vals, f):
             t, c, p, r, s, a, g = vals
-            return (f"{label} | {t:,.0f} | {c:,.0f} | {p:,.1f} | {_human(r)} | {_human(s)} | {_human(a)} | "
+            return (f"{label} | {t:,.0f} | {c:,.0f} | {p:,.3g} | {_human(r)} | {_human(s)} | {_human(a)} | "
                     f"{_human(g)} | {100 * f:.2f}%")
 
         P = len(cols[0])

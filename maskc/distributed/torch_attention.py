@@ -23,6 +23,7 @@ Example (in a process group; every rank runs the same code)::
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.distributed as dist
@@ -63,6 +64,18 @@ def _check(q: Tensor, k: Tensor, v: Tensor, dp: DispatchPlan, view: RankView) ->
         raise ValueError(f"the plan's layout stores {lay.batch} batch elements but q has {B}; they must agree")
 
 
+def _warn_figures(dp: DispatchPlan, k: Tensor) -> None:
+    """Warn once per plan when its byte figures were made for other tensor sizes (they stay figures only)."""
+    B, Hkv, _, D = k.shape
+    have = (dp.batch, dp.kv_heads, dp.head_dim, dp.itemsize)
+    real = (B, Hkv, D, k.element_size())
+    if have != real and not dp._derived.get("warned_figures"):
+        dp._derived["warned_figures"] = True
+        warnings.warn(f"the plan's byte figures (report()) assume batch, kv_heads, head_dim, itemsize = {have}, "
+                      f"these tensors have {real}; build it with plan(layout, world_size, batch={real[0]}, "
+                      f"kv_heads={real[1]}, head_dim={real[2]}, dtype=k.dtype) for exact figures", stacklevel=3)
+
+
 def attention(q_local: Tensor, k_local: Tensor, v_local: Tensor, dp: DispatchPlan, group=None, *,
               scale: float | None = None, return_lse: bool = False):
     """Context-parallel block-sparse attention of this rank's queries; differentiable.
@@ -90,6 +103,7 @@ def attention(q_local: Tensor, k_local: Tensor, v_local: Tensor, dp: DispatchPla
                          f"build it with plan(layout, {P})")
     view = rank_view(dp, rank)
     _check(q_local, k_local, v_local, dp, view)
+    _warn_figures(dp, k_local)
     s = 1.0 / math.sqrt(q_local.shape[-1]) if scale is None else float(scale)
     verify_plan(dp, group, q_local.device)
     if not view.send and not view.recv:
