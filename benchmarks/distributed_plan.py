@@ -95,9 +95,10 @@ def layouts(n: int) -> dict[str, mc.Layout]:
         "BigBird (3 window, 1 global, 3 random blocks)": lambda: mc.compile(
             mc.bigbird(window=3, global_tokens=BLOCK, random_blocks=3, block=BLOCK), q_len=n, block=BLOCK),
     }
-    if n <= 1 << 20:  # every earlier block is needed: the layout itself has n_qb^2 / 2 blocks
+    if n <= 1 << 20:  # every earlier block is needed: these layouts have n_qb^2 / 2 blocks
         out["πAttention (ring 64 + π-step 16, all)"] = lambda: mc.compile(
             mc.pi_attention_union(r=64, period=16, causal=True), q_len=n, block=BLOCK)
+        out["causal (full)"] = lambda: mc.compile(mc.causal(), q_len=n, block=BLOCK)
     return out
 
 

@@ -27,6 +27,7 @@ _LAZY = {
     "comm_counters": ("maskc.distributed.exchange", "comm_counters"),
     "reset_comm_counters": ("maskc.distributed.exchange", "reset_comm_counters"),
     "spmd_attention": ("maskc.distributed.spmd", "spmd_attention"),
+    "spmd_schedule": ("maskc.distributed.spmd", "spmd_schedule"),
 }
 
 
@@ -37,5 +38,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'maskc.distributed' has no attribute {name!r}")
 
 
-__all__ = ["plan", "DispatchPlan", "PlanReport", "attention", "spmd_attention", "comm_counters",
+__all__ = ["plan", "DispatchPlan", "PlanReport", "attention", "spmd_attention", "spmd_schedule", "comm_counters",
            "reset_comm_counters"]

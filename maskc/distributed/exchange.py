@@ -127,16 +127,20 @@ class Exchange:
         recvs = [(p, len(r)) for p, r in self.view.recv]
         self._post(sends, recvs, rows, "forward")
 
-    def finish_forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Wait for the forward messages; the remote keys and values ``[B, Hkv, remote_tokens, D]``."""
+    def _unpack(self, n_tokens: int, idx: list[torch.Tensor], add: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Wait; scatter (or add) the received rows at ``idx`` into ``[B, Hkv, n_tokens, D]`` keys and values."""
         got = self._wait()
         gb, gh = self.groups
-        remote = torch.zeros((gb * gh * self.view.remote_tokens, self.width), dtype=self.dtype, device=self.device)
-        if got is not None:
-            remote.index_copy_(0, torch.cat(self.recv_idx), got)
         B, H = self.shape
-        return (ungroup_rows(remote[:, : self.dk_width], B, H, gb, gh),
-                ungroup_rows(remote[:, self.dk_width:], B, H, gb, gh))
+        rows = torch.zeros((gb * gh * n_tokens, self.width), dtype=self.dtype, device=self.device)
+        if got is not None:
+            (rows.index_add_ if add else rows.index_copy_)(0, torch.cat(idx), got)
+        return (ungroup_rows(rows[:, : self.dk_width], B, H, gb, gh),
+                ungroup_rows(rows[:, self.dk_width:], B, H, gb, gh))
+
+    def finish_forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Wait for the forward messages; the remote keys and values ``[B, Hkv, remote_tokens, D]``."""
+        return self._unpack(self.view.remote_tokens, self.recv_idx, add=False)
 
     def start_backward(self, dk_remote: torch.Tensor | None, dv_remote: torch.Tensor | None) -> None:
         """Post the gradients of the received rows back to their owners."""
@@ -152,15 +156,8 @@ class Exchange:
         self._post(sends, recvs, rows, "backward")
 
     def finish_backward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Wait for the returning gradients; dK / dV contributions ``[B, Hkv, n_tokens, D]``."""
-        got = self._wait()
-        gb, gh = self.groups
-        B, H = self.shape
-        acc = torch.zeros((gb * gh * self.view.n_tokens, self.width), dtype=self.dtype, device=self.device)
-        if got is not None:
-            acc.index_add_(0, torch.cat(self.send_idx), got)
-        return (ungroup_rows(acc[:, : self.dk_width], B, H, gb, gh),
-                ungroup_rows(acc[:, self.dk_width:], B, H, gb, gh))
+        """Wait for the returning gradients; dK / dV contributions ``[B, Hkv, n_tokens, D]`` (summed)."""
+        return self._unpack(self.view.n_tokens, self.send_idx, add=True)
 
 
 class _Post(torch.autograd.Function):
