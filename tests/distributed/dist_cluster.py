@@ -20,7 +20,8 @@ import torch.multiprocessing as mp
 TIMEOUT_S = 120.0
 
 
-def run_attention_case(rank: int, world: int, c: dict, strategy: str = "auto", subgroup: list | None = None) -> dict:
+def run_attention_case(rank: int, world: int, c: dict, strategy: str = "auto", subgroup: list | None = None,
+                       odd_rank_strategy: str | None = None) -> dict:
     """One rank's share of a case: local out / lse / grads, the bytes counted, the plan's figures."""
     import torch
     import torch.distributed as dist
@@ -34,6 +35,8 @@ def run_attention_case(rank: int, world: int, c: dict, strategy: str = "auto", s
     P = len(subgroup) if subgroup else world
     r = subgroup.index(rank) if subgroup else rank
     dtype = getattr(torch, c["dtype"])
+    if odd_rank_strategy and r % 2:  # a rank that built its plan differently
+        strategy = odd_rank_strategy
     dp = md.plan(layout_of(c), P, strategy=strategy, head_dim=c["D"], dtype=dtype, batch=c["B"], kv_heads=c["Hkv"])
     x = {k: torch.from_numpy(dp.shard(v, r)).to(dtype) for k, v in inputs(c).items()}
     q, k, v = (x[n].clone().requires_grad_(True) for n in ("q", "k", "v"))

@@ -163,3 +163,17 @@ def test_attention_needs_a_process_group():
     dp = plan(mc.compile(mc.causal(), q_len=32, block=8), 2)
     with pytest.raises(RuntimeError, match="init_process_group"):
         md.attention(torch.zeros(1, 1, 16, 4), torch.zeros(1, 1, 16, 4), torch.zeros(1, 1, 16, 4), dp)
+
+
+def test_figures_made_for_other_sizes_warn_once():
+    from maskc.distributed.torch_attention import _warn_figures
+
+    dp = plan(mc.compile(mc.causal(), q_len=32, block=8), 2, head_dim=8, dtype="float32", kv_heads=2)
+    _warn_figures(dp, torch.zeros(1, 2, 16, 8))  # matches: silent
+    with pytest.warns(UserWarning, match="kv_heads=4"):
+        _warn_figures(dp, torch.zeros(1, 4, 16, 8))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_figures(dp, torch.zeros(1, 4, 16, 8))  # once per plan

@@ -74,6 +74,13 @@ def test_subgroup_of_the_world(cluster4):
     check(results, c, 2)
 
 
+def test_ranks_with_different_plans_refuse(cluster4):
+    with pytest.raises(RuntimeError, match="different dispatch plans") as err:
+        cluster4.run("attention_case", c=CASES["window"], strategy="zigzag", odd_rank_strategy="contiguous")
+    assert all(f"rank {r} failed" in str(err.value) for r in range(4))  # every rank refused, none hangs
+    check(cluster4.run("attention_case", c=CASES["window"]), CASES["window"], 4)  # and the group still works
+
+
 @settings(max_examples=6)
 @given(random_cases())
 def test_random_layouts_four_ranks(cluster4, c):
