@@ -98,6 +98,8 @@ def attention(q_local: Tensor, k_local: Tensor, v_local: Tensor, dp: DispatchPla
     if not dist.is_initialized():
         raise RuntimeError("torch.distributed is not initialised: call torch.distributed.init_process_group first")
     P, rank = dist.get_world_size(group), dist.get_rank(group)
+    if rank < 0:
+        raise ValueError("this process is not a member of the given process group; call attention only on its ranks")
     if P != dp.world_size:
         raise ValueError(f"the process group has {P} ranks but the plan was made for {dp.world_size}; "
                          f"build it with plan(layout, {P})")
