@@ -42,7 +42,7 @@ from maskc.backends import CrosscheckReport, attention, crosscheck
 
 __version__ = "0.1.0"
 
-_LAZY_MODULES = {"nn", "export", "guarantees", "testing", "viz", "planner"}
+_LAZY_MODULES = {"nn", "export", "guarantees", "testing", "viz", "planner", "distributed"}
 _LAZY_NAMES = {"plan": ("maskc.planner", "plan"), "Plan": ("maskc.planner", "Plan")}
 
 
