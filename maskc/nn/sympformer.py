@@ -21,9 +21,9 @@ which a causal stack only fills from positions <= j).
 FLOPs per block (sequence N, width d, nnz allowed pairs per head), forward:
 
 * classic attention: projections 8·N·d² + scores and values 4·nnz·d;
-* :class:`MomentumAttentionBlock`, velocity form: the same projections + 2·nnz·d (scores,
-  doubled head dim with zeros) + 4·nnz·d (values [v, s ⊙ v]) + O(N·d) updates, about 1.5×
-  the attention part and the same parameters plus one LayerNorm;
+* :class:`MomentumAttentionBlock`, velocity form: the same projections + 4·nnz·d (scores at
+  the head dim doubled with zeros) + 4·nnz·d (values [v, s ⊙ v]) + O(N·d) updates: twice the
+  nnz part, the same parameters plus one LayerNorm;
 * the Hamiltonian reference form: dense scores (O(N²·d)) and a backward through them for
   G = −∂H/∂x̂ (``create_graph`` in training), about 2× a classic block's attention;
 * :class:`NesterovAttentionBlock`: exactly a classic block plus O(N·d) updates.
