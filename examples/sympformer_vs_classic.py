@@ -303,8 +303,16 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default="reference", help="maskc backend for every model")
     ap.add_argument("--plot", default=str(ROOT / "docs/images/examples/sympformer_vs_classic.png"))
     ap.add_argument("--json", default="")
+    ap.add_argument("--from-json", default="", help="re-print the tables and re-plot a saved --json run")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    if args.from_json:
+        results = json.loads(Path(args.from_json).read_text())["tasks"]
+        for name, res in results.items():
+            print_table(name, res["summary"], res["config"]["steps"])
+        if args.plot:
+            plot(results, args.plot)
+        return 0
     if args.smoke:
         args.seq, args.dim, args.heads, args.steps, args.eval_every, args.seeds = 12, 8, 2, 4, 2, "0,1"
         if args.plot == ap.get_default("plot"):

@@ -11,7 +11,7 @@ import torch
 
 import maskc as mc
 from maskc.nn import (
-    AdaptivePiAttention, MianChowlaSelfAttention, PiAttention,
+    AdaptivePiAttention, MianChowlaSelfAttention, MomentumAttentionBlock, NesterovAttentionBlock, PiAttention,
     PrimeHarmonyAttention, PrimeSelfAttention, RiemannPositionalEncoding, SparseSelfAttention, SquareSelfAttention,
     entropy_hinge, prime_composite_regularizer, von_mangoldt,
 )
@@ -430,6 +430,8 @@ def test_modules_accept_a_plan():
     lambda: PiAttention(8, 2, period=2, radius=1, backend=REF),
     lambda: AdaptivePiAttention(8, 2, pairs=[(2, 1)], backend=REF),
     lambda: PrimeHarmonyAttention(8, 2, backend=REF),
+    lambda: MomentumAttentionBlock(8, 2, backend=REF),
+    lambda: NesterovAttentionBlock(8, 2, backend=REF),
 ])
 def test_dtype_errors_are_clear(make):
     m = make()
@@ -439,7 +441,7 @@ def test_dtype_errors_are_clear(make):
         m(torch.ones(1, 5, 8, dtype=torch.long))
 
 
-@pytest.mark.parametrize("mod", ["attention", "pi", "primeformer"])
+@pytest.mark.parametrize("mod", ["attention", "pi", "primeformer", "sympformer"])
 def test_docstring_examples_run(mod):
     """The short examples in the docstrings are part of the contract: run them."""
     import doctest

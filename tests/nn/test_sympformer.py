@@ -359,25 +359,3 @@ def test_hamiltonian_form_refuses_long_sequences(monkeypatch):
     blk = MomentumAttentionBlock(8, 2, form="hamiltonian", backend=REF)
     with pytest.raises(ValueError, match="use form='velocity'"):
         blk(torch.randn(1, 9, 8))
-
-
-@pytest.mark.parametrize("make", [
-    lambda: MomentumAttentionBlock(8, 2, backend=REF),
-    lambda: MomentumAttentionBlock(8, 2, form="hamiltonian", backend=REF),
-    lambda: NesterovAttentionBlock(8, 2, backend=REF),
-])
-def test_dtype_errors_are_clear(make):
-    m = make()
-    with pytest.raises(TypeError, match=r"dtype torch.float64 does not match the module's parameters"):
-        m(torch.randn(1, 5, 8, dtype=torch.float64))
-    with pytest.raises(TypeError, match="floating"):
-        m(torch.ones(1, 5, 8, dtype=torch.long))
-
-
-def test_docstring_examples_run():
-    import doctest
-
-    import maskc.nn.sympformer as S
-
-    res = doctest.testmod(S, optionflags=doctest.ELLIPSIS)
-    assert res.attempted > 0 and res.failed == 0
