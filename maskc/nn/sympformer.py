@@ -72,7 +72,7 @@ class MomentumAttentionBlock(nn.Module):
 
     Velocity form (``form="velocity"``, default; see the module docstring for its derivation
     from the authors' Algorithm 2). With x̂ = LN(X), per head q, k, v = W_q x̂, W_k x̂, W_V x̂,
-    p_h = softmax(q_h k_hᵀ / √d) over the pattern's allowed pairs and s_h,i = |U_h,i|²:
+    p_h = softmax(q_h k_hᵀ / √d) (d the head dim) over the pattern's allowed pairs, s_h,i = |U_h,i|²:
 
     * force  G̃_i = ½ W_O concat_h[(s_h,i − 2)(p_h v_h)_i + (p_h (s_h ⊙ v_h))_i] — one maskc
       attention call with values [v, s ⊙ v];
@@ -99,7 +99,9 @@ class MomentumAttentionBlock(nn.Module):
     the directions that set the logits. The key side of ∂H/∂x̂_j collects terms of the
     queries that attend j, later tokens under a causal mask; ``force="auto"`` differentiates
     through the queries only when the layout is causal (exactly causal), ``"query"`` /
-    ``"full"`` force either. A reference for the authors' equations, not for training.
+    ``"full"`` force either. A reference for the authors' equations, not for training: it does
+    not learn the copy task, and its 1/z can overflow once a row's clamped scores are all
+    far below zero (z >= e^{-60}/T is the only bound).
 
     ``forward(x, u=None, t=None)`` returns ``(x_next, u_next, t_next)``; pass u and t on.
 
