@@ -1,16 +1,32 @@
-"""SympFormer blocks (SPEC D): damped Hamiltonian momentum attention and the Nesterov block.
+"""SympFormer blocks: momentum (accelerated, damped Hamiltonian) attention and the Nesterov block.
 
-FLOPs (per block, sequence N, width d, heads H, nnz allowed pairs per head):
+Provenance. SympFormer (Stein, Li, Steidl, arXiv 2603.16535, "accelerated attention blocks
+via inertial dynamics on density manifolds") lets tokens carry positions X and momenta P and
+integrates a damped Hamiltonian system, one softmax evaluation (the "oracle") per block. The
+authors' Algorithm 2, as their public code states it, uses the kernel E_ij = exp(q_i·k_j/√d)
+on the allowed pairs, z_i = (1/T) Σ_j E_ij, s_i = |P_i|² / z_i², the velocity F_i = B P_i / z_i
+and the force G_i = W_O[(1/2T) Σ_j E_ij (s_i + s_j − 2) W_V x̂_j] (x̂ = LN(X)).
 
-* a classic attention block: projections 8·N·d² + scores/values 4·nnz·d (forward).
-* :class:`MomentumAttentionBlock`: projections 4·N·d² (W_q, W_k, c_B) + one attention
-  evaluation for z (2·nnz·d for the scores; the value product with v = k adds 2·nnz·d
-  and is discarded) + the force G = -∂H/∂LN(X): one backward through the scores
-  (≈ 4·nnz·d + 4·N·d²). So the forward costs about 2× a classic block's attention part;
-  in training the backward goes through that backward (create_graph), ≈ 2× again.
-  "Same number of oracle calls" (one attention evaluation) is true; equal FLOPs is not.
-* :class:`NesterovAttentionBlock`: exactly a classic block's attention (one evaluation at
-  the look-ahead point x + μv) plus O(N·d) vector updates.
+The velocity form (maskc's default) writes the state as the velocity U = B P / z (B folded
+into W_O) and treats z as frozen over one step (the −P ż / z² term of d(P/z)/dt is dropped).
+Dividing G_i by z_i turns E_ij / (T z_i) into the softmax p_ij, so z cancels:
+
+    G̃_i = G_i / z_i = ½ W_O concat_h[(s_h,i − 2)(p_h v_h)_i + (p_h (s_h ⊙ v_h))_i],  s_h,i = |U_h,i|²,
+
+both aggregations being one attention call with values [v, s ⊙ v] (queries and keys padded
+with zeros to the doubled head dim, scale 1/√d kept): no autograd through the scores, any
+maskc pattern, layout, plan and backend, and causal by construction (s_j depends on U_j,
+which a causal stack only fills from positions <= j).
+
+FLOPs per block (sequence N, width d, nnz allowed pairs per head), forward:
+
+* classic attention: projections 8·N·d² + scores and values 4·nnz·d;
+* :class:`MomentumAttentionBlock`, velocity form: the same projections + 4·nnz·d (scores at
+  the head dim doubled with zeros) + 4·nnz·d (values [v, s ⊙ v]) + O(N·d) updates: twice the
+  nnz part, the same parameters plus one LayerNorm;
+* the Hamiltonian reference form: dense scores (O(N²·d)) and a backward through them for
+  G = −∂H/∂x̂ (``create_graph`` in training), about 2× a classic block's attention;
+* :class:`NesterovAttentionBlock`: exactly a classic block plus O(N·d) updates.
 """
 
 from __future__ import annotations
@@ -24,13 +40,21 @@ from torch import nn
 
 from maskc.ir.layout import Layout
 from maskc.nn._functional import (
-    LayoutCache, PatternLike, attend, check_dtype, check_embed, check_input, check_pattern, describe, layout_is_causal,
-    resolve_backend, split_heads,
+    LayoutCache, PatternLike, attend, check_dtype, check_embed, check_input, check_pattern, dense_mask, describe,
+    layout_is_causal, merge_heads, resolve_backend, split_heads,
 )
-from maskc.patterns.core import Pattern
 
-Scheme = Literal["conformal_symplectic", "exponential_euler", "damped_euler", "momentum"]
-_SCHEMES = ("conformal_symplectic", "exponential_euler", "damped_euler", "momentum")
+Scheme = Literal["damp_kick", "kick_damp", "exponential_euler", "momentum"]
+Form = Literal["velocity", "hamiltonian"]
+_SCHEMES = ("damp_kick", "kick_damp", "exponential_euler", "momentum")
+_REMOVED = {
+    "conformal_symplectic": "it is 'kick_damp' (U+ = σ·LN_u(U + h_Y G̃)) or 'damp_kick' (the default)",
+    "damped_euler": "its explicit damping factor 1 − Δη is negative at the default step (Δη = 3 ln 1.5 = 1.22); "
+                    "use 'exponential_euler'",
+}
+#: the literal form's score clamp (the authors' ±60) and the largest T it materialises densely
+SCORE_CLAMP = 60.0
+MAX_DENSE_LEN = 4096
 
 
 def _inv_softplus(y: float) -> float:
@@ -44,82 +68,101 @@ def _default_pattern(pattern: PatternLike | None) -> PatternLike:
 
 
 class MomentumAttentionBlock(nn.Module):
-    """SympFormer's accelerated attention block: a damped Hamiltonian step on positions X
-    and velocities Y (SPEC D; Stein, Li, Steidl, arXiv 2603.16535).
+    """SympFormer's momentum attention block: tokens carry positions X and velocities U.
 
-    With x̂ = LN(X), q = W_q x̂, k = W_k x̂ (per head), the kernel M_ij = exp(q_i·k_j/√d)
-    on the pattern's allowed pairs and its *row mean* z_i = (1/n_i) Σ_j M_ij (n_i = allowed
-    keys of row i; from the attention's log-sum-exp, one attention evaluation):
+    Velocity form (``form="velocity"``, default; see the module docstring for its derivation
+    from the authors' Algorithm 2). With x̂ = LN(X), per head q, k, v = W_q x̂, W_k x̂, W_V x̂,
+    p_h = softmax(q_h k_hᵀ / √d) (d the head dim) over the pattern's allowed pairs, s_h,i = |U_h,i|²:
 
-    * H(X, Y) = ½ Σ_{h,i} Y_h,iᵀ (B Y)_h,i / z_h,i − ½ Σ_{h,i} z_h,i,
-    * force on X: F = c_B(Y) / z (per head chunk; c_B linear, initialised to identity),
-    * force on Y: G = −∂H/∂x̂ by autograd (``create_graph`` whenever autograd records,
-      so the block's own gradients are exact in train and eval mode),
-    * damping α(t) = c_log / t + c_lin (learnable, positive, c_log = 3, c_lin = 1e-4),
-      Δη = ∫_t^{t+h_X} α = c_log ln(1 + h_X/t) + c_lin h_X, σ = exp(−Δη),
-    * step sizes h_X = softplus(ρ_X), h_Y = softplus(ρ_Y) (learned), Y starts at zero.
+    * force  G̃_i = ½ W_O concat_h[(s_h,i − 2)(p_h v_h)_i + (p_h (s_h ⊙ v_h))_i] — one maskc
+      attention call with values [v, s ⊙ v];
+    * damping α(t) = c_log/t + c_lin integrated over the step: Δη = c_log ln(1 + h_X/t) + c_lin h_X,
+      σ = e^{−Δη} (c_log = 3, c_lin = 1e-4, step sizes h_X = h_Y = 0.5, all softplus-learned);
+    * X+ = X + h_X U+, t+ = t + h_X; U₀ = 0, t₀ = 1; LN_u is a LayerNorm on the carried velocity.
 
-    The row mean (instead of the sum, and without SPEC's N/2 prefactor) is the mean-field
-    normalisation: it keeps F and G O(1) in N and in the number of allowed keys, which the
-    raw sum does not (training diverges). With B symmetric, F = ∂H/∂Y as in the paper.
+    Schemes (``scheme``), U+ from the state (X, U) at time t:
 
-    Schemes (``scheme``):
-        * ``"conformal_symplectic"`` (default): Y+ = σ (Y + h_Y G(X, Y)), X+ = X + h_X F(X, Y+).
-        * ``"exponential_euler"``: Y+ = σ Y + h_Y φ G with φ = (1 − σ)/Δη (exact for frozen G).
-        * ``"damped_euler"`` (explicit): Y+ = (1 − Δη) Y + h_Y G, X+ = X + h_X F(X, Y).
-        * ``"momentum"``: Y+ = a Y + h_Y G, a = sigmoid(·) learned from 0.9.
+    * ``"damp_kick"`` (default, conformal-symplectic Euler, exact damping then the kick):
+      U+ = LN_u(σU + h_Y G̃);
+    * ``"kick_damp"`` (conformal-symplectic, kick then exact damping): U+ = σ·LN_u(U + h_Y G̃)
+      (the damping acts after LN_u, which would otherwise cancel it);
+    * ``"exponential_euler"`` (integrating factor, exact for a frozen force):
+      U+ = LN_u(σU + h_Y φ G̃), φ = (1 − σ)/Δη;
+    * ``"momentum"`` (plain heavy-ball): U+ = LN_u(aU + h_Y G̃), a = sigmoid(·) learned from ``a``.
 
-    Causality: the key-side part of ∂H/∂x̂_j collects kernel terms of the queries that
-    attend j; with a causal pattern those are *later* tokens. ``force="auto"`` (default)
-    therefore differentiates only through the queries when the compiled layout is causal
-    (G_i = −∂H/∂x̂_i with keys held fixed: exactly causal) and through both sides
-    otherwise; ``"query"`` / ``"full"`` force either.
+    Hamiltonian reference form (``form="hamiltonian"``, the literal autograd version, dense
+    O(N²), T <= 4096): the state is the momentum P; per head E_ij = exp(clamp(q_i·k_j/√d, ±60))
+    on the allowed pairs, z_i = (1/T) Σ_j E_ij (1 for a row without keys),
+    H = ½ Σ P_iᵀ B P_i / z_i − ½ Σ z_i, F = B P / z (B = c_B, identity at init),
+    G = −∂H/∂x̂ by autograd (``create_graph`` while autograd records), the same schemes with
+    LN_u on P, then X+ = X + h_X F(X, P+). There is no W_V / W_O: the force moves W_qᵀk_j,
+    the directions that set the logits. The key side of ∂H/∂x̂_j collects terms of the
+    queries that attend j, later tokens under a causal mask; ``force="auto"`` differentiates
+    through the queries only when the layout is causal (exactly causal), ``"query"`` /
+    ``"full"`` force either. A reference for the authors' equations, not for training: it does
+    not learn the copy task, and its 1/z can overflow once a row's clamped scores are all
+    far below zero (z >= e^{-60}/T is the only bound).
 
-    ``forward(x, y=None, t=None)`` returns ``(x_next, y_next, t_next)``; t is the block's
-    time (default 1.0; block k sits at t_k = 1 + Σ_{l<k} h_X, pass the returned t on).
+    ``forward(x, u=None, t=None)`` returns ``(x_next, u_next, t_next)``; pass u and t on.
 
     Args:
         d_model, num_heads: width and heads. pattern: any maskc Pattern, Layout or Plan
-            (default ``mc.causal()``; a Layout or Plan fixes the sequence length). scheme: see above. force: "auto", "query" or "full".
-        backend, block: as in :class:`SparseSelfAttention` (the reference backend is used
-            on CPU while recording gradients; the force always needs a differentiable one).
-        h_x, h_y: initial step sizes. c_log, c_lin: initial damping.
+            (default ``mc.causal()``; a Layout or Plan fixes the sequence length).
+        scheme, form, force: see above (``force`` only with ``form="hamiltonian"``).
+        backend, block: as in :class:`SparseSelfAttention`. h_x, h_y, c_log, c_lin, a: initial values.
 
     Example:
         >>> import torch, maskc as mc
         >>> from maskc.nn import MomentumAttentionBlock
         >>> blk = MomentumAttentionBlock(32, 4, mc.causal() & mc.window(8), backend="reference")
-        >>> x, y, t = blk(torch.randn(2, 20, 32))
-        >>> x.shape, y.shape, float(t) > 1
-        (torch.Size([2, 20, 32]), torch.Size([2, 20, 32]), True)
+        >>> x, u, t = blk(torch.randn(2, 20, 32))
+        >>> x.shape, u.shape, round(t.item(), 3)
+        (torch.Size([2, 20, 32]), torch.Size([2, 20, 32]), 1.5)
     """
 
     def __init__(self, d_model: int, num_heads: int, pattern: PatternLike | None = None,
-                 scheme: Scheme = "conformal_symplectic", force: Literal["auto", "query", "full"] = "auto",
-                 backend: str = "auto", block: int | tuple[int, int] = 128, h_x: float = 1.0, h_y: float = 1.0,
-                 c_log: float = 3.0, c_lin: float = 1e-4, bias: bool = True) -> None:
+                 scheme: Scheme = "damp_kick", form: Form = "velocity",
+                 force: Literal["auto", "query", "full"] = "auto", backend: str = "auto",
+                 block: int | tuple[int, int] = 128, h_x: float = 0.5, h_y: float = 0.5, c_log: float = 3.0,
+                 c_lin: float = 1e-4, a: float = 0.9, bias: bool = True) -> None:
         super().__init__()
         self.head_dim = check_embed(d_model, num_heads, "d_model")
+        if scheme in _REMOVED:
+            raise ValueError(f"scheme {scheme!r} is not offered: {_REMOVED[scheme]}")
         if scheme not in _SCHEMES:
             raise ValueError(f"scheme must be one of {_SCHEMES}, got {scheme!r}")
+        if form not in ("velocity", "hamiltonian"):
+            raise ValueError(f"form must be 'velocity' or 'hamiltonian', got {form!r}")
         if force not in ("auto", "query", "full"):
             raise ValueError(f"force must be 'auto', 'query' or 'full', got {force!r}")
+        if force != "auto" and form != "hamiltonian":
+            raise ValueError("force= chooses the autograd side of form='hamiltonian'; the velocity form has no "
+                             "autograd force (it is causal by construction): drop force= or pass form='hamiltonian'")
         for name, val in (("h_x", h_x), ("h_y", h_y), ("c_log", c_log), ("c_lin", c_lin)):
             if not val > 0:
                 raise ValueError(f"{name} must be > 0, got {val}")
-        self.d_model, self.num_heads, self.scheme, self.force, self.backend = d_model, num_heads, scheme, force, backend
+        if not 0.0 < a < 1.0:
+            raise ValueError(f"a must be in (0, 1), got {a}")
+        self.d_model, self.num_heads, self.scheme, self.form, self.force = d_model, num_heads, scheme, form, force
+        self.backend = backend
         self.pattern = check_pattern(_default_pattern(pattern), num_heads, type(self).__name__)
         self.norm = nn.LayerNorm(d_model)
+        self.norm_u = nn.LayerNorm(d_model)
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.c_B = nn.Linear(d_model, d_model, bias=False)
-        with torch.no_grad():
-            self.c_B.weight.copy_(torch.eye(d_model))
+        if form == "velocity":
+            self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+            self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        else:
+            self.c_B = nn.Linear(d_model, d_model, bias=False)
+            with torch.no_grad():
+                self.c_B.weight.copy_(torch.eye(d_model))
         self.rho_x = nn.Parameter(torch.tensor(_inv_softplus(h_x)))
         self.rho_y = nn.Parameter(torch.tensor(_inv_softplus(h_y)))
         self.rho_clog = nn.Parameter(torch.tensor(_inv_softplus(c_log)))
         self.rho_clin = nn.Parameter(torch.tensor(_inv_softplus(c_lin)))
-        self.a_logit = nn.Parameter(torch.tensor(math.log(0.9 / 0.1)))
+        if scheme == "momentum":
+            self.a_logit = nn.Parameter(torch.tensor(math.log(a / (1 - a))))
         self._layouts = LayoutCache(self.pattern, block, num_heads)
         self._causal: dict[int, tuple[Layout, bool]] = {}
 
@@ -132,9 +175,11 @@ class MomentumAttentionBlock(nn.Module):
     def h_y(self) -> torch.Tensor:
         return F.softplus(self.rho_y)
 
-    def damping(self, t) -> torch.Tensor:
-        """α(t) = c_log / t + c_lin."""
-        return F.softplus(self.rho_clog) / t + F.softplus(self.rho_clin)
+    def damping(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Δη, σ) over the step from t: Δη = c_log ln(1 + h_X/t) + c_lin h_X, σ = exp(−Δη)."""
+        hx = self.h_x
+        deta = F.softplus(self.rho_clog) * torch.log1p(hx / t) + F.softplus(self.rho_clin) * hx
+        return deta, torch.exp(-deta)
 
     def layout(self, seq_len: int) -> Layout:
         """The compiled layout at this length (for a Plan: its pattern compiled, for row counts)."""
@@ -151,84 +196,102 @@ class MomentumAttentionBlock(nn.Module):
             hit = self._causal[id(lay)] = (lay, layout_is_causal(lay))
         return hit[1]
 
-    def energy(self, xq: torch.Tensor, xk: torch.Tensor, y: torch.Tensor):
-        """(H summed over the batch, z̄ [B, H, T]); queries from xq, keys from xk (both x̂)."""
+    # ---- forces
+    def velocity_force(self, xn: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """G̃ [B, T, d] at x̂ = LN(X) = ``xn`` and velocity ``u``: one maskc attention call."""
+        nh, dh = self.num_heads, self.head_dim
+        q = split_heads(self.q_proj(xn), nh)
+        k = split_heads(self.k_proj(xn), nh)
+        v = split_heads(self.v_proj(xn), nh)
+        uh = split_heads(u, nh)
+        s = (uh * uh).sum(-1, keepdim=True)  # [B, H, T, 1]
+        zeros = torch.zeros_like(q)
+        out = attend(torch.cat([q, zeros], -1), torch.cat([k, zeros], -1), torch.cat([v, s * v], -1),
+                     self._layouts.get(xn.shape[1]), resolve_backend(self.backend, q), scale=1.0 / math.sqrt(dh))
+        pv, psv = out.split(dh, dim=-1)
+        return self.out_proj(merge_heads(0.5 * ((s - 2.0) * pv + psv)))
+
+    def hamiltonian_terms(self, xq: torch.Tensor, xk: torch.Tensor, p: torch.Tensor):
+        """(H summed over the batch, z [B, H, T]) of the literal form; queries from xq, keys from xk."""
         B, T, _ = xq.shape
         nh = self.num_heads
-        lay = self.layout(T)
+        if T > MAX_DENSE_LEN:
+            raise ValueError(f"form='hamiltonian' is a dense O(T²) reference and T={T} > {MAX_DENSE_LEN}; "
+                             "use form='velocity' (any length, any backend)")
+        mask = torch.from_numpy(dense_mask(self.layout(T))).to(xq.device)  # [H or 1, T, T]
         q = split_heads(self.q_proj(xq), nh)
         k = split_heads(self.k_proj(xk), nh)
-        _, lse = attend(q, k, k, self._layouts.get(T), resolve_backend(self.backend, q), return_lse=True)
-        counts = torch.as_tensor(lay.row_counts(), device=xq.device)  # [Hl, T]
-        log_n = torch.log(counts.clamp_min(1).to(lse.dtype))[None]
-        zbar = torch.exp(lse - log_n)  # [B, H, T] row mean of the kernel
-        zbar = torch.where(counts[None] > 0, zbar, torch.ones_like(zbar))
-        By = split_heads(self.c_B(y), nh)
-        yh = split_heads(y, nh)
-        kinetic = ((yh * By).sum(-1).to(zbar.dtype) / zbar).sum()
-        Hval = 0.5 * kinetic - 0.5 * zbar.sum()
-        return Hval, zbar
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        E = torch.where(mask, torch.exp(scores.clamp(-SCORE_CLAMP, SCORE_CLAMP)), torch.zeros_like(scores))
+        z = E.sum(-1) / T
+        z = torch.where(mask.any(-1), z, torch.ones_like(z))
+        ph = split_heads(p, nh)
+        kinetic = ((ph * split_heads(self.c_B(p), nh)).sum(-1) / z).sum()
+        return 0.5 * kinetic - 0.5 * z.sum(), z
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, t: float | torch.Tensor | None = None):
-        """x, y: [batch, seq, d_model] (y defaults to zeros) -> (x_next, y_next, t_next)."""
-        B, T = check_input(x, self.d_model, type(self).__name__, param=self.q_proj.weight)
-        if y is None:
-            y = torch.zeros_like(x)
-        elif not isinstance(y, torch.Tensor) or y.shape != x.shape:
-            raise ValueError(f"{type(self).__name__}: velocity y must have x's shape {tuple(x.shape)}, got "
-                             f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
-        else:
-            check_dtype(y, self.q_proj.weight, type(self).__name__, "velocity y")
-        t = torch.as_tensor(1.0 if t is None else t, dtype=x.dtype, device=x.device)
-        if not bool(torch.all(t > 0)):
-            raise ValueError(f"time t must be > 0, got {t}")
-        lay = self.layout(T)
-        query_only = self._query_only(lay)
-        # the force must stay differentiable whenever autograd records (training *and* eval:
-        # otherwise gradients of an eval-mode forward would silently miss the force terms)
+    def _hamiltonian_force(self, x: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        query_only = self._query_only(self.layout(x.shape[1]))
+        # the force must stay differentiable whenever autograd records (train *and* eval mode)
         create = torch.is_grad_enabled()
         with torch.enable_grad():
             xn = self.norm(x if create else x.detach())
             if not xn.requires_grad:
                 xn = xn.detach().requires_grad_(True)
-            # query_only: differentiate H through the queries only (a separate graph node for
-            # the query side); the keys stay in the graph so training gradients reach them
+            # query_only: a separate graph node for the query side; keys stay in the training graph
             xq = xn.view_as(xn) if query_only else xn
-            Hval, zbar = self.energy(xq, xn, y if create else y.detach())
-            (dH,) = torch.autograd.grad(Hval, xq, create_graph=create)
-        G = -dH.to(x.dtype)
-        if not create:
-            zbar = zbar.detach()
-        hx, hy = self.h_x, self.h_y
-        deta = F.softplus(self.rho_clog) * torch.log1p(hx / t) + F.softplus(self.rho_clin) * hx
-        sigma = torch.exp(-deta)
-        if self.scheme == "conformal_symplectic":
-            y_new = sigma * (y + hy * G)
-        elif self.scheme == "exponential_euler":
-            y_new = sigma * y + hy * ((1 - sigma) / deta) * G
-        elif self.scheme == "damped_euler":
-            y_new = (1 - deta) * y + hy * G
+            H, z = self.hamiltonian_terms(xq, xn, p if create else p.detach())
+            (dH,) = torch.autograd.grad(H, xq, create_graph=create)
+        return -dH, (z if create else z.detach())
+
+    # ---- one step
+    def forward(self, x: torch.Tensor, u: torch.Tensor | None = None, t: float | torch.Tensor | None = None):
+        """x, u: [batch, seq, d_model] (u defaults to zeros), t > 0 (default 1) -> (x_next, u_next, t_next)."""
+        B, T = check_input(x, self.d_model, type(self).__name__, param=self.q_proj.weight)
+        if u is None:
+            u = torch.zeros_like(x)
+        elif not isinstance(u, torch.Tensor) or u.shape != x.shape:
+            raise ValueError(f"{type(self).__name__}: velocity u must have x's shape {tuple(x.shape)}, got "
+                             f"{tuple(u.shape) if isinstance(u, torch.Tensor) else type(u).__name__}")
         else:
-            y_new = torch.sigmoid(self.a_logit) * y + hy * G
-        y_force = y if self.scheme == "damped_euler" else y_new
-        nh = self.num_heads
-        Fh = split_heads(self.c_B(y_force), nh) / zbar.to(x.dtype).unsqueeze(-1)
-        x_new = x + hx * Fh.transpose(1, 2).reshape(B, T, self.d_model)
-        return x_new, y_new, t + hx
+            check_dtype(u, self.q_proj.weight, type(self).__name__, "velocity u")
+        t = torch.as_tensor(1.0 if t is None else t, dtype=x.dtype, device=x.device)
+        if not bool(torch.all(t > 0)):
+            raise ValueError(f"time t must be > 0, got {t}")
+        if self.form == "velocity":
+            G, z = self.velocity_force(self.norm(x), u), None
+        else:
+            G, z = self._hamiltonian_force(x, u)
+        deta, sigma = self.damping(t)
+        hx, hy = self.h_x, self.h_y
+        if self.scheme == "damp_kick":
+            u_new = self.norm_u(sigma * u + hy * G)
+        elif self.scheme == "kick_damp":
+            u_new = sigma * self.norm_u(u + hy * G)
+        elif self.scheme == "exponential_euler":
+            u_new = self.norm_u(sigma * u + hy * (-torch.expm1(-deta) / deta) * G)
+        else:
+            u_new = self.norm_u(torch.sigmoid(self.a_logit) * u + hy * G)
+        if z is None:
+            step = u_new
+        else:
+            step = merge_heads(split_heads(self.c_B(u_new), self.num_heads) / z.to(x.dtype).unsqueeze(-1))
+        return x + hx * step, u_new, t + hx
 
     def extra_repr(self) -> str:
-        return (f"d_model={self.d_model}, num_heads={self.num_heads}, scheme={self.scheme!r}, "
+        return (f"d_model={self.d_model}, num_heads={self.num_heads}, form={self.form!r}, scheme={self.scheme!r}, "
                 f"pattern={describe(self.pattern)!r}")
 
 
 class NesterovAttentionBlock(nn.Module):
-    """Nesterov attention block (SPEC D, the simple form):
-    ``v+ = β v + h · Attn(LN(x + μ v))``, ``x+ = x + v+``.
+    """Nesterov attention block: ``v+ = β v + h · Attn(LN(x + μ v))``, ``x+ = x + v+``.
 
-    β = sigmoid(·) learned from ``beta`` (0.9), μ learned from ``mu`` (default β's initial
-    value: the Nesterov look-ahead), h learned through softplus from ``h`` (1.0). Attn is a
-    :class:`SparseSelfAttention` over any maskc pattern, layout or plan (default ``mc.causal()``),
-    so the block is causal whenever the pattern is. One attention evaluation per block.
+    The simple Nesterov (look-ahead momentum) scaffold around a classic attention; the
+    SympFormer authors' later experiments use this scaffold. β = sigmoid(·) learned from
+    ``beta`` (0.9), μ learned from ``mu`` (default β's initial value: the Nesterov
+    look-ahead), h learned through softplus from ``h`` (1.0). Attn is a
+    :class:`SparseSelfAttention` over any maskc pattern, layout or plan (default
+    ``mc.causal()``), so the block is causal whenever the pattern is. One attention
+    evaluation per block.
 
     ``forward(x, v=None)`` returns ``(x_next, v_next)``; v starts at zero.
 

@@ -59,9 +59,12 @@ def test_sympformer_vs_classic(tmp_path, capsys):
     mod = load("sympformer_vs_classic")
     js = tmp_path / "s.json"
     assert mod.main(["--smoke", "--json", str(js)]) == 0
-    hist = json.loads(js.read_text())["hist"]
-    assert set(hist) == {"classic", "momentum", "nesterov"}
-    for h in hist.values():
-        assert all(np.isfinite(h["val"])) and len(h["val"]) == 2
+    tasks = json.loads(js.read_text())["tasks"]
+    assert set(tasks) == {"copy", "chars"}
+    for task in tasks.values():
+        assert len(task["runs"]) == 2  # seeds
+        for hist in task["runs"].values():
+            assert set(hist) == {"classic", "momentum", "nesterov"}
+            assert all(np.isfinite(h["val"]).all() and len(h["val"]) == 2 for h in hist.values())
     assert "equal wall-clock" in capsys.readouterr().out
 

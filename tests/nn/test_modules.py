@@ -361,106 +361,6 @@ def test_entropy_hinge():
         entropy_hinge(torch.full((1, 2), 0.5))
 
 
-# ------------------------------------------------------------ SPEC D SympFormer
-SCHEMES = ["conformal_symplectic", "exponential_euler", "damped_euler", "momentum"]
-
-
-@pytest.mark.parametrize("scheme", SCHEMES)
-@pytest.mark.parametrize("training", [True, False])
-def test_momentum_block_causal(scheme, training):
-    torch.manual_seed(7)
-    blk = MomentumAttentionBlock(12, 3, mc.causal() & (mc.window(3) | mc.offsets("primes")), scheme=scheme,
-                                 backend=REF, block=8)
-    blk.train(training)
-    y0 = torch.randn(2, 23, 12)
-
-    def run(x):
-        y = y0.clone()
-        y[:, 9:] = 0  # future velocities may differ too: reset them in the second call below
-        x1, y1, _ = blk(x, y)
-        x2, y2, _ = blk(x1, y1, torch.tensor(2.0))
-        return torch.cat([x2, y2], -1)
-
-    assert_causal(type("W", (torch.nn.Module,), {"forward": lambda self, x: run(x)})(), 12)
-
-
-def test_momentum_full_force_would_leak_with_causal_pattern():
-    torch.manual_seed(8)
-    blk = MomentumAttentionBlock(8, 2, mc.causal(), force="full", backend=REF, block=8)
-    x = torch.randn(1, 12, 8)
-    x2 = x.clone()
-    x2[:, 8:] += 1.0
-    a = blk(x)[1]
-    b = blk(x2)[1]
-    assert not torch.equal(a[:, :8], b[:, :8])  # the key-side term sees later queries
-    blk.force = "auto"
-    assert torch.equal(blk(x)[1][:, :8], blk(x2)[1][:, :8])
-
-
-def test_momentum_block_first_step_and_time():
-    torch.manual_seed(9)
-    blk = MomentumAttentionBlock(8, 2, mc.causal() & mc.window(2), backend=REF, block=8).double()
-    x = torch.randn(2, 10, 8, dtype=torch.float64)
-    xn, yn, t = blk(x)
-    hx = float(blk.h_x.detach())
-    assert float(t) == pytest.approx(1.0 + hx)
-    # damping: σ = exp(-(c_log ln(1 + h/t) + c_lin h)) at t = 1 with c_log = 3, c_lin = 1e-4
-    c_log = float(torch.nn.functional.softplus(blk.rho_clog.detach()))
-    c_lin = float(torch.nn.functional.softplus(blk.rho_clin.detach()))
-    assert c_log == pytest.approx(3.0, rel=1e-6) and c_lin == pytest.approx(1e-4, rel=1e-5)
-    sigma = math.exp(-(c_log * math.log1p(hx) + c_lin * hx))
-    # Y starts at zero: Y+ = σ h_Y G, and G = -dH/dx̂ at Y = 0 = ½ d(Σ z̄)/dx̂ (query side)
-    with torch.enable_grad():
-        xh = blk.norm(x).detach().requires_grad_(True)
-        H, zbar = blk.energy(xh, xh.detach(), torch.zeros_like(x))
-        (g,) = torch.autograd.grad(H, xh)
-    torch.testing.assert_close(yn, sigma * float(blk.h_y.detach()) * (-g), rtol=1e-9, atol=1e-12)
-    # X+ = X + h_X c_B(Y+) / z̄ with c_B = identity at init
-    F = (yn.view(2, 10, 2, 4).transpose(1, 2) / zbar[..., None]).transpose(1, 2).reshape(2, 10, 8)
-    torch.testing.assert_close(xn, x + hx * F, rtol=1e-9, atol=1e-12)
-
-
-def test_momentum_block_gradcheck_and_training_grads():
-    torch.manual_seed(10)
-    blk = MomentumAttentionBlock(4, 2, mc.causal() & mc.window(2), backend=REF, block=4).double().train()
-    x = torch.randn(1, 6, 4, dtype=torch.float64, requires_grad=True)
-    y = 0.1 * torch.randn(1, 6, 4, dtype=torch.float64)
-    y.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda a, b: torch.cat(blk(a, b)[:2], -1), (x, y))
-    out = blk(x.float().detach().requires_grad_(True).double(), y)[0].sum()
-    out.backward()
-    for name in ("rho_x", "rho_y", "rho_clog", "rho_clin"):
-        assert getattr(blk, name).grad is not None and torch.isfinite(getattr(blk, name).grad)
-    assert blk.q_proj.weight.grad.abs().sum() > 0 and blk.k_proj.weight.grad.abs().sum() > 0
-
-
-def test_momentum_block_errors():
-    with pytest.raises(ValueError, match="scheme"):
-        MomentumAttentionBlock(8, 2, scheme="leapfrog")
-    blk = MomentumAttentionBlock(8, 2, backend=REF)
-    with pytest.raises(ValueError, match="velocity"):
-        blk(torch.randn(1, 5, 8), torch.randn(1, 4, 8))
-    with pytest.raises(ValueError, match="t must be > 0"):
-        blk(torch.randn(1, 5, 8), None, 0.0)
-    lay = mc.compile(mc.full(), 7, block=4)
-    assert MomentumAttentionBlock(8, 2, lay, backend=REF)(torch.randn(1, 7, 8))[0].shape == (1, 7, 8)
-
-
-def test_nesterov_block():
-    torch.manual_seed(11)
-    blk = NesterovAttentionBlock(12, 3, mc.causal() & mc.window(4), backend=REF, block=8)
-    assert_causal(type("W", (torch.nn.Module,), {"forward": lambda self, x: torch.cat(blk(*blk(x)), -1)})(), 12)
-    x = torch.randn(2, 9, 12)
-    v = torch.randn(2, 9, 12)
-    x1, v1 = blk(x, v)
-    a, _ = blk.attn(blk.norm(x + blk.mu * v))
-    torch.testing.assert_close(v1, torch.sigmoid(blk.beta_logit) * v + torch.nn.functional.softplus(blk.rho_h) * a)
-    torch.testing.assert_close(x1, x + v1)
-    blkd = blk.double()
-    xx = torch.randn(1, 5, 12, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: blkd(t)[0], (xx,))
-
-
 # ------------------------------------------------------------ helpers
 def test_layout_is_causal():
     for p, expect in [(mc.causal(), True), (mc.causal() & mc.window(3), True), (mc.window(2, 1), False),
@@ -470,16 +370,6 @@ def test_layout_is_causal():
 
 
 # ------------------------------------------------------------ review fixes
-def _perturbed_pair(T: int, d: int, t0: int, seed: int, n: int = 1):
-    """n inputs [2, T, d] and copies whose positions >= t0 are redrawn."""
-    g = torch.Generator().manual_seed(seed)
-    a = [torch.randn(2, T, d, generator=g) for _ in range(n)]
-    b = [t.clone() for t in a]
-    for t in b:
-        t[:, t0:] = torch.randn(2, T - t0, d, generator=g)
-    return a, b
-
-
 def _causal_configs():
     """Every causal configuration of every module: name -> (module, width)."""
     torch.manual_seed(12)
@@ -511,76 +401,6 @@ def test_every_causal_configuration_is_exactly_causal(name):
         assert_causal(module, d)
 
 
-def _momentum_configs():
-    torch.manual_seed(13)
-    pat = mc.causal() & (mc.window(2) | mc.offsets("primes"))
-    return {
-        "query": MomentumAttentionBlock(8, 2, mc.causal(), force="query", backend=REF, block=8),
-        "auto/layout": MomentumAttentionBlock(8, 2, mc.compile(pat, 23, block=8), backend=REF),
-        "auto/plan": MomentumAttentionBlock(8, 2, mc.plan(pat, 23, block=8, head_dim=4), backend=REF),
-        "auto/per-head": MomentumAttentionBlock(8, 2, mc.heads([mc.causal() & mc.window(1), pat]), backend=REF,
-                                                block=8),
-        "auto/exponential_euler": MomentumAttentionBlock(8, 2, pat, scheme="exponential_euler", backend=REF, block=8),
-    }
-
-
-@pytest.mark.parametrize("name", list(_momentum_configs()))
-@pytest.mark.parametrize("training", [True, False])
-def test_momentum_block_causal_in_x_and_y(name, training):
-    """Future positions *and* future velocities never change past outputs (two chained blocks)."""
-    blk = _momentum_configs()[name].train(training)
-    (x, y), (x2, y2) = _perturbed_pair(23, 8, 9, seed=14, n=2)
-
-    def run(x, y):
-        x1, y1, t1 = blk(x, 0.3 * y)
-        return torch.cat(blk(x1, y1, t1)[:2], -1)
-
-    a, b = run(x, y), run(x2, y2)
-    assert torch.equal(a[:, :9], b[:, :9]) and not torch.equal(a[:, 9:], b[:, 9:])
-
-
-def test_nesterov_block_causal_in_x_and_v():
-    torch.manual_seed(15)
-    blk = NesterovAttentionBlock(8, 2, mc.causal() & mc.offsets([0, 1, 4]), backend=REF, block=8)
-    (x, v), (x2, v2) = _perturbed_pair(23, 8, 9, seed=16, n=2)
-    a, b = torch.cat(blk(*blk(x, v)), -1), torch.cat(blk(*blk(x2, v2)), -1)
-    assert torch.equal(a[:, :9], b[:, :9]) and not torch.equal(a[:, 9:], b[:, 9:])
-
-
-def test_momentum_block_gradcheck_in_eval_mode():
-    """Before the fix the force was detached in eval mode, so this gradcheck failed."""
-    torch.manual_seed(17)
-    blk = MomentumAttentionBlock(4, 2, mc.causal() & mc.window(2), backend=REF, block=4).double().eval()
-    x = torch.randn(1, 6, 4, dtype=torch.float64, requires_grad=True)
-    y = (0.1 * torch.randn(1, 6, 4, dtype=torch.float64)).requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda a, b: torch.cat(blk(a, b)[:2], -1), (x, y))
-
-
-@pytest.mark.parametrize("scheme", SCHEMES)
-def test_momentum_block_gradcheck_parameters(scheme):
-    """Gradients of the learned scalars (step sizes, damping, a) and of W_q against finite differences."""
-    torch.manual_seed(18)
-    blk = MomentumAttentionBlock(4, 2, mc.causal() & mc.window(2), scheme=scheme, backend=REF, block=4).double()
-    x = torch.randn(1, 5, 4, dtype=torch.float64)
-    y = 0.5 * torch.randn(1, 5, 4, dtype=torch.float64)
-    names = ["rho_x", "rho_y", "rho_clog", "rho_clin", "a_logit", "q_proj.weight"]
-    params = dict(blk.named_parameters())
-
-    def f(*vals):
-        out = torch.func.functional_call(blk, {**params, **dict(zip(names, vals))}, (x, y, torch.tensor(1.5)))
-        return torch.cat(out[:2], -1)
-
-    vals = tuple(params[n].detach().clone().requires_grad_(True) for n in names)
-    assert torch.autograd.gradcheck(f, vals)
-
-
-def test_momentum_causal_flag_cache_survives_id_reuse():
-    blk = MomentumAttentionBlock(8, 2, mc.causal(), backend=REF, block=8)
-    lay = blk.layout(12)
-    blk._causal[id(lay)] = (mc.compile(mc.full(), 12, block=8), False)  # a stale entry under a reused id
-    assert blk._query_only(lay) is True
-
-
 def test_dense_mask_cache_survives_id_reuse():
     from maskc.nn._functional import _DENSE_CACHE, dense_mask
 
@@ -602,11 +422,6 @@ def test_modules_accept_a_plan():
     assert "plan(" in repr(by_plan)
     with pytest.raises(ValueError, match="plan was made for q_len=20"):
         by_plan(torch.randn(1, 21, 8))
-    mom = MomentumAttentionBlock(8, 2, pl, backend=REF)
-    ref = MomentumAttentionBlock(8, 2, pat, backend=REF, block=8)
-    ref.load_state_dict(mom.state_dict())
-    for a, b in zip(mom(x), ref(x)):
-        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize("make", [
@@ -634,16 +449,3 @@ def test_docstring_examples_run(mod):
 
     res = doctest.testmod(importlib.import_module(f"maskc.nn.{mod}"), optionflags=doctest.ELLIPSIS)
     assert res.attempted > 0 and res.failed == 0
-
-
-def test_momentum_block_one_attention_evaluation(monkeypatch):
-    """SPEC D: one oracle call (attention evaluation) per block, like a classic block."""
-    import maskc.nn.sympformer as S
-
-    calls = []
-    real = S.attend
-    monkeypatch.setattr(S, "attend", lambda *a, **k: calls.append(1) or real(*a, **k))
-    blk = MomentumAttentionBlock(8, 2, mc.causal() & mc.window(2), backend=REF, block=8)
-    x, y, t = blk(torch.randn(1, 7, 8))
-    blk(x, y, t)[0].sum().backward()
-    assert len(calls) == 2  # two blocks' forward passes; the force's backward adds none
