@@ -1,0 +1,294 @@
+"""The torch backend: block-sparse attention over any Layout with plain torch ops, forward and backward.
+
+Runs on any torch device (the fast path on CPU; CUDA without Triton), for float16,
+bfloat16, float32 (accumulated in float32) and float64, with torch autograd, and is the
+backend ``backend="auto"`` picks for CPU torch tensors.
+
+How it works:
+
+* **Units.** The (batch element, head) pairs that share a stored slice of the layout
+  run together as one batch of ``bmm``. For a one-head layout the query heads of a
+  grouped-query group are folded into the rows of a tile (``group x block_q`` rows read
+  the same key block of their shared K/V head), so K and V are never repeated per query
+  head; a per-head layout reads its K/V head through the gather index instead.
+* **Chunks** (:mod:`maskc.backends.torch_blocks`): query-block rows bucketed by how many
+  key blocks they read; each chunk is one gather of its key blocks, one ``bmm`` for the
+  scores and one for the output. Only padding slots, PARTIAL blocks and FULL blocks on
+  the ragged key tail are masked.
+* **Backward** recomputes the scores chunk by chunk from the saved log-sum-exp
+  (flash-attention style, memory O(chunk)); the gradient of lse is honoured.
+* **Dropout** on the attention probabilities (as ``nn.MultiheadAttention`` in training):
+  each chunk draws its keep-mask from a generator seeded by ``(seed, chunk)``, so the
+  backward regenerates exactly the forward's mask without storing it.
+* **Exact rows.** A row with no allowed key gives 0 and lse -inf. Values (NaN, inf) at
+  keys a row may not attend never reach it: when k or v holds a non-finite value the
+  kernel computes with it zeroed and marks NaN exactly the outputs that attended it
+  (one ``isfinite`` pass when every value is finite).
+
+Example:
+    >>> import torch, maskc as mc
+    >>> from maskc.backends.torch_backend import attention_torch
+    >>> lay = mc.compile(mc.causal() & mc.window(4), q_len=10, block=4)
+    >>> q = torch.randn(2, 4, 10, 8, requires_grad=True)
+    >>> kv = torch.randn(2, 2, 10, 8)
+    >>> out, lse = attention_torch(q, kv, kv, lay, scale=0.35)
+    >>> out.sum().backward()
+    >>> out.shape, q.grad.shape, lse.dtype
+    (torch.Size([2, 4, 10, 8]), torch.Size([2, 4, 10, 8]), torch.float32)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from maskc.backends.softmax import accumulation_dtype, finite_or_zero, safe_lse, split_nonfinite
+from maskc.backends.torch_blocks import chunk_plan, mask_table
+from maskc.ir.cache import LayoutCache
+from maskc.ir.layout import Layout
+
+Tensor = torch.Tensor
+_DEVICE_PLANS = LayoutCache("maskc.backends.torch_backend")
+
+
+def is_available() -> tuple[bool, str]:
+    """torch is importable (this module imports it): always ``(True, 'ok')``."""
+    return True, "ok"
+
+
+@dataclass(frozen=True)
+class Arrangement:
+    """How q / k / v map onto the kernel's ``[units, rows, tile rows, head_dim]`` tensors.
+
+    ``fold`` (one-head layout): units are (batch / Bl, kv head) pairs and the GQA group's
+    query heads are folded into the tile rows. Otherwise units are batch elements and
+    every (batch element of the layout, q head) pair is a stored slice.
+    """
+
+    batch: int
+    q_heads: int
+    kv_heads: int
+    layout_batch: int
+    fold: bool
+
+    @classmethod
+    def of(cls, q: Tensor, k: Tensor, layout: Layout) -> "Arrangement":
+        return cls(int(q.shape[0]), int(q.shape[1]), int(k.shape[1]), int(layout.batch), layout.heads == 1)
+
+    @property
+    def group(self) -> int:
+        return self.q_heads // self.kv_heads
+
+    @property
+    def units(self) -> int:
+        bb = self.batch // self.layout_batch
+        return bb * self.kv_heads if self.fold else bb
+
+    @property
+    def fold_rows(self) -> int:
+        """Query heads stacked in one tile (the GQA group when folding, else 1)."""
+        return self.group if self.fold else 1
+
+    @property
+    def kv_div(self) -> int:
+        """Stored slice s reads K/V slice ``s // kv_div``."""
+        return 1 if self.fold else self.group
+
+    def _q_shape(self, n_blocks: int, blk: int, d: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        shape = (self.layout_batch, self.batch // self.layout_batch, self.kv_heads, self.group, n_blocks, blk, d)
+        perm = (1, 2, 0, 4, 3, 5, 6) if self.fold else (1, 0, 2, 3, 4, 5, 6)
+        return shape, perm
+
+    def _kv_shape(self, n_blocks: int, blk: int, d: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        shape = (self.layout_batch, self.batch // self.layout_batch, self.kv_heads, n_blocks, blk, d)
+        perm = (1, 2, 0, 3, 4, 5) if self.fold else (1, 0, 2, 3, 4, 5)
+        return shape, perm
+
+    def q_units(self, x: Tensor, n_blocks: int, blk: int) -> Tensor:
+        """``[B, Hq, N, D]`` -> ``[units, slices * n_blocks, fold_rows * blk, D]`` (zero padded)."""
+        shape, perm = self._q_shape(n_blocks, blk, x.shape[-1])
+        x = _pad_seq(x, n_blocks * blk).reshape(shape).permute(perm)
+        return x.reshape(self.units, -1, self.fold_rows * blk, x.shape[-1])
+
+    def q_back(self, y: Tensor, n_blocks: int, blk: int, n: int) -> Tensor:
+        """Inverse of :meth:`q_units`, cut to ``n`` rows: ``[B, Hq, n, D]``."""
+        shape, perm = self._q_shape(n_blocks, blk, y.shape[-1])
+        y = y.reshape(tuple(shape[i] for i in perm)).permute(tuple(np.argsort(perm)))
+        return y.reshape(self.batch, self.q_heads, n_blocks * blk, y.shape[-1])[:, :, :n]
+
+    def kv_units(self, x: Tensor, n_blocks: int, blk: int) -> Tensor:
+        """``[B, Hkv, M, D]`` -> ``[units, kv slices * n_blocks, blk, D]`` (zero padded)."""
+        shape, perm = self._kv_shape(n_blocks, blk, x.shape[-1])
+        x = _pad_seq(x, n_blocks * blk).reshape(shape).permute(perm)
+        return x.reshape(self.units, -1, blk, x.shape[-1])
+
+    def kv_back(self, y: Tensor, n_blocks: int, blk: int, m: int) -> Tensor:
+        """Inverse of :meth:`kv_units`, cut to ``m`` keys: ``[B, Hkv, m, D]``."""
+        shape, perm = self._kv_shape(n_blocks, blk, y.shape[-1])
+        y = y.reshape(tuple(shape[i] for i in perm)).permute(tuple(np.argsort(perm)))
+        return y.reshape(self.batch, self.kv_heads, n_blocks * blk, y.shape[-1])[:, :, :m]
+
+
+def _pad_seq(x: Tensor, n: int) -> Tensor:
+    L = x.shape[2]
+    return x if L == n else torch.nn.functional.pad(x, (0, 0, 0, n - L))
+
+
+@dataclass(frozen=True)
+class _DeviceChunk:
+    rows: Tensor  # int64 [c]: global rows (slice * n_qb + qb)
+    kidx: Tensor  # int64 [c, K]: global K/V block (kv slice * (n_kb + 1) + kb; padding -> the zero block)
+    mask_rows: Tensor
+    mask_slots: Tensor
+    drop: Tensor | None  # bool [n, Bq, Bk]: True where the slot's score is masked out
+    K: int
+
+
+def _device_chunks(layout: Layout, unit: int, kv_div: int, device: torch.device) -> list[_DeviceChunk]:
+    def make() -> list[_DeviceChunk]:
+        n_qb, n_kb = layout.n_qb, layout.n_kb
+        drop_table = torch.from_numpy(~mask_table(layout)).to(device)
+        out = []
+        for c in chunk_plan(layout, unit):
+            kv_slice = (c.rows // n_qb) // kv_div
+            kidx = kv_slice[:, None] * (n_kb + 1) + np.where(c.kb >= 0, c.kb, n_kb)
+            drop = drop_table[torch.from_numpy(c.mask_codes).to(device)] if c.mask_codes.size else None
+            out.append(_DeviceChunk(torch.from_numpy(c.rows).to(device), torch.from_numpy(kidx).to(device),
+                                    torch.from_numpy(c.mask_rows).to(device), torch.from_numpy(c.mask_slots).to(device),
+                                    drop, c.K))
+        return out
+
+    return _DEVICE_PLANS.get(layout, ("chunks", int(unit), int(kv_div), str(device)), make)
+
+
+def _scores(qs: Tensor, kg: Tensor, ch: _DeviceChunk, block_q: int) -> Tensor:
+    """``qs @ kg^T`` (kg ``[U, c, K, Bk, D]``) with the chunk's masks applied (-inf outside): ``[U, c, rows, K * Bk]``."""
+    U, c, RB, D = qs.shape
+    kg = kg.reshape(U * c, -1, D)
+    L = kg.shape[1]
+    s = torch.bmm(qs.reshape(U * c, RB, D), kg.transpose(1, 2)).view(U, c, RB, L)
+    if ch.drop is not None:
+        s6 = s.view(U, c, RB // block_q, block_q, ch.K, L // ch.K)
+        blk = s6[:, ch.mask_rows, :, :, ch.mask_slots, :]  # [n, U, R, Bq, Bk]
+        s6[:, ch.mask_rows, :, :, ch.mask_slots, :] = blk.masked_fill_(ch.drop[:, None, None], float("-inf"))
+    return s
+
+
+def _keep_mask(shape, seed: int, chunk: int, p: float, device, dtype) -> Tensor:
+    """The dropout keep-mask of one chunk, scaled by 1 / (1 - p); the same for the same (seed, chunk)."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed((seed * 1_000_003 + chunk * 7_919 + 17) % (1 << 63))
+    keep = torch.rand(shape, generator=gen, device=device, dtype=dtype) >= p
+    return keep.to(dtype).mul_(1.0 / (1.0 - p))
+
+
+class _BlockSparse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, layout, arr, scale, p_drop, seed):
+        N, M, Dv = q.shape[2], k.shape[2], v.shape[-1]
+        Bq, Bk, n_qb, n_kb = layout.block_q, layout.block_k, layout.n_qb, layout.n_kb
+        acc = accumulation_dtype(q.dtype)
+        U = arr.units
+        v_clean, v_bad = split_nonfinite(v)
+        qp = arr.q_units(q.to(acc), n_qb, Bq) * scale
+        kp = arr.kv_units(k.to(acc), n_kb + 1, Bk)  # block n_kb of every kv slice: the zero dummy
+        vp = arr.kv_units(v_clean.to(acc), n_kb + 1, Bk)
+        badp = arr.kv_units(v_bad.to(acc), n_kb + 1, Bk) if v_bad is not None else None
+        RB = qp.shape[2]
+        out = torch.zeros(U, qp.shape[1], RB, Dv, dtype=acc, device=q.device)
+        lse = torch.full((U, qp.shape[1], RB), float("-inf"), dtype=acc, device=q.device)
+        chunks = _device_chunks(layout, U * RB * Bk, arr.kv_div, q.device)
+        for ci, ch in enumerate(chunks):
+            c, L = ch.rows.shape[0], ch.K * Bk
+            s = _scores(qp[:, ch.rows], kp[:, ch.kidx], ch, Bq)
+            mx = finite_or_zero(s.amax(dim=-1))
+            e = s.sub_(mx.unsqueeze(-1)).exp_()  # in place: s is not needed again
+            z = e.sum(dim=-1)
+            if p_drop > 0:
+                e.mul_(_keep_mask(e.shape, seed, ci, p_drop, q.device, acc))
+            e2 = e.view(U * c, RB, L)
+            o = torch.bmm(e2, vp[:, ch.kidx].view(U * c, L, Dv))
+            if badp is not None:
+                hit = torch.bmm((e2 > 0).to(acc), badp[:, ch.kidx].view(U * c, L, Dv)) > 0
+                o.masked_fill_(hit, float("nan"))
+            zs = torch.where(z > 0, z, torch.ones_like(z))
+            out[:, ch.rows] = o.view(U, c, RB, Dv).div_(zs.unsqueeze(-1))
+            lse[:, ch.rows] = safe_lse(mx, z)
+        out = arr.q_back(out, n_qb, Bq, N).to(q.dtype)
+        lse = arr.q_back(lse.unsqueeze(-1), n_qb, Bq, N).squeeze(-1)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.args = (layout, arr, scale, p_drop, seed)
+        return out, lse
+
+    @staticmethod
+    def backward(ctx, dout, dlse):
+        q, k, v, out, lse = ctx.saved_tensors
+        layout, arr, scale, p_drop, seed = ctx.args
+        N, M, D, Dv = q.shape[2], k.shape[2], q.shape[-1], v.shape[-1]
+        Bq, Bk, n_qb, n_kb = layout.block_q, layout.block_k, layout.n_qb, layout.n_kb
+        acc = accumulation_dtype(q.dtype)
+        U = arr.units
+        dout = torch.zeros_like(out) if dout is None else dout
+        dlse = torch.zeros_like(lse) if dlse is None else finite_or_zero(dlse)
+        delta = (dout.to(acc) * out.to(acc)).sum(-1) - dlse.to(acc)  # [B, Hq, N]
+        # rows without keys: lse -inf -> +inf, so p = exp(s - inf) = 0 (NaN rows stay NaN)
+        lse_f = torch.where(torch.isneginf(lse), torch.full_like(lse, float("inf")), lse).to(acc)
+        qp = arr.q_units(q.to(acc), n_qb, Bq) * scale
+        dop = arr.q_units(dout.to(acc), n_qb, Bq)
+        lsep = arr.q_units(lse_f.unsqueeze(-1), n_qb, Bq).squeeze(-1)
+        dlp = arr.q_units(delta.unsqueeze(-1), n_qb, Bq).squeeze(-1)
+        # non-finite k / v zeroed: masked pairs then give exact zeros (0 * NaN would not); rows
+        # that attended a non-finite value have a NaN forward and get NaN gradients through it
+        kp = arr.kv_units(split_nonfinite(k)[0].to(acc), n_kb + 1, Bk)
+        vp = arr.kv_units(split_nonfinite(v)[0].to(acc), n_kb + 1, Bk)
+        RB = qp.shape[2]
+        dq = torch.zeros(U, qp.shape[1], RB, D, dtype=acc, device=q.device)
+        dk = torch.zeros(U, kp.shape[1], Bk, D, dtype=acc, device=q.device)
+        dv = torch.zeros(U, kp.shape[1], Bk, Dv, dtype=acc, device=q.device)
+        for ci, ch in enumerate(_device_chunks(layout, U * RB * Bk, arr.kv_div, q.device)):
+            c, L = ch.rows.shape[0], ch.K * Bk
+            qs, dos = qp[:, ch.rows], dop[:, ch.rows].reshape(U * c, RB, Dv)
+            kg = kp[:, ch.kidx]
+            s = _scores(qs, kg, ch, Bq)
+            p = s.sub_(lsep[:, ch.rows].unsqueeze(-1)).exp_().view(U * c, RB, L)  # masked / empty -> 0
+            vg = vp[:, ch.kidx].view(U * c, L, Dv)
+            dp = torch.bmm(dos, vg.transpose(1, 2))
+            if p_drop > 0:
+                keep = _keep_mask((U, c, RB, L), seed, ci, p_drop, q.device, acc).view(U * c, RB, L)
+                dvg = torch.bmm((p * keep).transpose(1, 2), dos)
+                dp.mul_(keep)
+            else:
+                dvg = torch.bmm(p.transpose(1, 2), dos)
+            ds = dp.sub_(dlp[:, ch.rows].reshape(U * c, RB, 1)).mul_(p)
+            dq[:, ch.rows] = torch.bmm(ds, kg.view(U * c, L, D)).mul_(scale).view(U, c, RB, D)
+            dkg = torch.bmm(ds.transpose(1, 2), qs.reshape(U * c, RB, D))
+            flat = ch.kidx.reshape(-1)
+            dk.index_add_(1, flat, dkg.view(U, c * ch.K, Bk, D))
+            dv.index_add_(1, flat, dvg.view(U, c * ch.K, Bk, Dv))
+        dq = arr.q_back(dq, n_qb, Bq, N).to(q.dtype)
+        dk = arr.kv_back(dk, n_kb + 1, Bk, M).to(k.dtype)
+        dv = arr.kv_back(dv, n_kb + 1, Bk, M).to(v.dtype)
+        return dq, dk, dv, None, None, None, None, None
+
+
+def attention_torch(q: Tensor, k: Tensor, v: Tensor, layout: Layout, *, scale: float,
+                    dropout_p: float = 0.0, dropout_seed: int | None = None) -> tuple[Tensor, Tensor]:
+    """Block-sparse attention on validated torch inputs; returns ``(out like q, lse)``.
+
+    q ``[B, Hq, N, D]``, k / v ``[B, Hkv, M, D]`` (``Hq % Hkv == 0``); ``layout.heads``
+    in {1, Hq} and ``layout.batch`` in {1, B}. lse is float32 (float64 for float64
+    inputs), -inf on rows without keys. Differentiable in q, k, v, including through
+    lse. ``dropout_p > 0`` drops attention probabilities (scaled by 1 / (1 - p)) with a
+    mask drawn from ``dropout_seed`` (default: drawn from torch's global generator).
+    """
+    if not isinstance(layout, Layout):
+        raise TypeError(f"the torch backend takes a maskc.Layout, got {type(layout).__name__}")
+    p = float(dropout_p)
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    seed = 0
+    if p > 0:
+        seed = int(torch.randint(0, 1 << 62, (1,)).item()) if dropout_seed is None else int(dropout_seed)
+    return _BlockSparse.apply(q, k, v, layout, Arrangement.of(q, k, layout), float(scale), p, seed)
