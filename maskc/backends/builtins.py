@@ -20,7 +20,9 @@ from maskc.backends.reference import supports as reference_supports
 from maskc.backends.registry import register
 
 
-def _lazy_check(module: str, what: str):
+def lazy_check(module: str, what: str):
+    """A ``check()`` that imports ``module`` and returns its ``is_available()`` (or why it cannot)."""
+
     def check():
         try:
             mod = importlib.import_module(module)
@@ -34,7 +36,7 @@ def _lazy_check(module: str, what: str):
     return check
 
 
-def _lazy(module: str, function: str):
+def lazy_call(module: str, function: str):
     """An impl (or supports) that imports ``module`` (torch / jax / triton code) on its first call."""
 
     def call(*args, **kwargs):
@@ -70,40 +72,40 @@ def register_builtins() -> None:
         description="dense float64 masked softmax; the truth for cross-checks (torch autograd)",
     )
     register(
-        "torch", _lazy("maskc.backends.torch_backend", "attention_torch"), array="torch",
-        check=_lazy_check("maskc.backends.torch_backend", "torch block-sparse backend"),
+        "torch", lazy_call("maskc.backends.torch_backend", "attention_torch"), array="torch",
+        check=lazy_check("maskc.backends.torch_backend", "torch block-sparse backend"),
         grads=True, devices=("cpu", "cuda", "mps"), auto_devices=("cpu",), priority=25, dropout=True,
         dtypes=("float16", "bfloat16", "float32", "float64"),
         description="block-sparse attention in torch ops (bucketed bmm, recompute backward, dropout); CPU default",
     )
     register(
-        "dia", _lazy("maskc.backends.dia_backend", "attention_dia"), array="torch", formats="diagonal",
-        check=_lazy_check("maskc.backends.dia_backend", "torch DIA backend"),
+        "dia", lazy_call("maskc.backends.dia_backend", "attention_dia"), array="torch", formats="diagonal",
+        check=lazy_check("maskc.backends.dia_backend", "torch DIA backend"),
         grads=True, devices=("cpu", "cuda", "mps"), auto_devices=("cpu", "cuda"), priority=5,
         dtypes=("float16", "bfloat16", "float32", "float64"),
         description="diagonal sets: one shifted K/V slice per offset, O(N * offsets * head_dim)",
     )
     register(
-        "scipy", _lazy("maskc.backends.scipy_backend", "attention_scipy"), array="numpy",
-        check=_lazy_check("maskc.backends.scipy_backend", "scipy backend"), grads=False, devices=("cpu",),
+        "scipy", lazy_call("maskc.backends.scipy_backend", "attention_scipy"), array="numpy",
+        check=lazy_check("maskc.backends.scipy_backend", "scipy backend"), grads=False, devices=("cpu",),
         priority=10, dtypes=("float16", "float32", "float64"),
         description="token-level CSR: gathered scores, segment softmax, sparse @ V; O(nnz) memory",
     )
     register(
-        "jax", _lazy("maskc.backends.jax_backend", "attention_jax"), array="jax",
-        check=_lazy_check("maskc.backends.jax_backend", "jax backend"), grads=True,
+        "jax", lazy_call("maskc.backends.jax_backend", "attention_jax"), array="jax",
+        check=lazy_check("maskc.backends.jax_backend", "jax backend"), grads=True,
         devices=("cpu", "gpu", "cuda", "tpu"), priority=10, dtypes=("float16", "bfloat16", "float32", "float64"),
         description="jit block-sparse attention over padded per-row block lists (jax.grad)",
     )
     register(
-        "flex", _lazy("maskc.backends.flex", "attention_flex"), array="torch",
-        check=_lazy_check("maskc.backends.flex", "torch FlexAttention backend"), supports=_flex_supports,
+        "flex", lazy_call("maskc.backends.flex", "attention_flex"), array="torch",
+        check=lazy_check("maskc.backends.flex", "torch FlexAttention backend"), supports=_flex_supports,
         grads=("cuda",), devices=("cpu", "cuda"), priority=20, dtypes=("float16", "bfloat16", "float32", "float64"),
         description="torch FlexAttention with a BlockMask built from the layout",
     )
     register(
-        "triton", _lazy("maskc.backends.triton_backend", "attention_triton"), array="torch",
-        check=_lazy_check("maskc.backends.triton_backend", "Triton block-sparse kernels"), supports=_triton_supports,
+        "triton", lazy_call("maskc.backends.triton_backend", "attention_triton"), array="torch",
+        check=lazy_check("maskc.backends.triton_backend", "Triton block-sparse kernels"), supports=_triton_supports,
         grads=True, devices=("cuda", "cpu"), auto_devices=("cuda",), priority=30,
         dtypes=("float16", "bfloat16", "float32"), tolerance={"float32": 1e-3},
         description="block-sparse flash attention fwd+bwd (CUDA; CPU with TRITON_INTERPRET=1)",

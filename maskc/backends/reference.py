@@ -67,7 +67,7 @@ def _mask_elements(layout) -> int:
     """Booleans of the dense mask (a block layout's is built on its padded block grid)."""
     if hasattr(layout, "n_qb"):
         return layout.n_slices * layout.n_qb * layout.block_q * layout.n_kb * layout.block_k
-    return layout.n_slices * layout.q_len * layout.kv_len
+    return getattr(layout, "n_slices", 1) * layout.q_len * layout.kv_len
 
 
 def check_size(layout, batch: int, q_heads: int = 1, kv_heads: int = 1, head_dim: int = 1,
