@@ -82,7 +82,8 @@ def test_sparse_self_attention_per_head_patterns_and_cache():
 def test_sparse_self_attention_errors():
     attn = SparseSelfAttention(8, 2, mc.causal(), backend=REF)
     with pytest.raises(ValueError, match="batch, seq, embed_dim=8"):
-        attn(torch.randn(10, 8))
+        attn(torch.randn(1, 10, 8, 1))
+    assert attn(torch.randn(10, 8))[0].shape == (10, 8)  # unbatched [seq, E], as nn.MultiheadAttention
     with pytest.raises(ValueError, match="embed_dim=8"):
         attn(torch.randn(1, 10, 6))
     with pytest.raises(ValueError, match="need_weights"):
@@ -110,6 +111,7 @@ def test_sparse_self_attention_auto_backend_trains_on_cpu():
     attn = SparseSelfAttention(8, 2, mc.causal() & mc.window(3), backend="auto", block=4)
     x = torch.randn(2, 12, 8, requires_grad=True)
     y, _ = attn(x)
+    assert mc.backends.last_choice().name == "torch"  # never the dense float64 reference
     y.square().sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     assert attn.q_proj.weight.grad.abs().sum() > 0
