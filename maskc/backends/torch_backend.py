@@ -15,8 +15,10 @@ How it works:
   key blocks they read; each chunk is one gather of its key blocks, one ``bmm`` for the
   scores and one for the output. Only padding slots, PARTIAL blocks and FULL blocks on
   the ragged key tail are masked.
-* **Backward** recomputes the scores chunk by chunk from the saved log-sum-exp
-  (flash-attention style, memory O(chunk)); the gradient of lse is honoured.
+* **Backward**: small calls keep their (unnormalised) probabilities (up to
+  :data:`SAVED_PROBS_BYTES`); larger ones recompute the scores chunk by chunk from the
+  saved log-sum-exp (flash-attention style, memory O(chunk)). The gradient of lse is
+  honoured.
 * **Dropout** on the attention probabilities (as ``nn.MultiheadAttention`` in training):
   each chunk draws its keep-mask from a generator seeded by ``(seed, chunk)``, so the
   backward regenerates exactly the forward's mask without storing it.
@@ -51,6 +53,15 @@ from maskc.ir.layout import Layout
 
 Tensor = torch.Tensor
 _DEVICE_PLANS = LayoutCache("maskc.backends.torch_backend")
+
+#: Bytes of dense per-chunk masks (``[rows, block_q, K * block_k]`` booleans, shared by every
+#: unit and folded head) kept per layout: one ``masked_fill_`` pass instead of gathering and
+#: scattering the masked slots. Chunks past the budget use the gather path.
+DENSE_MASK_BYTES: int = 1 << 28
+#: A call whose probabilities take at most this many bytes keeps them for the backward
+#: (no recomputation of scores, masks and exponentials); larger calls recompute them from
+#: the saved log-sum-exp, chunk by chunk, in O(chunk) memory.
+SAVED_PROBS_BYTES: int = 1 << 27
 
 
 def is_available() -> tuple[bool, str]:
@@ -144,23 +155,35 @@ class _DeviceChunk:
     mask_slots: Tensor
     drop: Tensor | None  # bool [n, Bq, Bk]: True where the slot's score is masked out
     K: int
+    dense_drop: Tensor | None = None  # bool [c, Bq, K * Bk]: the same, for the whole chunk (within budget)
 
 
 def _device_chunks(layout: Layout, unit: int, kv_div: int, device: torch.device) -> list[_DeviceChunk]:
     def make() -> list[_DeviceChunk]:
         n_qb, n_kb = layout.n_qb, layout.n_kb
-        drop_table = torch.from_numpy(~mask_table(layout)).to(device)
-        out = []
+        drop_table = ~mask_table(layout)
+        bq, bk = layout.block_q, layout.block_k
+        out, budget = [], DENSE_MASK_BYTES
         for c in chunk_plan(layout, unit):
             kv_slice = (c.rows // n_qb) // kv_div
             kidx = kv_slice[:, None] * (n_kb + 1) + np.where(c.kb >= 0, c.kb, n_kb)
-            drop = drop_table[torch.from_numpy(c.mask_codes).to(device)] if c.mask_codes.size else None
+            drop = dense = None
+            if c.mask_codes.size:
+                drop = drop_table[c.mask_codes]
+                if c.kb.size * bq * bk <= budget:
+                    budget -= c.kb.size * bq * bk
+                    d = np.zeros((c.kb.shape[0], c.K, bq, bk), dtype=bool)
+                    d[c.mask_rows, c.mask_slots] = drop
+                    dense = torch.from_numpy(d.transpose(0, 2, 1, 3).reshape(c.kb.shape[0], bq, c.K * bk)).to(device)
+                    drop = None
+                else:
+                    drop = torch.from_numpy(drop).to(device)
             out.append(_DeviceChunk(torch.from_numpy(c.rows).to(device), torch.from_numpy(kidx).to(device),
                                     torch.from_numpy(c.mask_rows).to(device), torch.from_numpy(c.mask_slots).to(device),
-                                    drop, c.K))
+                                    drop, c.K, dense))
         return out
 
-    return _DEVICE_PLANS.get(layout, ("chunks", int(unit), int(kv_div), str(device)), make)
+    return _DEVICE_PLANS.get(layout, ("chunks", int(unit), int(kv_div), str(device), DENSE_MASK_BYTES), make)
 
 
 def _scores(qs: Tensor, kg: Tensor, ch: _DeviceChunk, block_q: int) -> Tensor:
@@ -169,7 +192,9 @@ def _scores(qs: Tensor, kg: Tensor, ch: _DeviceChunk, block_q: int) -> Tensor:
     kg = kg.reshape(U * c, -1, D)
     L = kg.shape[1]
     s = torch.bmm(qs.reshape(U * c, RB, D), kg.transpose(1, 2)).view(U, c, RB, L)
-    if ch.drop is not None:
+    if ch.dense_drop is not None:
+        s.view(U, c, RB // block_q, block_q, L).masked_fill_(ch.dense_drop[None, :, None], float("-inf"))
+    elif ch.drop is not None:
         s6 = s.view(U, c, RB // block_q, block_q, ch.K, L // ch.K)
         blk = s6[:, ch.mask_rows, :, :, ch.mask_slots, :]  # [n, U, R, Bq, Bk]
         s6[:, ch.mask_rows, :, :, ch.mask_slots, :] = blk.masked_fill_(ch.drop[:, None, None], float("-inf"))
@@ -186,7 +211,7 @@ def _keep_mask(shape, seed: int, chunk: int, p: float, device, dtype) -> Tensor:
 
 class _BlockSparse(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, layout, arr, scale, p_drop, seed):
+    def forward(ctx, q, k, v, layout, arr, scale, p_drop, seed, will_backward):
         N, M, Dv = q.shape[2], k.shape[2], v.shape[-1]
         Bq, Bk, n_qb, n_kb = layout.block_q, layout.block_k, layout.n_qb, layout.n_kb
         acc = accumulation_dtype(q.dtype)
@@ -200,26 +225,32 @@ class _BlockSparse(torch.autograd.Function):
         out = torch.zeros(U, qp.shape[1], RB, Dv, dtype=acc, device=q.device)
         lse = torch.full((U, qp.shape[1], RB), float("-inf"), dtype=acc, device=q.device)
         chunks = _device_chunks(layout, U * RB * Bk, arr.kv_div, q.device)
+        elt = torch.empty(0, dtype=acc).element_size()
+        keep_probs = will_backward and sum(U * ch.rows.shape[0] * RB * ch.K * Bk for ch in chunks) * elt <= SAVED_PROBS_BYTES
+        saved = []
         for ci, ch in enumerate(chunks):
             c, L = ch.rows.shape[0], ch.K * Bk
             s = _scores(qp[:, ch.rows], kp[:, ch.kidx], ch, Bq)
             mx = finite_or_zero(s.amax(dim=-1))
             e = s.sub_(mx.unsqueeze(-1)).exp_()  # in place: s is not needed again
             z = e.sum(dim=-1)
+            zs = torch.where(z > 0, z, torch.ones_like(z))
+            if keep_probs:
+                saved.append((e, zs))
             if p_drop > 0:
-                e.mul_(_keep_mask(e.shape, seed, ci, p_drop, q.device, acc))
+                e = e * _keep_mask(e.shape, seed, ci, p_drop, q.device, acc)
             e2 = e.view(U * c, RB, L)
             o = torch.bmm(e2, vp[:, ch.kidx].view(U * c, L, Dv))
             if badp is not None:
                 hit = torch.bmm((e2 > 0).to(acc), badp[:, ch.kidx].view(U * c, L, Dv)) > 0
                 o.masked_fill_(hit, float("nan"))
-            zs = torch.where(z > 0, z, torch.ones_like(z))
             out[:, ch.rows] = o.view(U, c, RB, Dv).div_(zs.unsqueeze(-1))
             lse[:, ch.rows] = safe_lse(mx, z)
         out = arr.q_back(out, n_qb, Bq, N).to(q.dtype)
         lse = arr.q_back(lse.unsqueeze(-1), n_qb, Bq, N).squeeze(-1)
         ctx.save_for_backward(q, k, v, out, lse)
         ctx.args = (layout, arr, scale, p_drop, seed)
+        ctx.probs = saved if keep_probs else None
         return out, lse
 
     @staticmethod
@@ -251,8 +282,11 @@ class _BlockSparse(torch.autograd.Function):
             c, L = ch.rows.shape[0], ch.K * Bk
             qs, dos = qp[:, ch.rows], dop[:, ch.rows].reshape(U * c, RB, Dv)
             kg = kp[:, ch.kidx]
-            s = _scores(qs, kg, ch, Bq)
-            p = s.sub_(lsep[:, ch.rows].unsqueeze(-1)).exp_().view(U * c, RB, L)  # masked / empty -> 0
+            if ctx.probs is not None:  # the forward's exponentials: p = e / z
+                e, zs = ctx.probs[ci]
+                p = (e / zs.unsqueeze(-1)).view(U * c, RB, L)
+            else:  # recompute from the saved lse: masked / empty -> 0
+                p = _scores(qs, kg, ch, Bq).sub_(lsep[:, ch.rows].unsqueeze(-1)).exp_().view(U * c, RB, L)
             vg = vp[:, ch.kidx].view(U * c, L, Dv)
             dp = torch.bmm(dos, vg.transpose(1, 2))
             if p_drop > 0:
@@ -270,7 +304,8 @@ class _BlockSparse(torch.autograd.Function):
         dq = arr.q_back(dq, n_qb, Bq, N).to(q.dtype)
         dk = arr.kv_back(dk, n_kb + 1, Bk, M).to(k.dtype)
         dv = arr.kv_back(dv, n_kb + 1, Bk, M).to(v.dtype)
-        return dq, dk, dv, None, None, None, None, None
+        ctx.probs = None
+        return dq, dk, dv, None, None, None, None, None, None
 
 
 def attention_torch(q: Tensor, k: Tensor, v: Tensor, layout: Layout, *, scale: float,
@@ -291,4 +326,5 @@ def attention_torch(q: Tensor, k: Tensor, v: Tensor, layout: Layout, *, scale: f
     seed = 0
     if p > 0:
         seed = int(torch.randint(0, 1 << 62, (1,)).item()) if dropout_seed is None else int(dropout_seed)
-    return _BlockSparse.apply(q, k, v, layout, Arrangement.of(q, k, layout), float(scale), p, seed)
+    will_backward = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    return _BlockSparse.apply(q, k, v, layout, Arrangement.of(q, k, layout), float(scale), p, seed, will_backward)

@@ -9,7 +9,7 @@ import torch
 
 import maskc as mc
 import maskc.backends as mb
-from maskc.backends import torch_blocks
+from maskc.backends import torch_backend, torch_blocks
 from maskc.backends.torch_backend import attention_torch
 from maskc.backends.torch_blocks import chunk_plan
 
@@ -65,6 +65,7 @@ def test_exact_on_every_slice_mapping(name, block, bk):
     _check(mc.Layout.from_dense(m, block), B, Hq, Hkv, bk)
 
 
+@pytest.mark.parametrize("paths", ["dense_masks+saved_probs", "gathered_masks+recompute"])
 @pytest.mark.parametrize("chunk", [1, 2 * 4 * 8 * 8 * 4, 1 << 22], ids=["row_per_chunk", "small", "default"])
 @pytest.mark.parametrize("pattern,N,M,B", [
     (mc.causal() & (mc.window(3) | mc.offsets("primes").at_block_level(8)), 45, 45, 8),  # FULL + PARTIAL
@@ -72,8 +73,11 @@ def test_exact_on_every_slice_mapping(name, block, bk):
     (mc.window(5) | mc.global_tokens(3), 37, 29, 8),  # non-causal, ragged q and kv
     (mc.offsets([17, 30]), 40, 40, 8),  # rows with no key
 ], ids=["mixed", "full_ragged", "noncausal", "empty_rows"])
-def test_exact_across_chunk_boundaries(pattern, N, M, B, chunk, monkeypatch, bk):
+def test_exact_across_chunk_boundaries(pattern, N, M, B, chunk, paths, monkeypatch, bk):
     monkeypatch.setattr(torch_blocks, "CHUNK_ELEMENTS", chunk)
+    if paths.startswith("gathered"):  # the paths large layouts take: slot-wise masks, backward from the lse
+        monkeypatch.setattr(torch_backend, "DENSE_MASK_BYTES", 0)
+        monkeypatch.setattr(torch_backend, "SAVED_PROBS_BYTES", 0)
     _check(mc.compile(pattern, N, M, block=B), 2, 4, 2, bk)
 
 
