@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+import maskc.backends.torch_blocks as torch_blocks
 from maskc.backends.softmax import accumulation_dtype, finite_or_zero, safe_lse, split_nonfinite
 from maskc.backends.torch_blocks import chunk_plan, mask_table
 from maskc.ir.cache import LayoutCache
@@ -156,6 +157,7 @@ class _DeviceChunk:
     drop: Tensor | None  # bool [n, Bq, Bk]: True where the slot's score is masked out
     K: int
     dense_drop: Tensor | None = None  # bool [c, Bq, K * Bk]: the same, for the whole chunk (within budget)
+    has_key: Tensor | None = None  # bool [c, Bq]: the row allows some key (with dense_drop)
 
 
 def _device_chunks(layout: Layout, unit: int, kv_div: int, device: torch.device) -> list[_DeviceChunk]:
@@ -167,38 +169,89 @@ def _device_chunks(layout: Layout, unit: int, kv_div: int, device: torch.device)
         for c in chunk_plan(layout, unit):
             kv_slice = (c.rows // n_qb) // kv_div
             kidx = kv_slice[:, None] * (n_kb + 1) + np.where(c.kb >= 0, c.kb, n_kb)
-            drop = dense = None
+            drop = dense = has_key = None
             if c.mask_codes.size:
                 drop = drop_table[c.mask_codes]
                 if c.kb.size * bq * bk <= budget:
                     budget -= c.kb.size * bq * bk
                     d = np.zeros((c.kb.shape[0], c.K, bq, bk), dtype=bool)
                     d[c.mask_rows, c.mask_slots] = drop
-                    dense = torch.from_numpy(d.transpose(0, 2, 1, 3).reshape(c.kb.shape[0], bq, c.K * bk)).to(device)
+                    d = d.transpose(0, 2, 1, 3).reshape(c.kb.shape[0], bq, c.K * bk)
+                    dense = torch.from_numpy(d).to(device)
+                    has_key = torch.from_numpy(~d.all(axis=2)).to(device)
                     drop = None
                 else:
                     drop = torch.from_numpy(drop).to(device)
             out.append(_DeviceChunk(torch.from_numpy(c.rows).to(device), torch.from_numpy(kidx).to(device),
                                     torch.from_numpy(c.mask_rows).to(device), torch.from_numpy(c.mask_slots).to(device),
-                                    drop, c.K, dense))
+                                    drop, c.K, dense, has_key))
         return out
 
     return _DEVICE_PLANS.get(layout, ("chunks", int(unit), int(kv_div), str(device), DENSE_MASK_BYTES), make)
 
 
-def _scores(qs: Tensor, kg: Tensor, ch: _DeviceChunk, block_q: int) -> Tensor:
-    """``qs @ kg^T`` (kg ``[U, c, K, Bk, D]``) with the chunk's masks applied (-inf outside): ``[U, c, rows, K * Bk]``."""
+#: Rows whose allowed probabilities would sum below this, shifted by the raw row maximum
+#: (masked pairs included), are recomputed shifted by their exact allowed maximum.
+_UNDERFLOW_GUARD: float = 2.0 ** -40
+
+
+def _raw_scores(qs: Tensor, kg: Tensor) -> Tensor:
     U, c, RB, D = qs.shape
     kg = kg.reshape(U * c, -1, D)
-    L = kg.shape[1]
-    s = torch.bmm(qs.reshape(U * c, RB, D), kg.transpose(1, 2)).view(U, c, RB, L)
+    return torch.bmm(qs.reshape(U * c, RB, D), kg.transpose(1, 2)).view(U, c, RB, kg.shape[1])
+
+
+def _exp_scores(qs: Tensor, kg: Tensor, ch: _DeviceChunk, block_q: int, shift: Tensor | None = None,
+                exact: bool = False) -> tuple[Tensor, Tensor]:
+    """``(exp(qs @ kg^T - shift), shift)`` with masked pairs exactly 0: ``[U, c, rows, K * Bk]``.
+
+    kg is ``[U, c, K, Bk, D]``. ``shift`` defaults to a row maximum. With a dense chunk mask
+    the exponential runs on the raw scores and masked pairs are zeroed afterwards (``exp``
+    of ``-inf`` takes a slow path in the vectorised kernels, about 4x slower on the dev
+    CPU), shifted by the raw row maximum, which bounds the allowed one: the softmax and
+    ``lse = shift + log(sum)`` do not depend on the shift, unless allowed scores sit so far
+    below a masked one that their sum falls under :data:`_UNDERFLOW_GUARD`: such pieces (and
+    every piece when ``exact``, e.g. k holds non-finite values) are shifted by the maximum
+    over allowed pairs instead (0 for rows without one).
+    """
+    s = _raw_scores(qs, kg)
+    U, c, RB, L = s.shape
     if ch.dense_drop is not None:
-        s.view(U, c, RB // block_q, block_q, L).masked_fill_(ch.dense_drop[None, :, None], float("-inf"))
-    elif ch.drop is not None:
+        drop = ch.dense_drop[None, :, None]
+        s5 = s.view(U, c, RB // block_q, block_q, L)
+        if shift is None and not exact:
+            raw = finite_or_zero(s.amax(dim=-1))
+            e = s.sub_(raw.unsqueeze(-1)).exp_()
+            e.view(U, c, RB // block_q, block_q, L).masked_fill_(drop, 0.0)
+            z = e.sum(dim=-1).view(U, c, RB // block_q, block_q)
+            if not bool(((z < _UNDERFLOW_GUARD) & ch.has_key[None, :, None]).any()):
+                return e, raw
+            s = _raw_scores(qs, kg)  # rare: recompute, shifted by the exact allowed maximum
+            s5 = s.view(U, c, RB // block_q, block_q, L)
+        if shift is None:
+            shift = finite_or_zero(s5.masked_fill(drop, float("-inf")).amax(-1)).view(U, c, RB)
+        e = s.sub_(shift.unsqueeze(-1)).exp_()  # masked pairs: whatever they give, zeroed next
+        e.view(U, c, RB // block_q, block_q, L).masked_fill_(drop, 0.0)
+        return e, shift
+    if ch.drop is not None:
         s6 = s.view(U, c, RB // block_q, block_q, ch.K, L // ch.K)
         blk = s6[:, ch.mask_rows, :, :, ch.mask_slots, :]  # [n, U, R, Bq, Bk]
         s6[:, ch.mask_rows, :, :, ch.mask_slots, :] = blk.masked_fill_(ch.drop[:, None, None], float("-inf"))
-    return s
+    if shift is None:
+        shift = finite_or_zero(s.amax(dim=-1))
+    return s.sub_(shift.unsqueeze(-1)).exp_(), shift
+
+
+def _pieces(chunks: list[_DeviceChunk], U: int, RB: int, Bk: int):
+    """``(piece index, chunk, unit slice)``: a chunk whose scores over every unit exceed the
+    chunk budget runs in groups of units, so each piece's scores stay in cache."""
+    pi = 0
+    for ch in chunks:
+        per_unit = ch.rows.shape[0] * RB * ch.K * Bk
+        step = max(1, torch_blocks.CHUNK_ELEMENTS // max(per_unit, 1))
+        for u0 in range(0, U, step):
+            yield pi, ch, slice(u0, min(U, u0 + step))
+            pi += 1
 
 
 def _keep_mask(shape, seed: int, chunk: int, p: float, device, dtype) -> Tensor:
@@ -217,6 +270,7 @@ class _BlockSparse(torch.autograd.Function):
         acc = accumulation_dtype(q.dtype)
         U = arr.units
         v_clean, v_bad = split_nonfinite(v)
+        k_bad = not bool(torch.isfinite(k).all())  # NaN / inf in k: shift by exact allowed maxima
         qp = arr.q_units(q.to(acc), n_qb, Bq) * scale
         kp = arr.kv_units(k.to(acc), n_kb + 1, Bk)  # block n_kb of every kv slice: the zero dummy
         vp = arr.kv_units(v_clean.to(acc), n_kb + 1, Bk)
@@ -228,24 +282,22 @@ class _BlockSparse(torch.autograd.Function):
         elt = torch.empty(0, dtype=acc).element_size()
         keep_probs = will_backward and sum(U * ch.rows.shape[0] * RB * ch.K * Bk for ch in chunks) * elt <= SAVED_PROBS_BYTES
         saved = []
-        for ci, ch in enumerate(chunks):
-            c, L = ch.rows.shape[0], ch.K * Bk
-            s = _scores(qp[:, ch.rows], kp[:, ch.kidx], ch, Bq)
-            mx = finite_or_zero(s.amax(dim=-1))
-            e = s.sub_(mx.unsqueeze(-1)).exp_()  # in place: s is not needed again
+        for pi, ch, us in _pieces(chunks, U, RB, Bk):
+            n, c, L = us.stop - us.start, ch.rows.shape[0], ch.K * Bk
+            e, mx = _exp_scores(qp[us, ch.rows], kp[us, ch.kidx], ch, Bq, exact=k_bad)
             z = e.sum(dim=-1)
-            zs = torch.where(z > 0, z, torch.ones_like(z))
+            e.div_(torch.where(z > 0, z, torch.ones_like(z)).unsqueeze(-1))  # probabilities (empty rows: 0)
             if keep_probs:
-                saved.append((e, zs))
+                saved.append(e)
             if p_drop > 0:
-                e = e * _keep_mask(e.shape, seed, ci, p_drop, q.device, acc)
-            e2 = e.view(U * c, RB, L)
-            o = torch.bmm(e2, vp[:, ch.kidx].view(U * c, L, Dv))
+                e = e * _keep_mask(e.shape, seed, pi, p_drop, q.device, acc)
+            e2 = e.view(n * c, RB, L)
+            o = torch.bmm(e2, vp[us, ch.kidx].view(n * c, L, Dv))
             if badp is not None:
-                hit = torch.bmm((e2 > 0).to(acc), badp[:, ch.kidx].view(U * c, L, Dv)) > 0
+                hit = torch.bmm((e2 > 0).to(acc), badp[us, ch.kidx].view(n * c, L, Dv)) > 0
                 o.masked_fill_(hit, float("nan"))
-            out[:, ch.rows] = o.view(U, c, RB, Dv).div_(zs.unsqueeze(-1))
-            lse[:, ch.rows] = safe_lse(mx, z)
+            out[us, ch.rows] = o.view(n, c, RB, Dv)
+            lse[us, ch.rows] = safe_lse(mx, z)
         out = arr.q_back(out, n_qb, Bq, N).to(q.dtype)
         lse = arr.q_back(lse.unsqueeze(-1), n_qb, Bq, N).squeeze(-1)
         ctx.save_for_backward(q, k, v, out, lse)
@@ -278,29 +330,28 @@ class _BlockSparse(torch.autograd.Function):
         dq = torch.zeros(U, qp.shape[1], RB, D, dtype=acc, device=q.device)
         dk = torch.zeros(U, kp.shape[1], Bk, D, dtype=acc, device=q.device)
         dv = torch.zeros(U, kp.shape[1], Bk, Dv, dtype=acc, device=q.device)
-        for ci, ch in enumerate(_device_chunks(layout, U * RB * Bk, arr.kv_div, q.device)):
-            c, L = ch.rows.shape[0], ch.K * Bk
-            qs, dos = qp[:, ch.rows], dop[:, ch.rows].reshape(U * c, RB, Dv)
-            kg = kp[:, ch.kidx]
-            if ctx.probs is not None:  # the forward's exponentials: p = e / z
-                e, zs = ctx.probs[ci]
-                p = (e / zs.unsqueeze(-1)).view(U * c, RB, L)
+        for pi, ch, us in _pieces(_device_chunks(layout, U * RB * Bk, arr.kv_div, q.device), U, RB, Bk):
+            n, c, L = us.stop - us.start, ch.rows.shape[0], ch.K * Bk
+            qs, dos = qp[us, ch.rows], dop[us, ch.rows].reshape(n * c, RB, Dv)
+            kg = kp[us, ch.kidx]
+            if ctx.probs is not None:  # the forward's probabilities
+                p = ctx.probs[pi].view(n * c, RB, L)
             else:  # recompute from the saved lse: masked / empty -> 0
-                p = _scores(qs, kg, ch, Bq).sub_(lsep[:, ch.rows].unsqueeze(-1)).exp_().view(U * c, RB, L)
-            vg = vp[:, ch.kidx].view(U * c, L, Dv)
-            dp = torch.bmm(dos, vg.transpose(1, 2))
+                p = _exp_scores(qs, kg, ch, Bq, lsep[us, ch.rows])[0].view(n * c, RB, L)
+            vgt = vp[us, ch.kidx].view(n * c, L, Dv).transpose(1, 2)
+            delta_c = dlp[us, ch.rows].reshape(n * c, RB, 1)
             if p_drop > 0:
-                keep = _keep_mask((U, c, RB, L), seed, ci, p_drop, q.device, acc).view(U * c, RB, L)
+                keep = _keep_mask((n, c, RB, L), seed, pi, p_drop, q.device, acc).view(n * c, RB, L)
                 dvg = torch.bmm((p * keep).transpose(1, 2), dos)
-                dp.mul_(keep)
+                ds = torch.bmm(dos, vgt).mul_(keep).sub_(delta_c).mul_(p)
             else:
                 dvg = torch.bmm(p.transpose(1, 2), dos)
-            ds = dp.sub_(dlp[:, ch.rows].reshape(U * c, RB, 1)).mul_(p)
-            dq[:, ch.rows] = torch.bmm(ds, kg.view(U * c, L, D)).mul_(scale).view(U, c, RB, D)
-            dkg = torch.bmm(ds.transpose(1, 2), qs.reshape(U * c, RB, D))
+                ds = torch.baddbmm(delta_c, dos, vgt, alpha=1.0, beta=-1.0).mul_(p)  # p * (dO v^T - delta)
+            dq[us, ch.rows] = torch.bmm(ds, kg.view(n * c, L, D)).mul_(scale).view(n, c, RB, D)
+            dkg = torch.bmm(ds.transpose(1, 2), qs.reshape(n * c, RB, D))
             flat = ch.kidx.reshape(-1)
-            dk.index_add_(1, flat, dkg.view(U, c * ch.K, Bk, D))
-            dv.index_add_(1, flat, dvg.view(U, c * ch.K, Bk, Dv))
+            dk[us].index_add_(1, flat, dkg.view(n, c * ch.K, Bk, D))
+            dv[us].index_add_(1, flat, dvg.view(n, c * ch.K, Bk, Dv))
         dq = arr.q_back(dq, n_qb, Bq, N).to(q.dtype)
         dk = arr.kv_back(dk, n_kb + 1, Bk, M).to(k.dtype)
         dv = arr.kv_back(dv, n_kb + 1, Bk, M).to(v.dtype)

@@ -171,3 +171,21 @@ def test_inputs_that_look_transposed_get_a_hint():
     with pytest.raises(ValueError, match=r"looks transposed.*q.transpose\(1, 2\)"):
         mc.attention(q, q, q, lay)
     mc.attention(q.transpose(1, 2), q.transpose(1, 2), q.transpose(1, 2), lay)  # the fix works
+
+
+@pytest.mark.parametrize("name,lib", CASES, ids=[f"{n}-{l}" for n, l in CASES])
+def test_a_masked_key_with_an_enormous_score_does_not_change_a_row(name, lib):
+    """Regression for shifting by the raw (masked-included) row maximum: allowed probabilities
+    would underflow to 0 and the row would read as empty."""
+    _skip_unavailable(name)
+    m = _layout_with_traps()
+    lay = mc.Layout.from_dense(m, 8)
+    rng = np.random.default_rng(4)
+    q, k, v = (rng.normal(size=(1, 2, 24, 8)).astype(np.float32) for _ in range(3))
+    q = np.abs(q) + 0.5
+    want = _dense(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), m[None, None], 0.3)
+    kb = k.copy()
+    kb[:, :, 7] = 1e4  # key 7 is attended by no row; its score would be ~1e4 above the others
+    with torch.no_grad():
+        out = _np(mc.attention(*(_arr(x, lib) for x in (q, kb, v)), lay, backend=name, scale=0.3))
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6, err_msg=name)
