@@ -166,7 +166,7 @@ def _torch_reference(q, k, v, masks_np, layout, scale):
     """float64 torch, differentiable: out [B,Hq,Lq,Dv] float64, lse [B,Hq,Lq] float64."""
     import torch
 
-    from maskc.backends.softmax import finite_or_zero, poison, safe_lse, split_nonfinite
+    from maskc.backends.softmax import finite_or_zero, poison, safe_lse, split_nonfinite  # needs torch (optional)
 
     B, Hq, Lq, _ = q.shape
     group = Hq // k.shape[1]

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from maskc.planner.toeplitz import toeplitz_layout
+
 
 @dataclass(frozen=True)
 class CostProfile:
@@ -278,11 +280,10 @@ def calibrate_cpu(head_dim: int = 64) -> dict[str, float]:
         >>> calibrate_cpu()  # doctest: +SKIP
         {'matmul_flops': ..., 'vector_flops': ..., 'per_offset_s': ..., 'mem_bw': ..., 'sdpa_flops': ...}
     """
-    import torch  # the kernels measured need torch (an optional dependency of maskc)
+    import torch  # the kernels measured need torch (an optional dependency of maskc): imported here only
 
     from maskc.backends.dia_backend import dia_attention
     from maskc.backends.torch_backend import attention_torch
-    from maskc.planner.toeplitz import toeplitz_layout
 
     torch.manual_seed(0)
     D = head_dim

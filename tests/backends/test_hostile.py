@@ -58,14 +58,19 @@ def _layout_with_traps(N=24):
     return m
 
 
-@pytest.mark.parametrize("name,lib", CASES, ids=[f"{n}-{l}" for n, l in CASES])
-def test_values_at_unattended_keys_never_reach_a_row(name, lib):
+def _trap_case(name: str, seed: int, batch: int = 1):
+    """(layout, q, k, v, the independent float64 answer) on the trap layout, or a skip."""
     _skip_unavailable(name)
     m = _layout_with_traps()
-    lay = mc.Layout.from_dense(m, 8)
-    rng = np.random.default_rng(1)
-    q, k, v = (rng.normal(size=(2, 2, 24, 8)).astype(np.float32) for _ in range(3))
+    rng = np.random.default_rng(seed)
+    q, k, v = (rng.normal(size=(batch, 2, 24, 8)).astype(np.float32) for _ in range(3))
     want = _dense(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), m[None, None], 0.3)
+    return mc.Layout.from_dense(m, 8), q, k, v, want
+
+
+@pytest.mark.parametrize("name,lib", CASES, ids=[f"{n}-{l}" for n, l in CASES])
+def test_values_at_unattended_keys_never_reach_a_row(name, lib):
+    lay, q, k, v, want = _trap_case(name, seed=1, batch=2)
     kb, vb = k.copy(), v.copy()
     kb[:, :, 7] = np.inf  # no row may attend key 7
     vb[:, :, 7] = np.nan
@@ -84,12 +89,7 @@ def test_values_at_unattended_keys_never_reach_a_row(name, lib):
 
 @pytest.mark.parametrize("name,lib", CASES, ids=[f"{n}-{l}" for n, l in CASES])
 def test_a_row_that_attends_a_non_finite_key_is_not_finite_and_the_others_are_exact(name, lib):
-    _skip_unavailable(name)
-    m = _layout_with_traps()
-    lay = mc.Layout.from_dense(m, 8)
-    rng = np.random.default_rng(2)
-    q, k, v = (rng.normal(size=(1, 2, 24, 8)).astype(np.float32) for _ in range(3))
-    want = _dense(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), m[None, None], 0.3)
+    lay, q, k, v, want = _trap_case(name, seed=2)
     kb = k.copy()
     kb[:, :, 11] = np.nan
     with torch.no_grad():
@@ -177,15 +177,11 @@ def test_inputs_that_look_transposed_get_a_hint():
 def test_a_masked_key_with_an_enormous_score_does_not_change_a_row(name, lib):
     """Regression for shifting by the raw (masked-included) row maximum: allowed probabilities
     would underflow to 0 and the row would read as empty."""
-    _skip_unavailable(name)
-    m = _layout_with_traps()
-    lay = mc.Layout.from_dense(m, 8)
-    rng = np.random.default_rng(4)
-    q, k, v = (rng.normal(size=(1, 2, 24, 8)).astype(np.float32) for _ in range(3))
-    q = np.abs(q) + 0.5
-    want = _dense(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), m[None, None], 0.3)
+    lay, q, k, v, _ = _trap_case(name, seed=4)
+    q = np.abs(q) + 0.5  # every query scores the key below far above the others
+    want = _dense(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), lay.to_dense()[None], 0.3)
     kb = k.copy()
-    kb[:, :, 7] = 1e4  # key 7 is attended by no row; its score would be ~1e4 above the others
+    kb[:, :, 7] = 1e4  # key 7 is attended by no row
     with torch.no_grad():
         out = _np(mc.attention(*(_arr(x, lib) for x in (q, kb, v)), lay, backend=name, scale=0.3))
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6, err_msg=name)

@@ -1,5 +1,5 @@
 """Tests of maskc.nn: shapes and errors, agreement with independent dense oracles written
-from SPEC, gradients (float64 gradcheck on tiny sizes) and exact causal leakage."""
+from the modules' documented rules, gradients (float64 gradcheck on tiny sizes) and exact causal leakage."""
 
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def test_sparse_self_attention_causal(cls):
                       backend=REF, block=8), 12)
 
 
-# ------------------------------------------------------------ SPEC A birds
+# ------------------------------------------------------------ PrimeAttention.jl birds
 @pytest.mark.parametrize("cls,seq", [
     (PrimeSelfAttention, [2, 3, 5, 7, 11, 13, 17, 19, 23, 29]),
     (SquareSelfAttention, [1, 4, 9, 16, 25]),
@@ -155,7 +155,7 @@ def test_bird_cap_and_errors():
         PrimeSelfAttention(8, cap=0)
 
 
-# ------------------------------------------------------------ SPEC B πAttention
+# ------------------------------------------------------------ πAttention
 def _ring_mask(T, r, causal):
     i = np.arange(T)[:, None]
     j = np.arange(T)[None, :]
@@ -235,7 +235,7 @@ def test_adaptive_pi_gradcheck():
     assert torch.autograd.gradcheck(attn, (x,))
 
 
-# ------------------------------------------------------------ SPEC C PrimeFormer
+# ------------------------------------------------------------ PrimeFormer
 def test_prime_harmony_output_gate_and_omega():
     torch.manual_seed(5)
     pats = [mc.causal() & mc.window(1), mc.causal() & mc.offsets([0, 2, 3])]
@@ -363,7 +363,7 @@ def test_entropy_hinge():
         entropy_hinge(torch.full((1, 2), 0.5))
 
 
-# ------------------------------------------------------------ SPEC D SympFormer
+# ------------------------------------------------------------ SympFormer
 SCHEMES = ["conformal_symplectic", "exponential_euler", "damped_euler", "momentum"]
 
 
@@ -639,7 +639,7 @@ def test_docstring_examples_run(mod):
 
 
 def test_momentum_block_one_attention_evaluation(monkeypatch):
-    """SPEC D: one oracle call (attention evaluation) per block, like a classic block."""
+    """SympFormer blocks: one oracle call (attention evaluation) per block, like a classic block."""
     import maskc.nn.sympformer as S
 
     calls = []
