@@ -53,7 +53,7 @@ def estimate_bytes(layout, batch: int, q_heads: int, kv_heads: int, head_dim: in
         >>> import numpy as np, maskc as mc
         >>> lay = mc.Layout.from_dense(np.ones((8, 8), bool), block=4)
         >>> estimate_bytes(lay, 1, 2, 1, 4)
-        3456
+        3264
     """
     Lq, Lk = layout.q_len, layout.kv_len
     copies = (batch * q_heads * Lq + 2 * batch * kv_heads * Lk) * head_dim * 8

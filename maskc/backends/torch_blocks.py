@@ -19,7 +19,7 @@ Example:
     >>> from maskc.backends.torch_blocks import chunk_plan
     >>> lay = mc.Layout.from_dense(np.tril(np.ones((6, 6), bool)), block=4)
     >>> [(c.rows.tolist(), c.kb.tolist()) for c in chunk_plan(lay, unit=16)]
-    [([0], [[0, -1]]), ([1], [[0, 1]])]
+    [([0, 1], [[0, -1], [0, 1]])]
 """
 
 from __future__ import annotations

@@ -138,7 +138,7 @@ def test_a_small_model_trains_on_the_torch_backend_with_the_references_gradients
         if step == 0:
             twin_loss = nn.functional.cross_entropy(twin(x).reshape(-1, 5), y.reshape(-1))
             twin_loss.backward()
-            assert abs(float(loss) - float(twin_loss)) < 1e-12
+            assert abs(loss.item() - twin_loss.item()) < 1e-12
             for (name, p), q in zip(model.named_parameters(), twin.parameters()):
                 assert torch.allclose(p.grad, q.grad, rtol=1e-9, atol=1e-12), name
         opt.step()
