@@ -14,7 +14,8 @@ inf in k or v at such keys changes nothing). A row that does attend a non-finite
 gives NaN where that value enters ("non-finite in, non-finite out").
 
 Memory is dense: every float64 copy of the inputs (broadcast views are materialised),
-the mask, the output and one head's scores (every head's under autograd). It is
+the mask, the output and one head's scores (every head's under autograd), and its per-head loop
+(:data:`MAX_STEPS`). It is
 estimated from the arguments and refused with :class:`~maskc.errors.TooLargeError`
 before anything is allocated (:func:`check_size`).
 
@@ -44,6 +45,9 @@ MAX_SCORE_ELEMENTS: int = 1 << 26
 #: Largest total the reference may allocate: float64 copies of q / k / v, the dense mask,
 #: the output and the live scores.
 MAX_BYTES: int = 4 << 30
+#: Most (head, batch-slice) steps the reference loops over in Python (one per query head,
+#: times the batch when the layout has per-batch slices): bounds its time, not only memory.
+MAX_STEPS: int = 1 << 16
 
 
 def estimate_bytes(layout, batch: int, q_heads: int, kv_heads: int, head_dim: int, grad: bool = False) -> int:
@@ -98,6 +102,10 @@ def check_size(layout, batch: int, q_heads: int = 1, kv_heads: int = 1, head_dim
                  f"the reference backend (float64 copies of q/k/v for batch {batch} x {q_heads} q heads x "
                  f"{kv_heads} kv heads, mask, output and scores)",
                  "use a sparse backend (torch, scipy, jax) or raise maskc.backends.reference.MAX_BYTES")
+    steps = q_heads * (batch if getattr(layout, "batch", 1) > 1 else 1)
+    refuse_above(steps, MAX_STEPS, f"the reference backend ({q_heads} q heads x {batch} batch elements)",
+                 "use a sparse backend (torch, scipy, jax), fewer heads, or raise maskc.backends.reference.MAX_STEPS",
+                 unit="per-head steps")
 
 
 def _needs_grad(q, k, v) -> bool:

@@ -165,6 +165,15 @@ def test_reference_counts_broadcast_heads_it_would_materialise(lib):
     assert time.perf_counter() - t0 < 2.0  # refused from the sizes, before the 7.6 GiB copy
 
 
+def test_reference_bounds_its_per_head_loop_too():
+    lay = mc.compile(mc.causal(), 8, block=8)
+    q = np.broadcast_to(np.ones((1, 1, 8, 4)), (1, 10**6, 8, 4))  # 0.24 GiB as float64: within MAX_BYTES
+    t0 = time.perf_counter()
+    with pytest.raises(mc.TooLargeError, match="MAX_STEPS"):
+        mc.attention(q, q, q, lay, backend="reference")
+    assert time.perf_counter() - t0 < 2.0
+
+
 def test_inputs_that_look_transposed_get_a_hint():
     lay = mc.compile(mc.causal(), 64, block=16)
     q = torch.randn(2, 64, 4, 16)  # [batch, seq, heads, head_dim]
