@@ -14,10 +14,10 @@ inf in k or v at such keys changes nothing). A row that does attend a non-finite
 gives NaN where that value enters ("non-finite in, non-finite out").
 
 Memory is dense: every float64 copy of the inputs (broadcast views are materialised),
-the mask, the output and one head's scores (every head's under autograd), and its per-head loop
-(:data:`MAX_STEPS`). It is
-estimated from the arguments and refused with :class:`~maskc.errors.TooLargeError`
-before anything is allocated (:func:`check_size`).
+the mask, the output and one head's scores (every head's under autograd); time grows
+with its per-head loop (:data:`MAX_STEPS`). Both are estimated from the arguments and
+refused with :class:`~maskc.errors.TooLargeError` before anything is allocated
+(:func:`check_size`).
 
 Example:
     >>> import numpy as np, maskc as mc
