@@ -21,6 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from maskc.backends.formats import layout_format
+from maskc.errors import MaskcError
+from maskc.patterns.core import Pattern
+
 #: Array libraries maskc backends understand.
 ARRAY_LIBS: tuple[str, ...] = ("numpy", "torch", "jax")
 #: Floating dtypes maskc backends take (float128 and friends are refused, not truncated).
@@ -228,8 +232,17 @@ def validate_arrays(q: Any, k: Any, v: Any) -> InputInfo:
     return InputInfo(lib, dt, dev, B, Hq, Hkv, Lq, Lk, D, needs_grad)
 
 
+def _transposed_hint(info: InputInfo, layout: Any) -> str:
+    """A sentence when q / k / v look like ``[batch, seq, heads, head_dim]`` for this layout ("" otherwise)."""
+    if info.q_heads == layout.q_len and info.kv_heads == layout.kv_len and info.q_len != layout.q_len:
+        return (f"; q {info.q_heads} x {info.q_len} looks transposed: q, k, v must be [batch, heads, seq, head_dim] "
+                f"and these look like [batch, seq, heads, head_dim] (seq {info.q_heads}, heads {info.q_len}); "
+                "pass q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)")
+    return ""
+
+
 def validate_layout(layout: Any, info: InputInfo) -> None:
-    """Check that ``layout`` is a maskc Layout whose sizes match the arrays.
+    """Check that ``layout`` is a maskc layout (block or diagonal) whose sizes match the arrays.
 
     Example:
         >>> import maskc as mc
@@ -239,34 +252,36 @@ def validate_layout(layout: Any, info: InputInfo) -> None:
         ...
         ValueError: layout.q_len is 6 but q has 8 query positions (q.shape[2]); compile the layout for this length
     """
-    from maskc.ir.layout import Layout
-
-    if not isinstance(layout, Layout):
-        from maskc.patterns.core import Pattern
-
+    if layout_format(layout) is None:
         if isinstance(layout, Pattern):
             raise TypeError(
                 f"layout must be a compiled maskc.Layout, got the pattern {layout.text()!r}; "
                 f"compile it first: mc.compile(pattern, q_len={info.q_len}, kv_len={info.kv_len}, block=...)"
             )
         raise TypeError(
-            f"layout must be a maskc.Layout (mc.compile / mc.Layout.from_dense) or an object with "
-            f"__maskc_attention__ (mc.plan), got {_describe(layout)}"
+            f"layout must be a maskc.Layout (mc.compile / mc.Layout.from_dense), a DiagonalLayout, or an object "
+            f"with __maskc_attention__ (mc.plan), got {_describe(layout)}"
         )
+    hint = _transposed_hint(info, layout)
     if layout.q_len != info.q_len:
         raise ValueError(
             f"layout.q_len is {layout.q_len} but q has {info.q_len} query positions (q.shape[2]); "
-            "compile the layout for this length"
+            "compile the layout for this length" + hint
         )
     if layout.kv_len != info.kv_len:
         raise ValueError(
             f"layout.kv_len is {layout.kv_len} but k/v have {info.kv_len} key positions (k.shape[2]); "
-            "compile the layout for this length"
+            "compile the layout for this length" + hint
         )
     if layout.heads not in (1, info.q_heads):
         raise ValueError(
             f"layout has {layout.heads} heads but q has {info.q_heads}; a layout needs 1 head "
             f"(broadcast) or exactly one per q head ({info.q_heads})"
+        )
+    if layout.batch not in (1, info.batch):
+        raise ValueError(
+            f"layout has batch {layout.batch} but q has batch {info.batch}; a layout needs batch 1 "
+            f"(broadcast) or exactly the inputs' batch ({info.batch})"
         )
 
 
@@ -291,9 +306,9 @@ def check_direct_call(backend: str, q: Any, k: Any, layout: Any) -> None:
         ...
         maskc.errors.MaskcError: mine backend: layout has 2 heads, expected 1 or 3 (q heads)
     """
-    from maskc.errors import MaskcError
-
     Hq, Hkv = int(q.shape[1]), int(k.shape[1])
+    if layout.batch not in (1, int(q.shape[0])):
+        raise MaskcError(f"{backend} backend: layout has batch {layout.batch}, expected 1 or {int(q.shape[0])} (q batch)")
     if layout.heads not in (1, Hq):
         raise MaskcError(f"{backend} backend: layout has {layout.heads} heads, expected 1 or {Hq} (q heads)")
     if Hq % Hkv:

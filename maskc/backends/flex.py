@@ -8,6 +8,13 @@ process, cached at module level); on CPU the eager implementation is used unless
 compiled one (about 17 s of compilation on a small CPU). Forward and backward on CUDA;
 on CPU, forward only (torch's CPU flex has no backward). torch's compiled CPU flex
 cannot return the log-sum-exp, so on that path lse comes from the eager implementation.
+
+A layout with ``batch > 1`` runs one BlockMask per batch element (each built from that
+element's slices). Rows with no allowed key are set to exactly 0 / -inf, and NaN / inf
+at keys a row may not attend never reach it: flex's kernels multiply masked
+probabilities (0) with V, so non-finite k / v are zeroed first and a second flex call
+over an indicator of the non-finite entries marks NaN exactly the outputs that attended
+one (only when some value is non-finite).
 """
 
 from __future__ import annotations
@@ -15,13 +22,19 @@ from __future__ import annotations
 import os
 import warnings
 
+import numpy as np
+
 from maskc.backends.checks import check_direct_call
+from maskc.backends.softmax import split_nonfinite
 from maskc.errors import MaskcError, TooLargeError
+from maskc.export.flex import to_flex_block_mask
+from maskc.ir.cache import LayoutCache
 from maskc.ir.layout import Layout
 
 __all__ = ["attention_flex", "is_available", "supports", "compiled_flex_attention", "MAX_EAGER_SCORE_ELEMENTS"]
 
 _COMPILED = None
+_CACHE = LayoutCache("maskc.backends.flex")
 
 #: Eager (uncompiled) flex_attention materialises every score: refuse calls with more than
 #: this many ``batch * q_heads * q_len * kv_len`` elements before anything is allocated.
@@ -58,7 +71,9 @@ def supports(q, layout) -> tuple[bool, str]:
     """Whether ``attention`` may run these inputs on flex (used by backend selection).
 
     Refuses eager calls whose dense scores exceed :data:`MAX_EAGER_SCORE_ELEMENTS` (the
-    size of k is taken as the layout's ``kv_len``). Gradients are checked by the registry.
+    size of k is taken as the layout's ``kv_len``) by raising TooLargeError, so an
+    explicit ``backend="flex"`` raises TooLargeError, as :func:`attention_flex` does.
+    Gradients are checked by the registry.
 
     Example:
         >>> import torch, maskc as mc
@@ -69,7 +84,9 @@ def supports(q, layout) -> tuple[bool, str]:
     if layout is None:
         return True, ""
     why = _eager_too_large(q, layout.kv_len, _compiled_default(q.device.type))
-    return (False, why) if why else (True, "")
+    if why:
+        raise TooLargeError(why)
+    return True, ""
 
 
 def is_available() -> tuple[bool, str]:
@@ -127,45 +144,38 @@ def _empty_rows(layout: Layout, device):
     """bool [heads, q_len] on device: query rows with no allowed key (cached)."""
     import torch
 
-    key = ("flex_empty_rows", str(device))
-    if key not in layout._cache:
-        layout._cache[key] = torch.from_numpy(layout.row_counts() == 0).to(device)
-    return layout._cache[key]
+    return _CACHE.get(layout, ("empty_rows", str(device)),
+                      lambda: torch.from_numpy(layout.row_counts() == 0).to(device))
 
 
-def attention_flex(q, k, v, layout: Layout, *, scale: float, compiled: bool | None = None):
-    """Block-sparse attention through torch FlexAttention.
-
-    Args:
-        q: ``[B, Hq, Lq, D]`` torch tensor; k, v: ``[B, Hkv, Lk, D]`` (``Hq % Hkv == 0``,
-            GQA through ``enable_gqa``).
-        layout: the Layout (``heads`` in {1, Hq}, lengths equal to Lq / Lk).
-        scale: softmax scale.
-        compiled: use ``torch.compile(flex_attention)``; default: True on CUDA, on CPU
-            only when ``MASKC_FLEX_COMPILE=1``.
-
-    Returns:
-        ``(out, lse)``: out like q, lse float32 ``[B, Hq, Lq]`` (natural log); rows with
-        no allowed key give out 0 and lse -inf.
+def batch_element(layout: Layout, b: int) -> Layout:
+    """The one-batch layout of batch element ``b`` (its ``heads`` slices, the masks they use).
 
     Example:
-        >>> import torch, maskc as mc
-        >>> from maskc.backends.flex import attention_flex
-        >>> lay = mc.compile(mc.causal(), q_len=64, block=32)
-        >>> q = k = v = torch.randn(1, 2, 64, 16)
-        >>> out, lse = attention_flex(q, k, v, lay, scale=0.25)
-        >>> out.shape, lse.dtype
-        (torch.Size([1, 2, 64, 16]), torch.float32)
+        >>> import numpy as np, maskc as mc
+        >>> m = np.zeros((2, 1, 4, 4), bool); m[0, 0] = np.eye(4, dtype=bool); m[1, 0, :, 0] = True
+        >>> lay = mc.Layout.from_dense(m, block=2)
+        >>> batch_element(lay, 1).to_dense()[0, :, 0].tolist()
+        [True, True, True, True]
     """
+    def make() -> Layout:
+        rp = layout.row_ptr[b * layout.heads:(b + 1) * layout.heads]
+        lo, hi = int(rp[0, 0]), int(rp[-1, -1])
+        pid = layout.partial_id[lo:hi].copy()
+        used, new_pid = np.unique(pid[pid >= 0], return_inverse=True)
+        pid[pid >= 0] = new_pid.astype(pid.dtype)
+        return Layout(q_len=layout.q_len, kv_len=layout.kv_len, block_q=layout.block_q, block_k=layout.block_k,
+                      row_ptr=rp - lo, col_idx=layout.col_idx[lo:hi], kind=layout.kind[lo:hi], partial_id=pid,
+                      masks=layout.masks[used], pattern_text=layout.pattern_text, q_offset=layout.q_offset)
+
+    return _CACHE.get(layout, ("batch_element", int(b)), make)
+
+
+def _flex_call(q, k, v, layout: Layout, scale: float, compiled: bool, needs_grad: bool):
+    """One flex_attention call over a one-batch layout: ``(out, lse float32 / float64)``."""
     import torch
     from torch.nn.attention.flex_attention import AuxRequest, flex_attention
 
-    from maskc.export.flex import to_flex_block_mask
-
-    check_direct_call("flex", q, k, layout)
-    if compiled is None:
-        compiled = _compiled_default(q.device.type)
-    _check_size(q, k, compiled)
     bm = to_flex_block_mask(layout, q.device)
     fn = compiled_flex_attention() if compiled else flex_attention
     kw = dict(block_mask=bm, scale=float(scale), enable_gqa=q.shape[1] != k.shape[1],
@@ -173,9 +183,6 @@ def attention_flex(q, k, v, layout: Layout, *, scale: float, compiled: bool | No
     opts = _kernel_options(layout, q.device.type)
     if opts is not None:
         kw["kernel_options"] = opts
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    if not needs_grad:  # no graph is recorded: detach, or torch's CPU flex refuses requires_grad inputs
-        q, k, v = q.detach(), k.detach(), v.detach()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*flex_attention called without torch.compile.*")
         if compiled and q.device.type == "cpu":
@@ -197,3 +204,60 @@ def attention_flex(q, k, v, layout: Layout, *, scale: float, compiled: bool | No
         out = torch.where(empty[..., None], torch.zeros((), dtype=out.dtype, device=out.device), out)
         lse = torch.where(empty, torch.full((), float("-inf"), device=lse.device), lse)
     return out, lse
+
+
+def _finite_call(q, k, v, layout: Layout, scale: float, compiled: bool, needs_grad: bool):
+    """:func:`_flex_call` with non-finite k / v zeroed and the outputs that read them set to NaN."""
+    import torch
+
+    k_clean, k_bad = split_nonfinite(k)
+    v_clean, v_bad = split_nonfinite(v)
+    out, lse = _flex_call(q, k_clean, v_clean, layout, scale, compiled, needs_grad)
+    if k_bad is None and v_bad is None:
+        return out, lse
+    with torch.no_grad():
+        ind = torch.zeros_like(v_clean) if v_bad is None else v_bad.to(v_clean.dtype)
+        if k_bad is not None:  # a non-finite k poisons every output element of a row attending that key
+            ind = torch.maximum(ind, k_bad.any(-1, keepdim=True).to(ind.dtype).expand_as(ind))
+        hit = _flex_call(q.detach(), k_clean.detach(), ind, layout, scale, compiled, False)[0] > 0
+    return out.masked_fill(hit, float("nan")), lse
+
+
+def attention_flex(q, k, v, layout: Layout, *, scale: float, compiled: bool | None = None):
+    """Block-sparse attention through torch FlexAttention.
+
+    Args:
+        q: ``[B, Hq, Lq, D]`` torch tensor; k, v: ``[B, Hkv, Lk, D]`` (``Hq % Hkv == 0``,
+            GQA through ``enable_gqa``).
+        layout: the Layout (``heads`` in {1, Hq}, ``batch`` in {1, B}, lengths Lq / Lk).
+        scale: softmax scale.
+        compiled: use ``torch.compile(flex_attention)``; default: True on CUDA, on CPU
+            only when ``MASKC_FLEX_COMPILE=1``.
+
+    Returns:
+        ``(out, lse)``: out like q, lse float32 ``[B, Hq, Lq]`` (natural log); rows with
+        no allowed key give out 0 and lse -inf.
+
+    Example:
+        >>> import torch, maskc as mc
+        >>> from maskc.backends.flex import attention_flex
+        >>> lay = mc.compile(mc.causal(), q_len=64, block=32)
+        >>> q = k = v = torch.randn(1, 2, 64, 16)
+        >>> out, lse = attention_flex(q, k, v, lay, scale=0.25)
+        >>> out.shape, lse.dtype
+        (torch.Size([1, 2, 64, 16]), torch.float32)
+    """
+    import torch
+
+    check_direct_call("flex", q, k, layout)
+    if compiled is None:
+        compiled = _compiled_default(q.device.type)
+    _check_size(q, k, compiled)
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    if not needs_grad:  # no graph is recorded: detach, or torch's CPU flex refuses requires_grad inputs
+        q, k, v = q.detach(), k.detach(), v.detach()
+    if layout.batch == 1:
+        return _finite_call(q, k, v, layout, scale, compiled, needs_grad)
+    res = [_finite_call(q[b:b + 1], k[b:b + 1], v[b:b + 1], batch_element(layout, b), scale, compiled, needs_grad)
+           for b in range(layout.batch)]
+    return torch.cat([r[0] for r in res]), torch.cat([r[1] for r in res])

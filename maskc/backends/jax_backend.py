@@ -1,8 +1,9 @@
 """The jax backend: jit-compiled block-sparse attention, differentiable with ``jax.grad``.
 
-The layout is lowered once (cached on it) to padded per-row block lists: for every stored
-head and query block, the key blocks it touches padded to the largest count ``K``, with a
-mask id per slot (0: padding, 1: FULL, 2 + u: partial mask u of the layout's dictionary).
+The layout is lowered once (kept in this module's own per-layout cache) to padded per-row
+block lists: for every stored slice (batch element, head) and query block, the key blocks
+it touches padded to the largest count ``K``, with a mask id per slot (0: padding, 1:
+FULL, 2 + u: partial mask u of the layout's dictionary).
 For each query block the backend gathers its ``K`` key/value blocks, computes the scores
 ``[Bq, K * Bk]``, applies the slot masks (and the ragged key tail), and runs a softmax
 over the gathered keys (gather-then-softmax). Memory is ``O(B * H * n_qb * K * Bk * D)``:
@@ -10,7 +11,10 @@ the work actually done, never ``q_len * kv_len``; estimated first and refused ab
 :data:`MAX_BYTES`.
 
 float16 / bfloat16 compute in float32; float64 needs ``jax_enable_x64``. lse is float32
-(float64 for float64 inputs).
+(float64 for float64 inputs). A row with no allowed key gives exactly 0 (lse -inf), and
+NaN / inf at keys a row may not attend never reach it: non-finite k / v are zeroed for
+the computation and the outputs that did attend them are set to NaN (``lax.cond``: the
+extra work runs only when some value is non-finite).
 
 Example:
     >>> import numpy as np, jax.numpy as jnp, maskc as mc
@@ -30,11 +34,12 @@ import jax
 import numpy as np
 
 from maskc.errors import TooLargeError
+from maskc.ir.cache import LayoutCache
 from maskc.ir.layout import PARTIAL
 
 #: Refuse calls whose gathered blocks and scores would exceed this many bytes.
 MAX_BYTES: int = 4 << 30
-_CACHE_KEY = "maskc.backends.jax_backend.lists"
+_LISTS = LayoutCache("maskc.backends.jax_backend")
 
 
 def is_available() -> tuple[bool, str]:
@@ -54,10 +59,10 @@ def _bucket(n: int) -> int:
 
 
 def block_lists(layout) -> dict[str, np.ndarray]:
-    """Padded per-row block lists of a layout (numpy, cached on the layout).
+    """Padded per-row block lists of a layout (numpy, cached per layout).
 
-    Returns ``cols`` int32 [H, n_qb, K] (key block of each slot, 0 for padding),
-    ``mids`` int32 [H, n_qb, K] (0 padding, 1 FULL, 2 + u partial mask u) and
+    Returns ``cols`` int32 [S, n_qb, K] (S stored slices) (key block of each slot, 0 for padding),
+    ``mids`` int32 [S, n_qb, K] (0 padding, 1 FULL, 2 + u partial mask u) and
     ``table`` bool [T, Bq, Bk] (the mask of each id; T >= U + 2). K and T are rounded up
     to powers of two (multiples of 64 above 64) so jit compilations are shared.
 
@@ -68,9 +73,11 @@ def block_lists(layout) -> dict[str, np.ndarray]:
         >>> bl["cols"][0].tolist(), bl["mids"][0].tolist()
         ([[0, 0], [0, 1]], [[2, 0], [1, 2]])
     """
-    if _CACHE_KEY in layout._cache:
-        return layout._cache[_CACHE_KEY]
-    H, n_qb = layout.heads, layout.n_qb
+    return _LISTS.get(layout, "lists", lambda: _build_lists(layout))
+
+
+def _build_lists(layout) -> dict[str, np.ndarray]:
+    H, n_qb = layout.n_slices, layout.n_qb
     counts = np.diff(layout.row_ptr, axis=1)  # [H, n_qb]
     K = _bucket(int(counts.max(initial=0)))
     cols = np.zeros((H, n_qb, K), np.int32)
@@ -84,19 +91,22 @@ def block_lists(layout) -> dict[str, np.ndarray]:
     table[1] = True
     if layout.n_unique_masks:
         table[2 : 2 + layout.n_unique_masks] = layout.mask_bits
-    res = {"cols": cols, "mids": mids, "table": table}
-    layout._cache[_CACHE_KEY] = res
-    return res
+    return {"cols": cols, "mids": mids, "table": table}
 
 
 def _device_lists(layout):
     import jax.numpy as jnp
 
-    key = _CACHE_KEY + ".device"
-    if key not in layout._cache:
+    def make():
         bl = block_lists(layout)
-        layout._cache[key] = tuple(jnp.asarray(bl[n]) for n in ("cols", "mids", "table"))
-    return layout._cache[key]
+        return tuple(jnp.asarray(bl[n]) for n in ("cols", "mids", "table"))
+
+    return _LISTS.get(layout, "device", make)
+
+
+def _slice_index(layout, batch: int, q_heads: int) -> np.ndarray:
+    """int32 [batch, q_heads]: the stored slice each (batch element, head) reads."""
+    return np.array([[layout.slice_index(b, h) for h in range(q_heads)] for b in range(batch)], np.int32)
 
 
 def _compute_dtype(dtype):
@@ -105,40 +115,64 @@ def _compute_dtype(dtype):
     return jnp.float64 if dtype == jnp.float64 else jnp.float32
 
 
+def _finite(x):
+    """``(x with NaN / inf zeroed, bool mask of them, whether there is any)``."""
+    import jax.numpy as jnp
+
+    bad = ~jnp.isfinite(x)
+    return jnp.where(bad, jnp.zeros((), x.dtype), x), bad, jnp.any(bad)
+
+
 @partial(jax.jit, static_argnames=("q_len", "kv_len", "block_q", "block_k"))
-def _attention(q, k, v, cols, mids, table, scale, *, q_len, kv_len, block_q, block_k):
+def _attention(q, k, v, cols, mids, table, sidx, scale, *, q_len, kv_len, block_q, block_k):
     import jax.numpy as jnp
 
     B, Hq, Lq, D = q.shape
     Hkv = k.shape[1]
     group = Hq // Hkv
-    Hl, n_qb, K = cols.shape
+    n_qb, K = cols.shape[1], cols.shape[2]
     n_kb = -(-kv_len // block_k)
     cdt = _compute_dtype(q.dtype)
     q, k, v = q.astype(cdt), k.astype(cdt), v.astype(cdt)
     q = jnp.pad(q, ((0, 0), (0, 0), (0, n_qb * block_q - q_len), (0, 0)))
     k = jnp.pad(k, ((0, 0), (0, 0), (0, n_kb * block_k - kv_len), (0, 0)))
     v = jnp.pad(v, ((0, 0), (0, 0), (0, n_kb * block_k - kv_len), (0, 0)))
+    k_clean, k_bad, k_any = _finite(k)
+    v_clean, v_bad, v_any = _finite(v)
     Qb = q.reshape(B, Hq, n_qb, block_q, D)
-    Kb = k.reshape(B, Hkv, n_kb, block_k, D)
-    Vb = v.reshape(B, Hkv, n_kb, block_k, D)
-    hk = (jnp.arange(Hq) // group)[:, None, None]
-    hl = jnp.arange(Hq) if Hl == Hq else jnp.zeros(Hq, jnp.int32)
-    cols_h, mids_h = cols[hl], mids[hl]  # [Hq, n_qb, K]
-    Kg = Kb[:, hk, cols_h]  # [B, Hq, n_qb, K, Bk, D]
-    Vg = Vb[:, hk, cols_h]
-    s = jnp.einsum("bhnid,bhnkjd->bhnikj", Qb, Kg) * jnp.asarray(scale, cdt)
-    mask = table[mids_h]  # [Hq, n_qb, K, Bq, Bk]
-    col_ok = (cols_h[..., None] * block_k + jnp.arange(block_k)) < kv_len  # [Hq, n_qb, K, Bk]
-    mask = (mask & col_ok[..., None, :]).transpose(0, 1, 3, 2, 4)  # [Hq, n_qb, Bq, K, Bk]
-    s = jnp.where(mask[None], s, -jnp.inf)
+    cols_s, mids_s = cols[sidx], mids[sidx]  # [B, Hq, n_qb, K]
+    bi = jnp.arange(B)[:, None, None, None]
+    hk = (jnp.arange(Hq) // group)[None, :, None, None]
+
+    def gather(x):  # [B, Hkv, n_kb * Bk, D] -> [B, Hq, n_qb, K, Bk, D]
+        return x.reshape(B, Hkv, n_kb, block_k, -1)[bi, hk, cols_s]
+
+    s = jnp.einsum("bhnid,bhnkjd->bhnikj", Qb, gather(k_clean)) * jnp.asarray(scale, cdt)
+
+    def raw_scores(s):  # keys with a non-finite k keep their true (non-finite) scores, without gradient
+        raw = jnp.einsum("bhnid,bhnkjd->bhnikj", jax.lax.stop_gradient(Qb), jax.lax.stop_gradient(gather(k)))
+        bad_key = jnp.any(gather(k_bad), axis=-1)  # [B, Hq, n_qb, K, Bk]
+        return jnp.where(bad_key[:, :, :, None], raw * jnp.asarray(scale, cdt), s)
+
+    s = jax.lax.cond(k_any, raw_scores, lambda s: s, s)
+    mask = table[mids_s]  # [B, Hq, n_qb, K, Bq, Bk]
+    col_ok = (cols_s[..., None] * block_k + jnp.arange(block_k)) < kv_len  # [B, Hq, n_qb, K, Bk]
+    mask = (mask & col_ok[..., None, :]).transpose(0, 1, 2, 4, 3, 5)  # [B, Hq, n_qb, Bq, K, Bk]
+    s = jnp.where(mask, s, -jnp.inf)
     mx = jax.lax.stop_gradient(jnp.max(s, axis=(4, 5)))  # [B, Hq, n_qb, Bq]
     mx_safe = jnp.where(jnp.isfinite(mx), mx, 0.0)
     p = jnp.exp(s - mx_safe[..., None, None])  # exactly 0 where masked
     den = jnp.sum(p, axis=(4, 5))
     nonempty = den > 0
     den_safe = jnp.where(nonempty, den, 1.0)
-    out = jnp.einsum("bhnikj,bhnkjd->bhnid", p, Vg) / den_safe[..., None]
+    out = jnp.einsum("bhnikj,bhnkjd->bhnid", p, gather(v_clean)) / den_safe[..., None]
+
+    def poisoned(out):  # outputs that read a non-finite value become NaN
+        hit = jnp.einsum("bhnikj,bhnkjd->bhnid", jax.lax.stop_gradient(p > 0).astype(cdt),
+                         gather(v_bad).astype(cdt)) > 0
+        return jnp.where(hit, jnp.nan, out)
+
+    out = jax.lax.cond(v_any, poisoned, lambda o: o, out)
     lse = jnp.where(nonempty, mx_safe + jnp.log(den_safe), -jnp.inf)
     out = out.reshape(B, Hq, n_qb * block_q, D)[:, :, :q_len]
     lse = lse.reshape(B, Hq, n_qb * block_q)[:, :, :q_len]
@@ -175,8 +209,9 @@ def attention_jax(q: Any, k: Any, v: Any, layout, *, scale: float):
             "split the batch / heads or raise MAX_BYTES"
         )
     cols, mids, table = _device_lists(layout)
+    sidx = _slice_index(layout, B, Hq)
     out, lse = _attention(
-        q, k, v, cols, mids, table, float(scale),
+        q, k, v, cols, mids, table, sidx, float(scale),
         q_len=layout.q_len, kv_len=layout.kv_len, block_q=layout.block_q, block_k=layout.block_k,
     )
     return out.astype(q.dtype), lse

@@ -1,15 +1,16 @@
-"""The backend registry and run-time selection.
+"""The backend registry: what each backend takes, and whether it can run here.
 
 A backend is a function ``impl(q, k, v, layout, *, scale) -> (out, lse)`` that receives
 inputs already validated by :func:`maskc.backends.attention`, plus a description of what
-it accepts (array library, devices, gradients) and a ``check() -> (ok, reason)`` that says
-whether it can run here.
+it accepts (array library, devices, gradients, sparsity formats, dropout) and a
+``check() -> (ok, reason)`` that says whether it can run here. Backends that implement
+dropout on the attention probabilities (``dropout=True``) are also called with
+``dropout_p=`` and ``dropout_seed=`` keywords when a caller asks for dropout.
 
-Selection (``backend="auto"``): the environment variable ``MASKC_BACKEND`` wins if set;
-otherwise the highest-``priority`` backend whose array library matches the inputs, whose
-``auto_devices`` include their device, whose ``check()`` passes and whose ``supports(q)``
-is true. The built-in priorities give: triton for CUDA torch tensors, flex for other torch
-tensors (reference when flex is unavailable), jax for jax arrays, scipy for numpy arrays.
+Selection (``backend="auto"``, :mod:`maskc.backends.selection`): the environment variable
+``MASKC_BACKEND`` wins if set; otherwise the highest-``priority`` backend that takes the
+inputs' array library and the layout's format, whose ``auto_devices`` include their
+device, whose ``check()`` passes and whose ``supports(q, layout)`` is true.
 
 Third-party backends: an entry point in group ``maskc.backends`` naming a function that
 takes no argument and calls :func:`register` (or returns ``dict`` keyword arguments for
@@ -28,12 +29,13 @@ Example:
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from maskc.backends.checks import ARRAY_LIBS, InputInfo, device_type
+from maskc.backends.formats import FORMATS, layout_format
+from maskc.errors import TooLargeError
 
 log = logging.getLogger("maskc")
 
@@ -62,6 +64,9 @@ class Backend:
     dtypes: tuple[str, ...] | None = None
     tolerance: dict[str, float] = field(default_factory=dict)
     description: str = ""
+    formats: tuple[str, ...] = ("blocks",)
+    dropout: bool = False
+    auto_training: bool = True
 
     def status(self) -> tuple[bool, str]:
         """``(ok, reason)`` from ``check()``; an exception in check counts as unavailable."""
@@ -73,30 +78,49 @@ class Backend:
             return False, f"check() raised {type(e).__name__}: {e}"
         return bool(ok), str(reason) if reason else ("ok" if ok else "unavailable")
 
-    def accepts(self, info: InputInfo, q: Any, layout: Any = None, *, auto: bool) -> tuple[bool, str]:
+    def accepts(self, info: InputInfo, q: Any, layout: Any = None, *, auto: bool,
+                dropout: bool = False) -> tuple[bool, str]:
         """Whether this backend can take these inputs; ``(ok, reason)``."""
+        ok, reason, _ = self.judge(info, q, layout, auto=auto, dropout=dropout)
+        return ok, reason
+
+    def judge(self, info: InputInfo, q: Any, layout: Any = None, *, auto: bool,
+              dropout: bool = False) -> tuple[bool, str, type[Exception]]:
+        """``(ok, reason, error type)``: the type an explicit request raises when refused
+        (:class:`~maskc.errors.TooLargeError` for a size refusal, else ValueError)."""
         if info.lib not in self.arrays:
-            return False, f"takes {'/'.join(self.arrays)} arrays, got {info.lib}"
+            return False, f"takes {'/'.join(self.arrays)} arrays, got {info.lib}", ValueError
+        fmt = layout_format(layout) if layout is not None else None
+        if fmt is not None and fmt not in self.formats:
+            return False, f"takes {'/'.join(self.formats)} layouts, got a {fmt} layout", ValueError
         devs = self.auto_devices if auto else self.devices
         dt = info.device_type
         if dt not in devs and not (dt == "gpu" and "cuda" in devs):
-            return False, f"runs on {'/'.join(devs)}, got device {info.device}"
+            return False, f"runs on {'/'.join(devs)}, got device {info.device}", ValueError
         if self.dtypes is not None and info.dtype not in self.dtypes:
-            return False, f"supports dtypes {', '.join(self.dtypes)}, got {info.dtype}"
+            return False, f"supports dtypes {', '.join(self.dtypes)}, got {info.dtype}", ValueError
         if info.needs_grad and not self.grads_on(dt):
             return False, (
                 f"has no gradients on {dt}, and q, k or v requires grad; use a backend with gradients "
                 "there (see maskc.backends.available()) or run under torch.no_grad()"
-            )
+            ), ValueError
+        if auto and info.needs_grad and not self.auto_training:
+            return False, ("is never chosen automatically for training (dense float64); name it explicitly "
+                           "(backend=...) to train through it"), ValueError
+        if dropout and not self.dropout:
+            return False, ("does not implement dropout on attention probabilities; use backend='torch' "
+                           "(or 'auto'), or dropout_p=0"), ValueError
         if self.supports is not None:
             try:
                 res = self.supports(q, layout) if _takes_layout(self.supports) else self.supports(q)
+            except TooLargeError as e:
+                return False, str(e), TooLargeError
             except Exception as e:
-                return False, f"supports() raised {type(e).__name__}: {e}"
+                return False, f"supports() raised {type(e).__name__}: {e}", ValueError
             ok, reason = res if isinstance(res, tuple) else (bool(res), "")
             if not ok:
-                return False, reason or "supports() refused these inputs"
-        return True, "ok"
+                return False, reason or "supports() refused these inputs", ValueError
+        return True, "ok", ValueError
 
     def grads_on(self, device_type: str) -> bool:
         """Whether the backend is differentiable on this device type."""
@@ -119,7 +143,6 @@ def _takes_layout(fn: Callable) -> bool:
 _REGISTRY: dict[str, Backend] = {}
 _LOCK = threading.RLock()
 _entry_points_loaded = False
-_last = threading.local()
 
 
 def register(
@@ -137,6 +160,9 @@ def register(
     tolerance: dict[str, float] | None = None,
     description: str = "",
     replace: bool = True,
+    formats: str | Iterable[str] = ("blocks",),
+    dropout: bool = False,
+    auto_training: bool = True,
 ) -> Backend:
     """Register (or replace) a backend and return its :class:`Backend` record.
 
@@ -146,7 +172,9 @@ def register(
             like q, lse ``[B, Hq, Lq]`` natural log, ``-inf`` (and out 0) on rows without keys.
         array: the array library (or libraries) impl takes: "torch", "numpy", "jax".
         supports: optional ``fn(q) -> bool`` or ``fn(q, layout) -> bool | (bool, reason)``
-            refusing particular inputs (block size, head_dim, gradients on a device, ...).
+            refusing particular inputs (block size, head_dim, gradients on a device, ...);
+            it may raise :class:`~maskc.errors.TooLargeError` for a size refusal, which an
+            explicit request then raises as such.
         check: optional ``fn() -> (ok, reason)``: can the backend run on this machine?
         grads: whether impl is differentiable by its array library's autodiff: a bool, or
             the device types where it is (e.g. ``("cuda",)``).
@@ -156,6 +184,12 @@ def register(
         dtypes: dtype names it supports (default: any floating dtype).
         tolerance: per-dtype relative-error tolerances overriding the defaults in crosscheck.
         description: one line shown by ``maskc backends``.
+        formats: the sparsity formats impl executes: "blocks" (:class:`maskc.Layout`),
+            "diagonal" (:class:`~maskc.backends.formats.DiagonalLayout`).
+        dropout: impl takes ``dropout_p`` / ``dropout_seed`` keywords and drops attention
+            probabilities (torch training).
+        auto_training: ``backend="auto"`` may pick it when autograd records the call
+            (False for the dense float64 reference).
 
     Example:
         >>> import maskc.backends as mb
@@ -173,6 +207,9 @@ def register(
     if not arrays or bad:
         raise ValueError(f"array must be one or more of {ARRAY_LIBS}, got {array!r}")
     devs = tuple(devices)
+    fmts = (formats,) if isinstance(formats, str) else tuple(formats)
+    if not fmts or any(f not in FORMATS for f in fmts):
+        raise ValueError(f"formats must be one or more of {FORMATS}, got {formats!r}")
     with _LOCK:
         if name in _REGISTRY and not replace:
             raise ValueError(f"backend {name!r} is already registered; pass replace=True to override it")
@@ -189,6 +226,9 @@ def register(
             dtypes=None if dtypes is None else tuple(dtypes),
             tolerance=dict(tolerance or {}),
             description=description,
+            formats=fmts,
+            dropout=bool(dropout),
+            auto_training=bool(auto_training),
         )
         _REGISTRY[name] = rec
     return rec
@@ -317,79 +357,3 @@ def format_available(details: bool = True) -> str:
     fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
     lines = [fmt.format(*head)] + [fmt.format(*r) for r in rows]
     return "\n".join(lines if details else [f"{r[0]}: {r[1]} ({r[5]})" for r in rows])
-
-
-@dataclass(frozen=True)
-class Choice:
-    """The backend a call to :func:`maskc.backends.attention` used and why."""
-
-    name: str
-    reason: str
-
-
-def last_choice() -> Choice | None:
-    """The backend chosen by the most recent ``attention`` call in this thread (None before any).
-
-    Example:
-        >>> import numpy as np, maskc as mc, maskc.backends as mb
-        >>> q = np.ones((1, 1, 4, 8), np.float32)
-        >>> _ = mb.attention(q, q, q, mc.Layout.from_dense(np.ones((4, 4), bool), 4), backend="reference")
-        >>> mb.last_choice()
-        Choice(name='reference', reason='explicit')
-    """
-    return getattr(_last, "choice", None)
-
-
-def _set_choice(name: str, reason: str) -> None:
-    _last.choice = Choice(name, reason)
-    log.debug("maskc.attention: backend %r (%s)", name, reason)
-
-
-def select(info: InputInfo, q: Any, backend: str = "auto", layout: Any = None) -> Backend:
-    """Resolve ``backend`` (a name or "auto") for validated inputs; records :func:`last_choice`.
-
-    Example:
-        >>> import numpy as np, maskc as mc, maskc.backends as mb
-        >>> q = np.ones((1, 1, 4, 8), np.float32)
-        >>> lay = mc.Layout.from_dense(np.ones((4, 4), bool), 4)
-        >>> mb.select(mb.validate_inputs(q, q, q, lay), q, "auto", lay).name
-        'scipy'
-    """
-    if not isinstance(backend, str):
-        raise TypeError(f"backend must be a backend name or 'auto', got {type(backend).__name__}")
-    source = "explicit"
-    if backend == "auto":
-        env = os.environ.get(ENV_VAR, "").strip()
-        if env and env != "auto":
-            backend, source = env, f"{ENV_VAR}={env}"
-    if backend != "auto":
-        try:
-            rec = get(backend)
-        except ValueError as e:
-            if source != "explicit":
-                raise ValueError(f"{e}; it was named by the environment variable {source}") from None
-            raise
-        ok, reason = rec.status()
-        if not ok:
-            raise RuntimeError(f"backend {backend!r} ({source}) is not available here: {reason}")
-        ok, reason = rec.accepts(info, q, layout, auto=False)
-        if not ok:
-            raise ValueError(f"backend {backend!r} ({source}) cannot run these inputs: it {reason}")
-        _set_choice(rec.name, source)
-        return rec
-    refused = []
-    for n in names():
-        rec = get(n)
-        ok, reason = rec.accepts(info, q, layout, auto=True)
-        if ok:
-            ok, reason = rec.status()
-        if ok:
-            _set_choice(rec.name, f"auto: {info.lib} on {info.device}" + (f"; skipped {'; '.join(refused)}" if refused else ""))
-            return rec
-        if info.lib in rec.arrays:
-            refused.append(f"{n}: {reason}")
-    raise RuntimeError(
-        f"no available backend takes {info.lib} arrays of dtype {info.dtype} on {info.device}: "
-        + ("; ".join(refused) or "none registered")
-        + "; see maskc.backends.available()"
-    )

@@ -1,14 +1,17 @@
 """The scipy backend: token-level CSR attention on the CPU, memory O(nnz), never dense.
 
-For each stored head the layout is expanded once into a token-level CSR structure
-(``indptr [q_len + 1]``, ``indices [nnz]``, cached on the layout). For every (batch,
-head) the backend then
+For each stored slice (batch element, head) the layout is expanded once into a
+token-level CSR structure (``indptr [q_len + 1]``, ``indices [nnz]``, kept in this
+module's own per-layout cache). For every (batch, head) the backend then
 
 1. computes scores only at allowed pairs: row-wise gathered dot products
    ``q[i] . k[j]``, vectorised over chunks of about :data:`CHUNK_PAIRS` pairs;
 2. applies a segment softmax along CSR rows (``np.maximum.reduceat`` /
    ``np.add.reduceat``), rows without keys give out = 0 and lse = -inf;
 3. multiplies the probability matrix (a ``scipy.sparse.csr_matrix``) with V.
+
+Only allowed pairs are ever touched, so a row with no allowed key is exactly 0 (lse
+-inf) and values at keys a row may not attend never reach it.
 
 Arrays: numpy only (float16 and float32 compute in float32, float64 in float64).
 Memory is estimated before anything is allocated and the call is refused with
@@ -28,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from maskc.errors import TooLargeError
+from maskc.ir.cache import LayoutCache
 from maskc.ir.layout import PARTIAL
 
 #: Allowed pairs gathered at once when computing scores; small enough that the gathered
@@ -35,7 +39,7 @@ from maskc.ir.layout import PARTIAL
 CHUNK_PAIRS: int = 1 << 13
 #: Refuse calls whose estimated memory exceeds this many bytes (index arrays + working set).
 MAX_BYTES: int = 8 << 30
-_CACHE_KEY = "maskc.backends.scipy_backend.csr"
+_CSR = LayoutCache("maskc.backends.scipy_backend")
 
 
 def is_available() -> tuple[bool, str]:
@@ -48,10 +52,10 @@ def is_available() -> tuple[bool, str]:
 
 
 def token_csr(layout, head: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Token-level CSR of one stored head: ``(indptr int64 [q_len + 1], indices int32 [nnz])``.
+    """Token-level CSR of one stored slice: ``(indptr int64 [q_len + 1], indices int32 [nnz])``.
 
-    Built block row by block row straight from the BSR arrays (no dense mask, no sort),
-    cached on the layout.
+    ``head`` is the stored slice index (``layout.slice_index(b, h)``). Built block row by
+    block row straight from the BSR arrays (no dense mask, no sort), cached per layout.
 
     Example:
         >>> import numpy as np, maskc as mc
@@ -60,9 +64,10 @@ def token_csr(layout, head: int = 0) -> tuple[np.ndarray, np.ndarray]:
         >>> indptr.tolist(), indices.tolist()
         ([0, 1, 3, 6], [0, 0, 1, 0, 1, 2])
     """
-    cache = layout._cache.setdefault(_CACHE_KEY, {})
-    if head in cache:
-        return cache[head]
+    return _CSR.get(layout, ("csr", int(head)), lambda: _build_csr(layout, int(head)))
+
+
+def _build_csr(layout, head: int) -> tuple[np.ndarray, np.ndarray]:
     Bq, Bk, Lq = layout.block_q, layout.block_k, layout.q_len
     vr, vc = layout.valid_rows(), layout.valid_cols()
     rp = layout.row_ptr[head]
@@ -89,21 +94,20 @@ def token_csr(layout, head: int = 0) -> tuple[np.ndarray, np.ndarray]:
     indptr = np.zeros(Lq + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
     indices = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
-    cache[head] = (indptr, indices)
     return indptr, indices
 
 
 def estimate_bytes(layout, batch: int, q_heads: int, head_dim: int, itemsize: int) -> int:
     """Bytes the backend will hold at its peak (index arrays, scores, one gathered chunk).
 
-    Indices are kept per stored head (12 bytes per pair: int32 column + int64 row);
+    Indices are kept per stored slice (12 bytes per pair: int32 column + int64 row);
     scores and probabilities are per (batch, head) at a time (2 floats per pair, plus a
     CSR copy); one chunk gathers ``2 * CHUNK_PAIRS * head_dim`` values.
     """
     per_head = layout.block_nnz  # exact allowed pairs of each stored block
     bh = layout.block_head
-    nnz_h = np.bincount(bh, weights=per_head, minlength=layout.heads).astype(np.int64)
-    index_bytes = int(nnz_h.sum()) * 12 + layout.heads * (layout.q_len + 1) * 8
+    nnz_h = np.bincount(bh, weights=per_head, minlength=layout.n_slices).astype(np.int64)
+    index_bytes = int(nnz_h.sum()) * 12 + layout.n_slices * (layout.q_len + 1) * 8
     work = int(nnz_h.max(initial=0)) * (3 * itemsize + 12)
     chunk = 2 * CHUNK_PAIRS * head_dim * itemsize
     out = batch * q_heads * layout.q_len * (head_dim + 1) * itemsize
@@ -131,8 +135,8 @@ def attention_scipy(q: np.ndarray, k: np.ndarray, v: np.ndarray, layout, *, scal
         )
     out = np.zeros((B, Hq, Lq, D), dtype=q.dtype)
     lse = np.full((B, Hq, Lq), -np.inf, dtype=cdt)
-    for hl in range(layout.heads):
-        indptr, indices = token_csr(layout, hl)
+    for sl in range(layout.n_slices):
+        indptr, indices = token_csr(layout, sl)
         nnz = indices.shape[0]
         if nnz == 0:
             continue
@@ -140,9 +144,11 @@ def attention_scipy(q: np.ndarray, k: np.ndarray, v: np.ndarray, layout, *, scal
         rows = np.repeat(np.arange(Lq, dtype=np.int32), counts)
         nonempty = counts > 0
         starts = indptr[:-1][nonempty]
+        bl, hl = divmod(sl, layout.heads)
+        batches = range(B) if layout.batch == 1 else (bl,)
         heads = range(Hq) if layout.heads == 1 else (hl,)
         s = np.empty(nnz, dtype=cdt)
-        for b in range(B):
+        for b in batches:
             for h in heads:
                 qh = np.ascontiguousarray(q[b, h], dtype=cdt)
                 kh = np.ascontiguousarray(k[b, h // group], dtype=cdt)

@@ -36,7 +36,7 @@ class LayoutCache:
         self.name = name
         self.max_entries_per_layout = max_entries_per_layout
         self._data: dict[int, dict[Hashable, Any]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: a finalizer may drop a layout during get()
 
     def get(self, layout: Any, key: Hashable, make: Callable[[], T]) -> T:
         """The value cached for ``(layout, key)``, computing it with ``make()`` once."""

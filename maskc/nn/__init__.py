@@ -1,24 +1,25 @@
-"""Torch modules of the source documents, running on maskc layouts and backends.
+"""Torch modules running on maskc layouts and backends.
 
-========================  =====  ===================================================
-module                    SPEC   what
-========================  =====  ===================================================
-SparseSelfAttention       -      multi-head attention over any pattern (MHA drop-in)
-PrimeSelfAttention        A      global + window + prime offsets (PrimeAttention.jl)
-SquareSelfAttention       A      global + window + square offsets
-MianChowlaSelfAttention   A      global + window + Mian-Chowla offsets
-PiAttention               B      ring-local + π-step softmaxes fused by a gate
-AdaptivePiAttention       B      softmax mixture over a fixed (π, r) menu
-PrimeHarmonyAttention     C      nine number-theoretic heads, output gates, ω weights
-RiemannPositionalEncoding C      zeta-zero log-position encoding (additive / rotary)
-prime_composite_regularizer C    KL to a von-Mangoldt target
-entropy_hinge             C      row-entropy band penalty
-MomentumAttentionBlock    D      SympFormer damped Hamiltonian block
-NesterovAttentionBlock    D      v+ = βv + h·Attn(LN(x + μv)), x+ = x + v+
-========================  =====  ===================================================
+===========================  ===================================================
+module                       what
+===========================  ===================================================
+SparseSelfAttention          multi-head attention over any pattern (MHA drop-in)
+PrimeSelfAttention           global + window + prime offsets (PrimeAttention.jl)
+SquareSelfAttention          global + window + square offsets
+MianChowlaSelfAttention      global + window + Mian-Chowla offsets
+PiAttention                  ring-local + π-step softmaxes fused by a gate
+AdaptivePiAttention          softmax mixture over a fixed (π, r) menu
+PrimeHarmonyAttention        nine number-theoretic heads, output gates, ω weights
+RiemannPositionalEncoding    zeta-zero log-position encoding (additive / rotary)
+prime_composite_regularizer  KL to a von-Mangoldt target
+entropy_hinge                row-entropy band penalty
+MomentumAttentionBlock       SympFormer damped Hamiltonian block
+NesterovAttentionBlock       v+ = βv + h·Attn(LN(x + μv)), x+ = x + v+
+===========================  ===================================================
 
-See docs/modules.md. On CPU, train with ``backend="reference"`` (differentiable float64);
-``"auto"`` resolves to it while autograd records.
+See docs/modules.md. Every module's ``backend="auto"`` trains on CPU through the sparse
+torch backend (forward and backward); name ``backend="reference"`` only to check against
+the dense float64 truth.
 """
 
 from maskc.nn.attention import (

@@ -6,13 +6,15 @@ documented on the modules themselves.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import torch
 
+from maskc.backends import attention
+from maskc.compiler import compile as compile_pattern
 from maskc.ir.layout import FULL, Layout
+from maskc.patterns import library
 from maskc.patterns.core import Pattern
 
 PatternLike = Pattern | Layout  # or a maskc Plan (duck-typed: see is_plan)
@@ -69,46 +71,24 @@ def check_dtype(x: torch.Tensor, param: torch.Tensor | None, module: str, name: 
 
 
 # ----------------------------------------------------------------- backends
-def resolve_backend(backend: str, q: torch.Tensor, params_need_grad: bool = True) -> str:
-    """``"auto"`` on a CPU tensor while gradients are being recorded means ``"reference"``.
+def resolve_backend(backend: str, q: torch.Tensor | None = None, params_need_grad: bool = True) -> str:
+    """The backend name a module passes to ``maskc.backends`` (checked to be a string).
 
-    The automatic choice on CPU torch is FlexAttention, which has no backward pass on
-    CPU; the float64 reference backend is differentiable. Explicit names pass through.
+    ``"auto"`` is left to the registry, which picks the sparse torch backend for CPU torch
+    tensors (training included) and never the dense float64 reference for training.
     """
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a string, got {type(backend).__name__}")
-    if backend != "auto":
-        return backend
-    if q.device.type == "cpu" and torch.is_grad_enabled() and (q.requires_grad or params_need_grad):
-        return "reference"
-    return "auto"
+    return backend
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: Layout, backend: str = "auto",
-           return_lse: bool = False, scale: float | None = None):
-    """Masked softmax attention of [B, H, L, D] tensors over ``layout`` via ``maskc.backends``.
+           return_lse: bool = False, scale: float | None = None, dropout_p: float = 0.0):
+    """Masked softmax attention of ``[B, H, L, D]`` tensors over ``layout`` via ``maskc.backends``.
 
-    Falls back to a dense float64 torch implementation with identical semantics when the
-    backends package is not importable (development checkouts).
+    ``dropout_p`` drops attention probabilities (training); backends without dropout refuse it.
     """
-    try:
-        from maskc.backends import attention as _attention
-    except ImportError:  # pragma: no cover - only before maskc.backends exists
-        _attention = None
-    if _attention is not None:
-        return _attention(q, k, v, layout, backend=backend, scale=scale, return_lse=return_lse)
-    return _dense_fallback(q, k, v, layout, scale, return_lse)  # pragma: no cover
-
-
-def _dense_fallback(q, k, v, layout, scale, return_lse):  # pragma: no cover - see attend()
-    mask = torch.from_numpy(dense_mask(layout)).to(q.device)
-    s = scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
-    scores = torch.einsum("bhid,bhjd->bhij", q.double(), k.double()) * s
-    scores = scores.masked_fill(~mask[None], float("-inf"))
-    lse = torch.logsumexp(scores, dim=-1)
-    p = torch.exp(scores - torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))[..., None])
-    out = torch.einsum("bhij,bhjd->bhid", p, v.double()).to(q.dtype)
-    return (out, lse) if return_lse else out
+    return attention(q, k, v, layout, backend=backend, scale=scale, return_lse=return_lse, dropout_p=dropout_p)
 
 
 _DENSE_CACHE: dict[int, tuple[Layout, np.ndarray]] = {}
@@ -187,9 +167,7 @@ def compile_layout(pattern: PatternLike, q_len: int, kv_len: int | None, block: 
                 f"q_len={q_len}, kv_len={kv_len}; pass a Pattern to compile per length"
             )
         return pattern
-    import maskc as mc
-
-    return mc.compile(pattern, q_len, kv_len, block=block, heads=heads)
+    return compile_pattern(pattern, q_len, kv_len, block=block, heads=heads)
 
 
 def check_pattern(pattern: Any, num_heads: int, module: str) -> PatternLike:
@@ -237,25 +215,19 @@ class LayoutCache:
 
 # ----------------------------------------------------------------- patterns
 def bird_pattern(kind: str, window: int = 3, global_tokens: int = 2, cap: int | None = None) -> Pattern:
-    """SPEC A: causal & (global j < G | 0 <= d <= w | d in S (<= cap)), S by ``kind``."""
-    from maskc.patterns import library
-
+    """causal & (global j < G | 0 <= d <= w | d in S (<= cap)), S the primes, squares or Mian-Chowla set."""
     name = {"primes": "prime_bird", "squares": "square_bird", "mian_chowla": "mian_chowla_bird"}[kind]
     return getattr(library, name)(window=window, global_tokens=global_tokens, cap=cap)
 
 
 def ring_pattern(radius: int, causal: bool) -> Pattern:
-    """SPEC B ring-local: causal form 0 <= d <= r, else circular distance <= r (library pi_ring)."""
-    from maskc.patterns.library import pi_ring
-
-    return pi_ring(radius, causal=causal)
+    """Ring-local: causal form 0 <= d <= r, else circular distance <= r (library pi_ring)."""
+    return library.pi_ring(radius, causal=causal)
 
 
 def pi_pattern(period: int, causal: bool, variant: str = "all", m: int | None = None) -> Pattern:
-    """SPEC B π-step (library pi_step): variants "all", "bounded" (m required), "doubling"."""
-    from maskc.patterns.library import pi_step
-
-    return pi_step(period, variant=variant, m=m, causal=causal)
+    """π-step (library pi_step): variants "all", "bounded" (m required), "doubling"."""
+    return library.pi_step(period, variant=variant, m=m, causal=causal)
 
 
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:

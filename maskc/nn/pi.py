@@ -1,4 +1,4 @@
-"""πAttention (SPEC B): ring-local and π-step attentions fused by a gate, and the adaptive menu."""
+"""πAttention: ring-local and π-step attentions fused by a gate, and the adaptive menu over (π, r) pairs."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class _PiBase(nn.Module):
 
 class PiAttention(_PiBase):
     """πAttention: a ring-local attention and a π-step attention, each its own softmax,
-    fused per head by a gate: ``y = g * y_local + (1 - g) * y_pi`` (SPEC B).
+    fused per head by a gate: ``y = g * y_local + (1 - g) * y_pi``.
 
     Components (causal form in brackets): ring_local(r): circular distance
     ``min(|i-j|, N-|i-j|) <= r`` [``0 <= i-j <= r``]; pi_step(π): ``(i-j) mod π == 0``
@@ -62,13 +62,13 @@ class PiAttention(_PiBase):
         d_model, num_heads: width and heads (d_model divisible by num_heads).
         period: π (default 16). radius: r (default 32). causal: default True.
         gate: "token" or "pooled". variant: "all", "bounded" or "doubling"; m: its bound.
-        backend, block: as in :class:`SparseSelfAttention` ("auto" means "reference"
-            on CPU while recording gradients).
+        backend, block: as in :class:`SparseSelfAttention` ("auto": the sparse torch
+            backend on CPU, forward and backward).
 
     Example:
         >>> import torch
         >>> from maskc.nn import PiAttention
-        >>> attn = PiAttention(32, 4, period=8, radius=4, backend="reference")
+        >>> attn = PiAttention(32, 4, period=8, radius=4)
         >>> attn(torch.randn(2, 40, 32)).shape
         torch.Size([2, 40, 32])
     """
@@ -132,7 +132,7 @@ class PiAttention(_PiBase):
 
 
 class AdaptivePiAttention(_PiBase):
-    """πAttention over a fixed menu of (π, r) pairs mixed by predicted softmax weights (SPEC B).
+    """πAttention over a fixed menu of (π, r) pairs mixed by predicted softmax weights.
 
     For each pair c the module computes the gated fusion
     ``y_c = g_c * y_local(r_c) + (1 - g_c) * y_pi(π_c)`` (token gates as in
@@ -150,7 +150,7 @@ class AdaptivePiAttention(_PiBase):
     Example:
         >>> import torch
         >>> from maskc.nn import AdaptivePiAttention
-        >>> attn = AdaptivePiAttention(32, 4, pairs=[(4, 2), (8, 4)], backend="reference")
+        >>> attn = AdaptivePiAttention(32, 4, pairs=[(4, 2), (8, 4)])
         >>> attn(torch.randn(2, 24, 32)).shape
         torch.Size([2, 24, 32])
     """

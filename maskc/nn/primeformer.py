@@ -1,4 +1,4 @@
-"""PrimeFormer modules (SPEC C): PrimeHarmonyAttention, Riemann positional encoding,
+"""PrimeFormer modules: PrimeHarmonyAttention, Riemann positional encoding,
 the prime-composite regulariser and the entropy hinge."""
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ from maskc.nn._functional import (
     LayoutCache, attend, check_embed, check_input, check_positive_int, dense_mask, merge_heads, resolve_backend,
     split_heads,
 )
-from maskc.patterns.core import Pattern
+from maskc.patterns.core import Pattern, heads
+from maskc.patterns.library import primeformer_heads
+from maskc.patterns.sequences import primes
+from maskc.patterns.zeta import zeta_zeros
 
 
 class PrimeHarmonyAttention(nn.Module):
-    """PrimeFormer's multi-head attention: one number-theoretic pattern per head (SPEC C).
+    """PrimeFormer's multi-head attention: one number-theoretic pattern per head.
 
     Head h uses pattern h of ``patterns`` (default: the nine PrimeFormer heads
     twin_primes, arithmetic_progression, goldbach, mersenne, sieve, riemann_zeros,
@@ -38,7 +41,7 @@ class PrimeHarmonyAttention(nn.Module):
     Example:
         >>> import torch, maskc as mc
         >>> from maskc.nn import PrimeHarmonyAttention
-        >>> attn = PrimeHarmonyAttention(36, 9, backend="reference")
+        >>> attn = PrimeHarmonyAttention(36, 9)
         >>> attn(torch.randn(1, 20, 36)).shape
         torch.Size([1, 20, 36])
     """
@@ -48,16 +51,12 @@ class PrimeHarmonyAttention(nn.Module):
         super().__init__()
         self.head_dim = check_embed(d_model, num_heads, "d_model")
         self.d_model, self.num_heads, self.backend = d_model, num_heads, backend
-        import maskc as mc
-
         if patterns is None:
-            from maskc.patterns.library import primeformer_heads
-
             self.pattern: Pattern = primeformer_heads(num_heads)
             self.head_patterns = [self.pattern.for_head(h) for h in range(num_heads)]
         else:
             self.head_patterns = self._cycle(list(patterns), num_heads)
-            self.pattern = mc.heads(self.head_patterns)
+            self.pattern = heads(self.head_patterns)
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.phi = nn.Parameter(torch.zeros(num_heads, self.head_dim))  # φ_h(q) = q · w_h + c_h
         self.phi_bias = nn.Parameter(torch.zeros(num_heads))
@@ -98,17 +97,11 @@ class PrimeHarmonyAttention(nn.Module):
 
 
 def _zeta_zeros(K: int) -> np.ndarray:
-    try:
-        from maskc.patterns.zeta import zeta_zeros
-    except ImportError:  # pragma: no cover - before the library's table lands
-        import mpmath
-
-        return np.array([float(mpmath.zetazero(k).imag) for k in range(1, K + 1)])
     return np.asarray(zeta_zeros(K), dtype=np.float64)[:K]
 
 
 class RiemannPositionalEncoding(nn.Module):
-    """Riemann oscillatory positional encoding with zeta-zero frequencies (SPEC C).
+    """Riemann oscillatory positional encoding with zeta-zero frequencies.
 
     With d_model = 2K, u = ln(pos + 1) and γ_k the k-th zeta-zero ordinate (k = 1..K):
     ``PE[2k-2] = cos(γ_k u + φ_k) / sqrt(K)``, ``PE[2k-1] = sin(γ_k u + φ_k) / sqrt(K)``
@@ -181,8 +174,6 @@ class RiemannPositionalEncoding(nn.Module):
 def von_mangoldt(n: int) -> np.ndarray:
     """Λ(d) for d in [0, n): ln p if d = p^k (k >= 1), else 0 (Λ(0) = Λ(1) = 0)."""
     lam = np.zeros(max(n, 2), dtype=np.float64)
-    from maskc.patterns.sequences import primes
-
     for p in primes(max(n - 1, 2)):
         pk = int(p)
         while pk < n:
@@ -220,7 +211,7 @@ def _as_list(attn_probs) -> list[torch.Tensor]:
 
 
 def prime_composite_regularizer(attn_probs, allowed=None, alpha: float = 1e-3, eps: float = 0.1) -> torch.Tensor:
-    """α · mean over rows/heads/layers of KL(A_i || P_ε,i) (SPEC C prime-composite loss).
+    """α · mean over rows/heads/layers of KL(A_i || P_ε,i) (the prime-composite loss).
 
     Target: P_i(j) ∝ Λ(i - j) (von Mangoldt: ln p on prime powers) on the row's allowed
     keys with offset d = i - j >= 2; smoothed ``P_ε = (1 - ε) P + ε · Uniform(allowed keys
@@ -269,7 +260,7 @@ def prime_composite_regularizer(attn_probs, allowed=None, alpha: float = 1e-3, e
 
 
 def entropy_hinge(attn_probs, n: int | None = None) -> torch.Tensor:
-    """Mean hinge penalty on row entropy outside [log 2, log(ln N / ln ln N)] (SPEC C).
+    """Mean hinge penalty on row entropy outside [log 2, log(ln N / ln ln N)].
 
     ``relu(log 2 - H_i) + relu(H_i - log(ln N / ln ln N))`` averaged over rows, heads and
     layers; H_i = -Σ_j A_ij ln A_ij in nats, N = ``n`` or the key length. Requires N >= 3

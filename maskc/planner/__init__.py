@@ -1,5 +1,8 @@
 """The planner: disjoint decomposition, per-part lowering (BSR / DIA / residue / dense / gather), exact LSE merge.
 
+Every part runs through the backend registry (``mc.attention`` on a block or diagonal
+layout); the planner only decides and merges.
+
 Example:
     >>> import maskc as mc
     >>> from maskc.planner import plan

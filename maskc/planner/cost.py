@@ -3,8 +3,8 @@
 Every calibrated constant lives in this file, in :data:`PROFILES`, with its provenance:
 
 * ``cpu``: **measured** on the 2-core development CPU (2026-11-22) by
-  :func:`calibrate_cpu` (``python -m maskc.planner.cost``), timing the planner's own
-  CPU kernels (block-sparse ELL path, DIA path) at head_dim 64, float32. The rates are
+  :func:`calibrate_cpu` (``python -m maskc.planner.cost``), timing the CPU kernels
+  the planner's parts run on (the torch block-sparse backend, the DIA backend) at head_dim 64, float32. The rates are
   *effective* rates of those kernels (softmax, gathers and Python dispatch included).
 * ``h100`` / ``h200``: **datasheet** peaks (NVIDIA H100 SXM5 / H200 SXM: 989 TFLOP/s
   dense bf16 tensor core, 67 TFLOP/s fp32 CUDA core, 3.35 / 4.8 TB/s HBM) times an
@@ -36,6 +36,8 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from maskc.planner.toeplitz import toeplitz_layout
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,31 @@ class Cost:
 ZERO = Cost(0.0, 0.0, 0.0, "overhead")
 
 
+def human_seconds(s: float) -> str:
+    """A duration for humans: 12.3 us, 4.56 ms, 1.75 s.
+
+    Example:
+        >>> [human_seconds(x) for x in (2e-5, 4.56e-3, 1.754)]
+        ['20 us', '4.56 ms', '1.75 s']
+    """
+    if s >= 1.0:
+        return f"{s:.3g} s"
+    return f"{s * 1e3:.3g} ms" if s >= 1e-4 else f"{s * 1e6:.3g} us"
+
+
+def human_bytes(n: float) -> str:
+    """A byte count for humans: 950 kB, 25.1 MB, 1.19 GB.
+
+    Example:
+        >>> [human_bytes(x) for x in (512, 9.5e5, 2.51e7, 1.19e9)]
+        ['512 B', '950 kB', '25.1 MB', '1.19 GB']
+    """
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
 def _finish(p: CostProfile, flops: float, nbytes: float, rate: float, overhead: float) -> Cost:
     tc, tm = flops / rate, nbytes / p.mem_bw
     core = max(tc, tm)
@@ -253,10 +280,10 @@ def calibrate_cpu(head_dim: int = 64) -> dict[str, float]:
         >>> calibrate_cpu()  # doctest: +SKIP
         {'matmul_flops': ..., 'vector_flops': ..., 'per_offset_s': ..., 'mem_bw': ..., 'sdpa_flops': ...}
     """
-    import torch
+    import torch  # the kernels measured need torch (an optional dependency of maskc): imported here only
 
-    from maskc.planner.bsr import ToeplitzBlocks, ell_attention
-    from maskc.planner.dia import dia_attention
+    from maskc.backends.dia_backend import dia_attention
+    from maskc.backends.torch_backend import attention_torch
 
     torch.manual_seed(0)
     D = head_dim
@@ -265,10 +292,10 @@ def calibrate_cpu(head_dim: int = 64) -> dict[str, float]:
     n = 16 * B
     member = np.zeros(2 * n - 1, bool)
     member[n - 1: n - 1 + 8 * B - B] = True
-    src = ToeplitzBlocks(member, n, n, B)
+    lay = toeplitz_layout(member, n, n, B)
     q = torch.randn(1, 1, n, D)
-    t = best_time(lambda: ell_attention(q, q, q, src))
-    matmul = 4.0 * src.n_blocks * B * B * D / t
+    t = best_time(lambda: attention_torch(q, q, q, lay, scale=D ** -0.5))
+    matmul = 4.0 * lay.nnz_blocks * B * B * D / t
     # dia: N rows x offsets
     N = 8192
     q = torch.randn(1, 1, N, D)

@@ -28,16 +28,9 @@ from typing import Sequence
 
 import torch
 
+from maskc.backends.softmax import safe_lse
+
 Tensor = torch.Tensor
-
-
-def safe_lse(m: Tensor, z: Tensor) -> Tensor:
-    """``m + log(z)`` where ``z > 0`` and ``-inf`` where ``z == 0``, with finite gradients.
-
-    ``m`` is a (detached, finite) row maximum, ``z`` the sum of ``exp(s - m)``.
-    """
-    pos = z > 0
-    return torch.where(pos, m + torch.log(torch.where(pos, z, torch.ones_like(z))), torch.full_like(z, float("-inf")))
 
 
 def merge_lse(parts: Sequence[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:

@@ -1,5 +1,5 @@
 """Shared helpers of the backend tests: the float64 truth, the error measure and tolerances of
-DESIGN.md, random layouts, a registry scratch fixture, and the session-wide compiled
+the project (float32 1e-5, triton 1e-3, bfloat16 1e-2, float16 5e-3), random layouts, a registry scratch fixture, and the session-wide compiled
 FlexAttention (compiled once: ~17 s or more on a small CPU).
 
 The truth is maskc's reference backend (float64, torch autograd), itself checked against
@@ -21,7 +21,7 @@ from maskc.backends.reference import attention_reference
 
 
 def tol(dtype, backend: str = "reference") -> float:
-    """The relative-error tolerance of DESIGN.md for ``backend`` at ``dtype`` (its overrides included).
+    """The relative-error tolerance for ``backend`` at ``dtype`` (its overrides included).
 
     float32 1e-5 (triton 1e-3: tl.dot may use tf32), bfloat16 1e-2, float16 5e-3.
     """

@@ -211,3 +211,11 @@ def test_sizes_the_truth_cannot_hold_are_refused_before_drawing_inputs(monkeypat
     assert drawn == []
     with pytest.raises(ValueError, match="batch must be at least 1"):
         mb.crosscheck(LAY, backends=["reference"], batch=0)
+
+
+def test_crosscheck_takes_a_diagonal_layout_and_skips_block_backends_with_the_reason():
+    lay = mb.DiagonalLayout.from_offsets([0, 3, 7], q_len=40)
+    rep = mb.crosscheck(lay, backends=["dia", "reference", "torch"], heads=4, kv_heads=2)
+    assert rep.row("dia").status == "pass" and rep.row("reference").status == "pass"
+    assert rep.row("torch").status == "skipped" and "takes blocks layouts" in rep.row("torch").reason
+    assert rep.auto["torch"] == "dia"

@@ -92,6 +92,7 @@ def test_float64_keeps_float64_lse_and_precision(bk):
 
 
 def test_eager_size_cap_refuses_before_allocating_and_auto_falls_back(monkeypatch):
+    import maskc.backends as mb
     from maskc.backends import attention, last_choice
     from maskc.errors import TooLargeError
 
@@ -101,8 +102,11 @@ def test_eager_size_cap_refuses_before_allocating_and_auto_falls_back(monkeypatc
     q = torch.randn(1, 2, 32, 16)
     with pytest.raises(TooLargeError, match="MAX_EAGER_SCORE_ELEMENTS"):
         fb.attention_flex(q, q, q, lay, scale=0.25)
-    with pytest.raises(ValueError, match="MAX_EAGER_SCORE_ELEMENTS"):
+    with pytest.raises(TooLargeError, match="MAX_EAGER_SCORE_ELEMENTS"):  # explicit: the documented error type
         attention(q, q, q, lay, backend="flex")
+    attention(q, q, q, lay)
+    assert last_choice().name == "torch"  # CPU torch tensors: the torch backend outranks eager flex
+    monkeypatch.setattr(mb.get("torch"), "auto_devices", ())  # without it, auto skips flex for its size
     attention(q, q, q, lay)
     assert last_choice().name == "reference" and "MAX_EAGER_SCORE_ELEMENTS" in last_choice().reason
 

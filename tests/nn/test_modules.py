@@ -1,5 +1,5 @@
 """Tests of maskc.nn: shapes and errors, agreement with independent dense oracles written
-from SPEC, gradients (float64 gradcheck on tiny sizes) and exact causal leakage."""
+from the modules' documented rules, gradients (float64 gradcheck on tiny sizes) and exact causal leakage."""
 
 from __future__ import annotations
 
@@ -82,7 +82,8 @@ def test_sparse_self_attention_per_head_patterns_and_cache():
 def test_sparse_self_attention_errors():
     attn = SparseSelfAttention(8, 2, mc.causal(), backend=REF)
     with pytest.raises(ValueError, match="batch, seq, embed_dim=8"):
-        attn(torch.randn(10, 8))
+        attn(torch.randn(1, 10, 8, 1))
+    assert attn(torch.randn(10, 8))[0].shape == (10, 8)  # unbatched [seq, E], as nn.MultiheadAttention
     with pytest.raises(ValueError, match="embed_dim=8"):
         attn(torch.randn(1, 10, 6))
     with pytest.raises(ValueError, match="need_weights"):
@@ -110,6 +111,7 @@ def test_sparse_self_attention_auto_backend_trains_on_cpu():
     attn = SparseSelfAttention(8, 2, mc.causal() & mc.window(3), backend="auto", block=4)
     x = torch.randn(2, 12, 8, requires_grad=True)
     y, _ = attn(x)
+    assert mc.backends.last_choice().name == "torch"  # never the dense float64 reference
     y.square().sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     assert attn.q_proj.weight.grad.abs().sum() > 0
@@ -129,7 +131,7 @@ def test_sparse_self_attention_causal(cls):
                       backend=REF, block=8), 12)
 
 
-# ------------------------------------------------------------ SPEC A birds
+# ------------------------------------------------------------ PrimeAttention.jl birds
 @pytest.mark.parametrize("cls,seq", [
     (PrimeSelfAttention, [2, 3, 5, 7, 11, 13, 17, 19, 23, 29]),
     (SquareSelfAttention, [1, 4, 9, 16, 25]),
@@ -153,7 +155,7 @@ def test_bird_cap_and_errors():
         PrimeSelfAttention(8, cap=0)
 
 
-# ------------------------------------------------------------ SPEC B πAttention
+# ------------------------------------------------------------ πAttention
 def _ring_mask(T, r, causal):
     i = np.arange(T)[:, None]
     j = np.arange(T)[None, :]
@@ -233,7 +235,7 @@ def test_adaptive_pi_gradcheck():
     assert torch.autograd.gradcheck(attn, (x,))
 
 
-# ------------------------------------------------------------ SPEC C PrimeFormer
+# ------------------------------------------------------------ PrimeFormer
 def test_prime_harmony_output_gate_and_omega():
     torch.manual_seed(5)
     pats = [mc.causal() & mc.window(1), mc.causal() & mc.offsets([0, 2, 3])]

@@ -78,7 +78,7 @@ def test_generic_part_with_no_stored_block_runs():
 
 
 @pytest.mark.parametrize("mod", ["maskc.planner.plan", "maskc.planner.decompose", "maskc.planner.merge",
-                                 "maskc.planner.bsr", "maskc.planner.cost", "maskc.planner.dia",
+                                 "maskc.planner.cost", "maskc.planner.decide", "maskc.planner.execute", "maskc.planner.explain", "maskc.planner.toeplitz",
                                  "maskc.planner.residue"])
 def test_docstring_examples(mod):
     res = doctest.testmod(importlib.import_module(mod), optionflags=doctest.ELLIPSIS)

@@ -295,7 +295,7 @@ def test_cpu_baseline_is_torch_sdpa_not_the_planner_kernel():
 
 
 def test_explain_units_are_readable():
-    from maskc.planner.plan import _bytes, _ms
+    from maskc.planner.cost import human_bytes as _bytes, human_seconds as _ms
 
     assert [_ms(x) for x in (2e-5, 4.56e-3, 1.754)] == ["20 us", "4.56 ms", "1.75 s"]
     assert [_bytes(x) for x in (512, 9.5e5, 2.51e7, 1.19e9)] == ["512 B", "950 kB", "25.1 MB", "1.19 GB"]
