@@ -31,7 +31,7 @@ __all__ = ["attention_triton", "is_available", "check_supported", "SUPPORTED_DTY
            "MAX_HEAD_DIM"]
 
 MIN_HEAD_DIM: int = 16
-MAX_HEAD_DIM: int = 256
+MAX_HEAD_DIM: int = 128
 MIN_BLOCK: int = 16
 MAX_BLOCK: int = 256
 SUPPORTED_DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
@@ -85,8 +85,10 @@ def block_d(head_dim: int) -> int:
 def check_supported(layout: Layout, head_dim: int, dtype) -> None:
     """Raise :class:`~maskc.errors.MaskcError` when the kernels cannot run this case.
 
-    Rules: block sizes powers of two in [16, 256], head_dim in [16, 256] (padded to a
-    power of two inside the kernels), dtype float32 / float16 / bfloat16.
+    Rules: block sizes powers of two in [16, 256], head_dim in [16, 128] (padded to a
+    power of two inside the kernels), dtype float32 / float16 / bfloat16. Head dims above
+    128 are refused: their dK/dV accumulators alone exceed the register file at any tile
+    that builds without spills (see docs/kernels.md); the flex backend runs them.
 
     Example:
         >>> import numpy as np, maskc as mc
@@ -102,7 +104,8 @@ def check_supported(layout: Layout, head_dim: int, dtype) -> None:
     if not (MIN_HEAD_DIM <= head_dim <= MAX_HEAD_DIM):
         raise MaskcError(
             f"triton backend: head_dim={head_dim} is not supported (must be in "
-            f"[{MIN_HEAD_DIM}, {MAX_HEAD_DIM}]; non-powers of two are padded internally)"
+            f"[{MIN_HEAD_DIM}, {MAX_HEAD_DIM}]; non-powers of two are padded internally); "
+            "use backend='flex' for larger head dims"
         )
     name = str(dtype).replace("torch.", "")
     if name not in SUPPORTED_DTYPES:
@@ -149,11 +152,13 @@ def configs(kernel: str, q, geo: dict, override: dict | None = None) -> list[tc.
     return [tc.pick(*args)]
 
 
-def launches(kind: str, t: dict, arrays: dict, geo: dict, scale: float, cfg: tc.TileConfig | None):
+def launches(kind: str, t: dict, arrays: dict, geo: dict, scale: float, cfg: tc.TileConfig | None,
+             exact: bool = False):
     """``(kernel, grid, args, constexprs)`` of one launch; ``cfg`` None leaves the tile to the autotuner.
 
-    ``t`` holds the tensors (q, k, v and out, lse or do, delta, dq, dk, dv). Used by the
-    launchers below and by :mod:`maskc.backends.kernel_report` (with meta tensors).
+    ``t`` holds the tensors (q, k, v, flags and out, lse or do, delta, dq, dk, dv); ``exact``
+    selects the rare redo of flagged rows. Used by the launchers below and by
+    :mod:`maskc.backends.kernel_report` (with meta tensors).
     """
     from maskc.backends import triton_kernels as tk
     from maskc.backends import triton_kernels_bwd as tkb
@@ -161,24 +166,24 @@ def launches(kind: str, t: dict, arrays: dict, geo: dict, scale: float, cfg: tc.
     q, k, v = t["q"], t["k"], t["v"]
     B, Hq, Lq, D = (int(s) for s in q.shape)
     Hkv, Lk = int(k.shape[1]), int(k.shape[2])
-    consts = dict(BLOCK_D=block_d(D), EVEN_D=D == block_d(D), INTERPRET=q.device.type == "cpu")
+    consts = dict(EXACT=exact, BLOCK_D=block_d(D), EVEN_D=D == block_d(D), INTERPRET=q.device.type == "cpu")
     tiles = {} if cfg is None else dict(BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n)
     common = (Hq, Hq // Hkv, geo["slice_b"], geo["slice_h"])
     sizes = (Lq, Lk, D, geo["BQ"], geo["BK"], arrays["mask_w"])
     qkv = (*_strides(q), *_strides(k), *_strides(v))
     if kind == "fwd":
         fn = tk._fwd_kernel
-        args = (q, k, v, t["out"], t["lse"], arrays["row_ptr"], arrays["row_mid"], arrays["col_idx"],
+        args = (q, k, v, t["out"], t["lse"], t["flags"], arrays["row_ptr"], arrays["row_mid"], arrays["col_idx"],
                 arrays["part_id"], arrays["masks"], scale * tk.LOG2E, *qkv, *_strides(t["out"]), *common, geo["n_qb"],
                 *sizes)
     elif kind == "dq":
         fn = tkb._dq_kernel
-        args = (q, k, v, t["do"], t["lse"], t["delta"], t["dq"], arrays["row_ptr"], arrays["row_mid"],
+        args = (q, k, v, t["do"], t["lse"], t["delta"], t["dq"], t["flags"], arrays["row_ptr"], arrays["row_mid"],
                 arrays["col_idx"], arrays["part_id"], arrays["masks"], scale * tk.LOG2E, scale,
                 *qkv, *_strides(t["do"]), *_strides(t["dq"]), *common, geo["n_qb"], *sizes)
     elif kind == "dkdv":
         fn = tkb._dkdv_kernel
-        args = (q, k, v, t["do"], t["lse"], t["delta"], t["dk"], t["dv"], arrays["col_ptr"], arrays["col_mid"],
+        args = (q, k, v, t["do"], t["lse"], t["delta"], t["dk"], t["dv"], t["kv_flags"], arrays["col_ptr"], arrays["col_mid"],
                 arrays["row_idx"], arrays["c_part_id"], arrays["masks"], scale * tk.LOG2E, scale,
                 *qkv, *_strides(t["do"]), *_strides(t["dk"]), *_strides(t["dv"]), *common, geo["n_kb"], *sizes)
     else:
@@ -204,19 +209,23 @@ def delta_launch(out, do, lse, dlse, delta):
 def _run(kind: str, t: dict, arrays: dict, geo: dict, scale: float, override: dict | None) -> None:
     import triton
 
+    def launch(c: tc.TileConfig, exact: bool) -> None:
+        fn, grid, args, consts = launches(kind, t, arrays, geo, scale, c, exact)
+        fn[grid(consts)](*args, **consts, num_warps=c.num_warps, num_stages=c.num_stages)
+
     cands = configs(kind, t["q"], geo, override)
     if len(cands) == 1:
-        c = cands[0]
-        fn, grid, args, consts = launches(kind, t, arrays, geo, scale, c)
-        fn[grid(consts)](*args, **consts, num_warps=c.num_warps, num_stages=c.num_stages)
-        return
-    key = (kind, tuple(cands))
-    fn, grid, args, consts = launches(kind, t, arrays, geo, scale, None)
-    if key not in _TUNED:
-        _TUNED[key] = triton.autotune(
-            [triton.Config(dict(BLOCK_M=c.block_m, BLOCK_N=c.block_n), num_warps=c.num_warps,
-                           num_stages=c.num_stages) for c in cands], key=[])(fn)
-    _TUNED[key][grid](*args, **consts)
+        launch(cands[0], False)
+    else:
+        key = (kind, tuple(cands))
+        fn, grid, args, consts = launches(kind, t, arrays, geo, scale, None)
+        if key not in _TUNED:
+            _TUNED[key] = triton.autotune(
+                [triton.Config(dict(BLOCK_M=c.block_m, BLOCK_N=c.block_n), num_warps=c.num_warps,
+                               num_stages=c.num_stages) for c in cands], key=[])(fn)
+        _TUNED[key][grid](*args, **consts)
+    # rows whose result holds a NaN / inf are redone exactly (programs of clean rows exit at once)
+    launch(tc.exact(kind, tc.TileConfig(geo["BQ"], geo["BK"], 4, 1) if len(cands) > 1 else cands[0]), True)
 
 
 def _forward(q, k, v, layout: Layout, scale: float, override=None):
@@ -226,7 +235,8 @@ def _forward(q, k, v, layout: Layout, scale: float, override=None):
     geo = geometry(layout, q.shape[1])
     out = torch.empty_like(q)
     lse = torch.empty(q.shape[:3], dtype=torch.float32, device=q.device)
-    _run("fwd", dict(q=q, k=k, v=v, out=out, lse=lse), arrays, geo, scale, override)
+    flags = torch.empty(lse.shape, dtype=torch.int8, device=q.device)
+    _run("fwd", dict(q=q, k=k, v=v, out=out, lse=lse, flags=flags), arrays, geo, scale, override)
     return out, lse
 
 
@@ -241,7 +251,9 @@ def _backward(q, k, v, out, lse, dout, dlse, layout: Layout, scale: float, overr
     fn, grid, args, consts, warps = delta_launch(out, dout, lse, None if dlse is None else dlse.contiguous(), delta)
     fn[grid](*args, **consts, num_warps=warps)
     t = dict(q=q, k=k, v=v, do=dout, lse=lse, delta=delta,
-             dq=torch.empty_like(q), dk=torch.empty_like(k), dv=torch.empty_like(v))
+             dq=torch.empty_like(q), dk=torch.empty_like(k), dv=torch.empty_like(v),
+             flags=torch.empty(lse.shape, dtype=torch.int8, device=q.device),
+             kv_flags=torch.empty(k.shape[:3], dtype=torch.int8, device=q.device))
     _run("dq", t, arrays, geo, scale, override)
     _run("dkdv", t, arrays, geo, scale, override)
     return t["dq"], t["dk"], t["dv"]

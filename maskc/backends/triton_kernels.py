@@ -15,11 +15,16 @@ lists its FULL blocks first and its PARTIAL blocks after ``mid``:
 
 FULL blocks run without any mask work (no bounds checks either: they lie inside the
 sequences). Scores are kept in the log2 domain (``qk * scale * log2(e)``); the stored
-lse is the natural log. Exact non-finite semantics: masked entries have p = 0 exactly,
-but ``0 * inf`` is NaN, so a non-finite value at a key a row may not attend would leak
-into that row through the tile's matmul. Every program therefore checks its result
-once at the end; if it holds a non-finite value it recomputes its tiles in EXACT mode
-(non-finite operands split out of the matmuls), which is exact whatever the values.
+lse is the natural log.
+
+Exact non-finite semantics: masked entries have p = 0 exactly, but ``0 * inf`` is NaN,
+so a non-finite value at a key a row may not attend would leak into that row through
+the tile's matmul. Each program of the plain pass flags (int8, one per output row) the
+rows whose result holds a NaN or an infinity; a second launch of the same kernel with
+``EXACT`` (a smaller tile: its matmuls carry extra accumulators) recomputes only
+programs with a flagged row, splitting non-finite operands out of the matmuls
+(:func:`_exact_dot`), and stores only the flagged rows. With finite inputs nothing is
+flagged, and the second launch's programs load their flags and exit.
 """
 
 from __future__ import annotations
@@ -29,7 +34,10 @@ import triton.language as tl
 
 LOG2E: float = 1.4426950408889634
 LN2: float = 0.6931471805599453
-INF = float("inf")
+# the same as kernel constants
+INF = tl.constexpr(float("inf"))
+LOG2E_K = tl.constexpr(LOG2E)
+LN2_K = tl.constexpr(LN2)
 
 #: runtime integers never specialised (one compiled variant per tile config).
 NO_SPEC = ["Hq", "G", "slice_b", "slice_h", "n_qb", "n_kb", "Lq", "Lk", "D", "BQ", "BK", "mask_w"]
@@ -76,10 +84,9 @@ def _acc_dot(a, b, acc, EXACT: tl.constexpr, SIGNED: tl.constexpr, INTERPRET: tl
 
 
 @triton.jit
-def _nonfinite(x, row_ok):
-    """Whether ``x [R, C]`` holds a NaN or an infinity in a row where ``row_ok``."""
-    bad = ((x != x) | (tl.abs(x) == INF)) & row_ok[:, None]
-    return tl.max(tl.max(bad.to(tl.int32), 1), 0) > 0
+def _nonfinite_rows(x):
+    """Per row of ``x [R, C]``: whether it holds a NaN or an infinity."""
+    return tl.max(((x != x) | (tl.abs(x) == INF)).to(tl.int32), 1) > 0
 
 
 @triton.jit
@@ -162,28 +169,18 @@ def _fwd_tiles(acc, m_i, l_i, q, Kp, Vp, col_idx, part_id, masks, t0, t1, KS, qk
     return acc, m_i, l_i
 
 
-@triton.jit(do_not_specialize=NO_SPEC)
-def _fwd_kernel(
-    Q, K, V, O, LSE,
-    row_ptr, row_mid, col_idx, part_id, masks,
-    qk_scale,
-    sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sob, soh, som,
-    Hq, G, slice_b, slice_h, n_qb, Lq, Lk, D, BQ, BK, mask_w,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-    EVEN_D: tl.constexpr, INTERPRET: tl.constexpr,
-):
-    tile = tl.program_id(0)
-    h = tl.program_id(1)
-    b = tl.program_id(2)
-    QS = BQ // BLOCK_M
-    qb = tile // QS
-    r_local = (tile - qb * QS) * BLOCK_M + tl.arange(0, BLOCK_M)
-    m0 = qb * BQ + (tile - qb * QS) * BLOCK_M
+@triton.jit
+def _fwd_program(Q, K, V, O, LSE, FLAGS, row_ptr, row_mid, col_idx, part_id, masks, qk_scale,
+                 sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sob, soh, som,
+                 Hq, G, slice_b, slice_h, n_qb, Lq, Lk, D, BQ, BK, mask_w, b, h, qb, r0, store_ok,
+                 EXACT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                 EVEN_D: tl.constexpr, INTERPRET: tl.constexpr):
+    """One query sub-tile: both walks, then out, lse (rows where ``store_ok``) and, unless EXACT, the flags."""
+    m0 = qb * BQ + r0
     offs_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
-    row_ok = offs_m < Lq - m0
-    q_off = b.to(tl.int64) * sqb + h.to(tl.int64) * sqh + m0.to(tl.int64) * sqm
-    q = _load(Q + q_off, offs_m, Lq - m0, sqm, offs_d, D, True, EVEN_D)
+    q = _load(Q + b.to(tl.int64) * sqb + h.to(tl.int64) * sqh + m0.to(tl.int64) * sqm,
+              offs_m, Lq - m0, sqm, offs_d, D, True, EVEN_D)
     kvh = h // G
     Kp = K + b.to(tl.int64) * skb + kvh.to(tl.int64) * skh
     Vp = V + b.to(tl.int64) * svb + kvh.to(tl.int64) * svh
@@ -192,38 +189,62 @@ def _fwd_kernel(
     end = tl.load(row_ptr + sl * (n_qb + 1) + qb + 1)
     mid = tl.load(row_mid + sl * n_qb + qb)
     KS = BK // BLOCK_N
+    r_local = r0 + offs_m
 
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     m_i = tl.full([BLOCK_M], -INF, tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc, m_i, l_i = _fwd_tiles(acc, m_i, l_i, q, Kp, Vp, col_idx, part_id, masks, start * KS, mid * KS, KS,
                                qk_scale, skn, svn, Lk, D, BQ, BK, mask_w, r_local, offs_d,
-                               False, False, BLOCK_N, EVEN_D, INTERPRET)
+                               False, EXACT, BLOCK_N, EVEN_D, INTERPRET)
     acc, m_i, l_i = _fwd_tiles(acc, m_i, l_i, q, Kp, Vp, col_idx, part_id, masks, mid * KS, end * KS, KS,
                                qk_scale, skn, svn, Lk, D, BQ, BK, mask_w, r_local, offs_d,
-                               True, False, BLOCK_N, EVEN_D, INTERPRET)
-    if _nonfinite(acc, row_ok):  # rare: redo exactly (see the module docstring)
-        acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-        m_i = tl.full([BLOCK_M], -INF, tl.float32)
-        l_i = tl.zeros([BLOCK_M], tl.float32)
-        acc, m_i, l_i = _fwd_tiles(acc, m_i, l_i, q, Kp, Vp, col_idx, part_id, masks, start * KS, mid * KS, KS,
-                                   qk_scale, skn, svn, Lk, D, BQ, BK, mask_w, r_local, offs_d,
-                                   False, True, BLOCK_N, EVEN_D, INTERPRET)
-        acc, m_i, l_i = _fwd_tiles(acc, m_i, l_i, q, Kp, Vp, col_idx, part_id, masks, mid * KS, end * KS, KS,
-                                   qk_scale, skn, svn, Lk, D, BQ, BK, mask_w, r_local, offs_d,
-                                   True, True, BLOCK_N, EVEN_D, INTERPRET)
-
+                               True, EXACT, BLOCK_N, EVEN_D, INTERPRET)
     empty = l_i == 0.0  # no allowed key (a NaN row is not empty: NaN stays NaN)
     l_safe = tl.where(empty, 1.0, l_i)
     out = tl.where(empty[:, None], 0.0, acc / l_safe[:, None])
-    lse = tl.where(empty, -INF, (m_i + tl.math.log2(l_safe)) * LN2)
+    lse = tl.where(empty, -INF, (m_i + tl.math.log2(l_safe)) * LN2_K)
     o_ptr = O + b.to(tl.int64) * sob + h.to(tl.int64) * soh + m0.to(tl.int64) * som
-    o_ptr = o_ptr + offs_m[:, None] * som + offs_d[None, :]
-    o_mask = row_ok[:, None]
+    o_mask = store_ok[:, None]
     if not EVEN_D:
         o_mask = o_mask & (offs_d < D)[None, :]
-    tl.store(o_ptr, out.to(O.dtype.element_ty), mask=o_mask)
-    tl.store(LSE + (b * Hq + h).to(tl.int64) * Lq + m0 + offs_m, lse, mask=row_ok)
+    tl.store(o_ptr + offs_m[:, None] * som + offs_d[None, :], out.to(O.dtype.element_ty), mask=o_mask)
+    stats = (b * Hq + h).to(tl.int64) * Lq + m0 + offs_m
+    tl.store(LSE + stats, lse, mask=store_ok)
+    if not EXACT:
+        tl.store(FLAGS + stats, _nonfinite_rows(acc).to(tl.int8), mask=store_ok)
+
+
+@triton.jit(do_not_specialize=NO_SPEC)
+def _fwd_kernel(
+    Q, K, V, O, LSE, FLAGS,
+    row_ptr, row_mid, col_idx, part_id, masks,
+    qk_scale,
+    sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sob, soh, som,
+    Hq, G, slice_b, slice_h, n_qb, Lq, Lk, D, BQ, BK, mask_w,
+    EXACT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    EVEN_D: tl.constexpr, INTERPRET: tl.constexpr,
+):
+    """Grid (query sub-tiles, Hq, B). EXACT: redo only the sub-tiles whose rows were flagged."""
+    tile = tl.program_id(0)
+    h = tl.program_id(1)
+    b = tl.program_id(2)
+    QS = BQ // BLOCK_M
+    qb = tile // QS
+    r0 = (tile - qb * QS) * BLOCK_M
+    rows = qb * BQ + r0 + tl.arange(0, BLOCK_M)
+    row_ok = rows < Lq
+    store_ok = row_ok
+    go = True
+    if EXACT:
+        flag = tl.load(FLAGS + (b * Hq + h).to(tl.int64) * Lq + rows, mask=row_ok, other=0) != 0
+        store_ok = row_ok & flag
+        go = tl.max(flag.to(tl.int32), 0) > 0
+    if go:
+        _fwd_program(Q, K, V, O, LSE, FLAGS, row_ptr, row_mid, col_idx, part_id, masks, qk_scale,
+                     sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sob, soh, som,
+                     Hq, G, slice_b, slice_h, n_qb, Lq, Lk, D, BQ, BK, mask_w, b, h, qb, r0, store_ok,
+                     EXACT, BLOCK_M, BLOCK_N, BLOCK_D, EVEN_D, INTERPRET)
 
 
 @triton.jit(do_not_specialize=["Hq", "Lq", "D"])

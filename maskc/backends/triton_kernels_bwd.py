@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 
 from maskc.backends.triton_kernels import (
-    INF, LOG2E, NO_SPEC, _acc_dot, _allowed, _load, _load_t, _mm, _nonfinite,
+    INF, LOG2E_K, NO_SPEC, _acc_dot, _allowed, _load, _load_t, _mm, _nonfinite_rows,
 )
 
 
@@ -51,34 +51,23 @@ def _dq_tiles(dq, q, do, lse2, delta, Kp, Vp, col_idx, part_id, masks, t0, t1, K
     return dq
 
 
-@triton.jit(do_not_specialize=NO_SPEC)
-def _dq_kernel(
-    Q, K, V, DO, LSE, DELTA, DQ,
-    row_ptr, row_mid, col_idx, part_id, masks,
-    qk_scale, scale,
-    sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdb, sdh, sdm, sgb, sgh, sgm,
-    Hq, G, slice_b, slice_h, n_qb, Lq, Lk, D, BQ, BK, mask_w,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-    EVEN_D: tl.constexpr, INTERPRET: tl.constexpr,
-):
-    tile = tl.program_id(0)
-    h = tl.program_id(1)
-    b = tl.program_id(2)
-    QS = BQ // BLOCK_M
-    qb = tile // QS
-    r0 = (tile - qb * QS) * BLOCK_M
+@triton.jit
+def _dq_program(Q, K, V, DO, LSE, DELTA, DQ, FLAGS, row_ptr, row_mid, col_idx, part_id, masks, qk_scale, scale,
+                sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdb, sdh, sdm, sgb, sgh, sgm,
+                Hq, G, slice_b, slice_h, n_qb, Lq, Lk, D, BQ, BK, mask_w, b, h, qb, r0, store_ok,
+                EXACT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                EVEN_D: tl.constexpr, INTERPRET: tl.constexpr):
     m0 = qb * BQ + r0
     offs_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
-    r_local = r0 + offs_m
     row_ok = offs_m < Lq - m0
-    q_off = b.to(tl.int64) * sqb + h.to(tl.int64) * sqh + m0.to(tl.int64) * sqm
-    q = _load(Q + q_off, offs_m, Lq - m0, sqm, offs_d, D, True, EVEN_D)
+    q = _load(Q + b.to(tl.int64) * sqb + h.to(tl.int64) * sqh + m0.to(tl.int64) * sqm,
+              offs_m, Lq - m0, sqm, offs_d, D, True, EVEN_D)
     do = _load(DO + b.to(tl.int64) * sdb + h.to(tl.int64) * sdh + m0.to(tl.int64) * sdm,
                offs_m, Lq - m0, sdm, offs_d, D, True, EVEN_D)
     stats = (b * Hq + h).to(tl.int64) * Lq + m0 + offs_m
     lse = tl.load(LSE + stats, mask=row_ok, other=INF)
-    lse2 = tl.where(lse == -INF, INF, lse * LOG2E)
+    lse2 = tl.where(lse == -INF, INF, lse * LOG2E_K)
     delta = tl.load(DELTA + stats, mask=row_ok, other=0.0)
     kvh = h // G
     Kp = K + b.to(tl.int64) * skb + kvh.to(tl.int64) * skh
@@ -88,25 +77,51 @@ def _dq_kernel(
     end = tl.load(row_ptr + sl * (n_qb + 1) + qb + 1)
     mid = tl.load(row_mid + sl * n_qb + qb)
     KS = BK // BLOCK_N
+    r_local = r0 + offs_m
 
     dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     dq = _dq_tiles(dq, q, do, lse2, delta, Kp, Vp, col_idx, part_id, masks, start * KS, mid * KS, KS, qk_scale,
-                   skn, svn, Lk, D, BQ, BK, mask_w, r_local, offs_d, False, False, BLOCK_N, EVEN_D, INTERPRET)
+                   skn, svn, Lk, D, BQ, BK, mask_w, r_local, offs_d, False, EXACT, BLOCK_N, EVEN_D, INTERPRET)
     dq = _dq_tiles(dq, q, do, lse2, delta, Kp, Vp, col_idx, part_id, masks, mid * KS, end * KS, KS, qk_scale,
-                   skn, svn, Lk, D, BQ, BK, mask_w, r_local, offs_d, True, False, BLOCK_N, EVEN_D, INTERPRET)
-    if _nonfinite(dq, row_ok):
-        dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-        dq = _dq_tiles(dq, q, do, lse2, delta, Kp, Vp, col_idx, part_id, masks, start * KS, mid * KS, KS,
-                       qk_scale, skn, svn, Lk, D, BQ, BK, mask_w, r_local, offs_d,
-                       False, True, BLOCK_N, EVEN_D, INTERPRET)
-        dq = _dq_tiles(dq, q, do, lse2, delta, Kp, Vp, col_idx, part_id, masks, mid * KS, end * KS, KS,
-                       qk_scale, skn, svn, Lk, D, BQ, BK, mask_w, r_local, offs_d,
-                       True, True, BLOCK_N, EVEN_D, INTERPRET)
-    o_mask = row_ok[:, None]
+                   skn, svn, Lk, D, BQ, BK, mask_w, r_local, offs_d, True, EXACT, BLOCK_N, EVEN_D, INTERPRET)
+    o_mask = store_ok[:, None]
     if not EVEN_D:
         o_mask = o_mask & (offs_d < D)[None, :]
     g_ptr = DQ + b.to(tl.int64) * sgb + h.to(tl.int64) * sgh + m0.to(tl.int64) * sgm
     tl.store(g_ptr + offs_m[:, None] * sgm + offs_d[None, :], (dq * scale).to(DQ.dtype.element_ty), mask=o_mask)
+    if not EXACT:
+        tl.store(FLAGS + stats, _nonfinite_rows(dq).to(tl.int8), mask=store_ok)
+
+
+@triton.jit(do_not_specialize=NO_SPEC)
+def _dq_kernel(
+    Q, K, V, DO, LSE, DELTA, DQ, FLAGS,
+    row_ptr, row_mid, col_idx, part_id, masks,
+    qk_scale, scale,
+    sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdb, sdh, sdm, sgb, sgh, sgm,
+    Hq, G, slice_b, slice_h, n_qb, Lq, Lk, D, BQ, BK, mask_w,
+    EXACT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    EVEN_D: tl.constexpr, INTERPRET: tl.constexpr,
+):
+    """Grid (query sub-tiles, Hq, B). EXACT: redo only the sub-tiles whose rows were flagged."""
+    tile = tl.program_id(0)
+    h = tl.program_id(1)
+    b = tl.program_id(2)
+    QS = BQ // BLOCK_M
+    qb = tile // QS
+    r0 = (tile - qb * QS) * BLOCK_M
+    rows = qb * BQ + r0 + tl.arange(0, BLOCK_M)
+    store_ok = rows < Lq
+    go = True
+    if EXACT:
+        flag = tl.load(FLAGS + (b * Hq + h).to(tl.int64) * Lq + rows, mask=store_ok, other=0) != 0
+        store_ok = store_ok & flag
+        go = tl.max(flag.to(tl.int32), 0) > 0
+    if go:
+        _dq_program(Q, K, V, DO, LSE, DELTA, DQ, FLAGS, row_ptr, row_mid, col_idx, part_id, masks, qk_scale,
+                    scale, sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdb, sdh, sdm, sgb, sgh, sgm,
+                    Hq, G, slice_b, slice_h, n_qb, Lq, Lk, D, BQ, BK, mask_w, b, h, qb, r0, store_ok,
+                    EXACT, BLOCK_M, BLOCK_N, BLOCK_D, EVEN_D, INTERPRET)
 
 
 @triton.jit
@@ -123,7 +138,7 @@ def _dkdv_tiles(dk, dv, k, v, Qp, DOp, LSEp, DELTAp, row_idx, part_id, masks, t0
         do = _load(DOp + m0.to(tl.int64) * sdm, offs_m, Lq - m0, sdm, offs_d, D, True, EVEN_D)
         row_ok = offs_m < Lq - m0
         lse = tl.load(LSEp + m0 + offs_m, mask=row_ok, other=INF)
-        lse2 = tl.where(lse == -INF, INF, lse * LOG2E)
+        lse2 = tl.where(lse == -INF, INF, lse * LOG2E_K)
         delta = tl.load(DELTAp + m0 + offs_m, mask=row_ok, other=0.0)
         sT = _mm(k, qT, None, INTERPRET) * qk_scale
         if PARTIAL:
@@ -167,15 +182,16 @@ def _dkdv_heads(dk, dv, k, v, Q, DO, LSE, DELTA, col_ptr, col_mid, row_idx, part
 
 @triton.jit(do_not_specialize=NO_SPEC)
 def _dkdv_kernel(
-    Q, K, V, DO, LSE, DELTA, DK, DV,
+    Q, K, V, DO, LSE, DELTA, DK, DV, FLAGS,
     col_ptr, col_mid, row_idx, part_id, masks,
     qk_scale, scale,
     sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdb, sdh, sdm,
     skgb, skgh, skgn, svgb, svgh, svgn,
     Hq, G, slice_b, slice_h, n_kb, Lq, Lk, D, BQ, BK, mask_w,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    EXACT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
     EVEN_D: tl.constexpr, INTERPRET: tl.constexpr,
 ):
+    """Grid (key sub-tiles, Hkv, B); FLAGS per key row. EXACT: redo only flagged sub-tiles."""
     tile = tl.program_id(0)
     kvh = tl.program_id(1)
     b = tl.program_id(2)
@@ -185,29 +201,31 @@ def _dkdv_kernel(
     n0 = kb * BK + c0
     offs_n = tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, BLOCK_D)
-    key_ok = offs_n < Lk - n0
-    k_off = b.to(tl.int64) * skb + kvh.to(tl.int64) * skh + n0.to(tl.int64) * skn
-    v_off = b.to(tl.int64) * svb + kvh.to(tl.int64) * svh + n0.to(tl.int64) * svn
-    k = _load(K + k_off, offs_n, Lk - n0, skn, offs_d, D, True, EVEN_D)
-    v = _load(V + v_off, offs_n, Lk - n0, svn, offs_d, D, True, EVEN_D)
-
-    dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
-    dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
-    dk, dv = _dkdv_heads(dk, dv, k, v, Q, DO, LSE, DELTA, col_ptr, col_mid, row_idx, part_id, masks, qk_scale,
-                         sqb, sqh, sqm, sdb, sdh, sdm, b, kvh, kb, c0, offs_d,
-                         Hq, G, slice_b, slice_h, n_kb, Lq, D, BQ, mask_w,
-                         False, BLOCK_M, BLOCK_N, EVEN_D, INTERPRET)
-    if _nonfinite(dk, key_ok) | _nonfinite(dv, key_ok):
+    store_ok = offs_n < Lk - n0
+    flags = FLAGS + (b * (Hq // G) + kvh).to(tl.int64) * Lk + n0 + offs_n
+    go = True
+    if EXACT:
+        flag = tl.load(flags, mask=store_ok, other=0) != 0
+        store_ok = store_ok & flag
+        go = tl.max(flag.to(tl.int32), 0) > 0
+    if go:
+        k_off = b.to(tl.int64) * skb + kvh.to(tl.int64) * skh + n0.to(tl.int64) * skn
+        v_off = b.to(tl.int64) * svb + kvh.to(tl.int64) * svh + n0.to(tl.int64) * svn
+        k = _load(K + k_off, offs_n, Lk - n0, skn, offs_d, D, True, EVEN_D)
+        v = _load(V + v_off, offs_n, Lk - n0, svn, offs_d, D, True, EVEN_D)
         dk = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
         dv = tl.zeros([BLOCK_N, BLOCK_D], tl.float32)
         dk, dv = _dkdv_heads(dk, dv, k, v, Q, DO, LSE, DELTA, col_ptr, col_mid, row_idx, part_id, masks,
                              qk_scale, sqb, sqh, sqm, sdb, sdh, sdm, b, kvh, kb, c0, offs_d,
                              Hq, G, slice_b, slice_h, n_kb, Lq, D, BQ, mask_w,
-                             True, BLOCK_M, BLOCK_N, EVEN_D, INTERPRET)
-    o_mask = key_ok[:, None]
-    if not EVEN_D:
-        o_mask = o_mask & (offs_d < D)[None, :]
-    dk_ptr = DK + b.to(tl.int64) * skgb + kvh.to(tl.int64) * skgh + n0.to(tl.int64) * skgn
-    dv_ptr = DV + b.to(tl.int64) * svgb + kvh.to(tl.int64) * svgh + n0.to(tl.int64) * svgn
-    tl.store(dk_ptr + offs_n[:, None] * skgn + offs_d[None, :], (dk * scale).to(DK.dtype.element_ty), mask=o_mask)
-    tl.store(dv_ptr + offs_n[:, None] * svgn + offs_d[None, :], dv.to(DV.dtype.element_ty), mask=o_mask)
+                             EXACT, BLOCK_M, BLOCK_N, EVEN_D, INTERPRET)
+        o_mask = store_ok[:, None]
+        if not EVEN_D:
+            o_mask = o_mask & (offs_d < D)[None, :]
+        dk_ptr = DK + b.to(tl.int64) * skgb + kvh.to(tl.int64) * skgh + n0.to(tl.int64) * skgn
+        dv_ptr = DV + b.to(tl.int64) * svgb + kvh.to(tl.int64) * svgh + n0.to(tl.int64) * svgn
+        tl.store(dk_ptr + offs_n[:, None] * skgn + offs_d[None, :], (dk * scale).to(DK.dtype.element_ty),
+                 mask=o_mask)
+        tl.store(dv_ptr + offs_n[:, None] * svgn + offs_d[None, :], dv.to(DV.dtype.element_ty), mask=o_mask)
+        if not EXACT:
+            tl.store(flags, (_nonfinite_rows(dk) | _nonfinite_rows(dv)).to(tl.int8), mask=store_ok)
