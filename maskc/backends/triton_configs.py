@@ -58,15 +58,15 @@ _TABLE: dict[tuple[str, str, str], dict[int, TileConfig]] = {
     ("sm90", "16", "fwd"): {32: _t(128, 128, 8, 3), 64: _t(128, 128, 8, 3), 128: _t(128, 64, 8, 3)},
     ("sm90", "16", "dq"): {32: _t(128, 64, 8, 3), 64: _t(128, 64, 8, 3), 128: _t(128, 64, 8, 3)},
     ("sm90", "16", "dkdv"): {32: _t(64, 128, 8, 3), 64: _t(64, 128, 8, 3), 128: _t(32, 128, 8, 3)},
-    ("sm90", "fp32", "fwd"): {32: _t(64, 64, 4, 2), 64: _t(64, 64, 4, 2), 128: _t(64, 32, 4, 2)},
-    ("sm90", "fp32", "dq"): {32: _t(64, 64, 4, 2), 64: _t(64, 32, 4, 2), 128: _t(64, 32, 4, 2)},
-    ("sm90", "fp32", "dkdv"): {32: _t(32, 64, 4, 2), 64: _t(32, 64, 4, 2), 128: _t(16, 64, 4, 2)},
+    ("sm90", "fp32", "fwd"): {32: _t(64, 64, 8, 2), 64: _t(64, 64, 8, 2), 128: _t(64, 32, 4, 2)},
+    ("sm90", "fp32", "dq"): {32: _t(64, 32, 4, 2), 64: _t(64, 32, 4, 2), 128: _t(64, 32, 4, 2)},
+    ("sm90", "fp32", "dkdv"): {32: _t(16, 128, 8, 2), 64: _t(16, 128, 8, 2), 128: _t(16, 32, 4, 2)},
     ("sm80", "16", "fwd"): {32: _t(128, 128, 8, 3), 64: _t(128, 64, 8, 3), 128: _t(128, 64, 8, 3)},
     ("sm80", "16", "dq"): {32: _t(128, 64, 8, 2), 64: _t(128, 64, 8, 3), 128: _t(128, 32, 8, 2)},
     ("sm80", "16", "dkdv"): {32: _t(64, 128, 8, 3), 64: _t(32, 32, 4, 2), 128: _t(32, 64, 8, 2)},
-    ("sm80", "fp32", "fwd"): {32: _t(64, 64, 4, 2), 64: _t(64, 32, 4, 2), 128: _t(64, 32, 4, 2)},
+    ("sm80", "fp32", "fwd"): {32: _t(64, 64, 8, 2), 64: _t(64, 64, 8, 2), 128: _t(64, 64, 8, 2)},
     ("sm80", "fp32", "dq"): {32: _t(64, 32, 4, 2), 64: _t(64, 32, 4, 2), 128: _t(32, 32, 4, 2)},
-    ("sm80", "fp32", "dkdv"): {32: _t(32, 64, 4, 2), 64: _t(32, 32, 4, 2), 128: _t(16, 32, 4, 2)},
+    ("sm80", "fp32", "dkdv"): {32: _t(32, 32, 4, 2), 64: _t(32, 32, 4, 2), 128: _t(16, 64, 8, 2)},
 }
 
 # Alternatives the autotuner tries besides the default (same clamping rules).
@@ -91,9 +91,9 @@ def clamp(cfg: TileConfig, kernel: str, block_q: int, block_k: int) -> TileConfi
     if (m, n) == (cfg.block_m, cfg.block_n):
         return cfg
     rows = n if kernel == "dkdv" else m  # rows of the kernel's matmuls
+    if rows >= 64:  # keep the warpgroups (Hopper's wgmma) and the registers per thread
+        return TileConfig(m, n, cfg.num_warps, cfg.num_stages)
     warps = max(1, min(cfg.num_warps, (m * n) // 1024, max(1, rows // 16)))
-    if rows >= 64:  # a 64-row warpgroup tile for Hopper's wgmma
-        warps = max(warps, 4)
     return TileConfig(m, n, warps, cfg.num_stages)
 
 
@@ -107,10 +107,10 @@ def exact(kernel: str, cfg: TileConfig) -> TileConfig:
     """The tile of the rare exact redo that follows a launch with ``cfg`` (see triton_kernels).
 
     Its matmuls carry extra fp32 accumulators, so it runs a small tile within the main one
-    (16 rows: ``mma`` rather than ``wgmma`` on Hopper; it runs only when a result was not
+    (16 x 32 forward, 16 x 16 backward, 4 warps: ``mma`` rather than ``wgmma`` on Hopper; it runs only when a result was not
     finite, so its speed does not matter).
     """
-    small = TileConfig(16, 16, 4, 1) if kernel == "dkdv" else TileConfig(16, 32, 4, 1)
+    small = TileConfig(16, 32, 4, 1) if kernel == "fwd" else TileConfig(16, 16, 4, 1)
     return clamp(small, kernel, cfg.block_m, cfg.block_n)
 
 

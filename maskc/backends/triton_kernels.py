@@ -60,15 +60,17 @@ def _exact_dot(a, b, acc, SIGNED: tl.constexpr, INTERPRET: tl.constexpr):
     a second matmul of 0/1 indicators against codes 1 / 256 / 65536 (exact in bf16 and
     fp32 accumulation: a tile reduction dimension is at most 128 < 256), per sign of a.
     """
-    fin = (b == b) & (tl.abs(b) != INF)
-    acc = _mm(a, tl.where(fin, b, 0.0).to(b.dtype), acc, INTERPRET)
-    code = tl.where(b == INF, 1.0, tl.where(b == -INF, 256.0, tl.where(b != b, 65536.0, 0.0))).to(tl.bfloat16)
-    c = _mm((a > 0).to(tl.bfloat16), code, None, INTERPRET).to(tl.int32)
+    bf = b.to(tl.float32)  # classify in fp32 (the interpreter keeps 16-bit floats as raw bits)
+    af = a.to(tl.float32)
+    fin = (bf == bf) & (tl.abs(bf) != INF)
+    acc = _mm(a, tl.where(fin, bf, 0.0).to(b.dtype), acc, INTERPRET)
+    code = tl.where(bf == INF, 1.0, tl.where(bf == -INF, 256.0, tl.where(bf != bf, 65536.0, 0.0))).to(tl.bfloat16)
+    c = _mm(tl.where(af > 0, 1.0, 0.0).to(tl.bfloat16), code, None, INTERPRET).to(tl.int32)
     pos = (c & 255) > 0
     neg = ((c >> 8) & 255) > 0
     nan = (c >> 16) > 0
     if SIGNED:
-        cn = _mm((a < 0).to(tl.bfloat16), code, None, INTERPRET).to(tl.int32)
+        cn = _mm(tl.where(af < 0, 1.0, 0.0).to(tl.bfloat16), code, None, INTERPRET).to(tl.int32)
         pos = pos | (((cn >> 8) & 255) > 0)
         neg = neg | ((cn & 255) > 0)
         nan = nan | ((cn >> 16) > 0)

@@ -23,7 +23,8 @@ from maskc.backends import triton_backend as tb  # noqa: E402
 from maskc.backends.triton_configs import TileConfig  # noqa: E402
 
 _ok, _why = tb.is_available()
-pytestmark = pytest.mark.skipif(not _ok, reason=f"triton backend unavailable: {_why}")
+pytestmark = [pytest.mark.skipif(not _ok, reason=f"triton backend unavailable: {_why}"),
+              pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")]  # numpy, interpreter
 
 LQ, LK, D = 40, 45, 16
 DEAD_KEYS = [3, 21, 29]  # attended by no query
