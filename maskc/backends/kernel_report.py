@@ -138,44 +138,46 @@ def build_launch(inputs, arch: int) -> Result:
         return Result(error=f"{type(exc).__name__}: {msg[-300:]}", seconds=time.perf_counter() - t0)
 
 
-def _worker() -> int:
+def cached_build(spec: kb.Spec, arch: int, use_cache: bool = True) -> Result:
+    """:func:`build`, through the on-disk cache (call in a process without TRITON_INTERPRET)."""
+    f = cache_dir() / f"{build_key(spec, arch)}.json"
+    if use_cache and f.is_file():
+        return Result(**json.loads(f.read_text()))
+    res = build(spec, arch)
+    if not res.error:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        tmp = f.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(res)))
+        tmp.replace(f)
+    return res
+
+
+def _worker(use_cache: bool) -> int:
     """``--worker``: read ``[[spec, arch], ...]`` JSON from stdin, print one result per line."""
     for spec_d, arch in json.loads(sys.stdin.read()):
-        res = build(kb.Spec.from_dict(spec_d), arch)
+        res = cached_build(kb.Spec.from_dict(spec_d), arch, use_cache)
         print(json.dumps(asdict(res)), flush=True)
     return 0
 
 
 def run(specs: list[tuple[kb.Spec, int]], jobs: int = 2, use_cache: bool = True) -> list[Result]:
-    """Results of ``(spec, arch)`` builds: cached ones from disk, the others in ``jobs`` fresh processes."""
-    keys = [build_key(s, a) for s, a in specs]
+    """Results of ``(spec, arch)`` builds, from ``jobs`` fresh worker processes (no TRITON_INTERPRET there)."""
     results: list[Result | None] = [None] * len(specs)
-    cdir = cache_dir()
-    todo = []
-    for i, key in enumerate(keys):
-        f = cdir / f"{key}.json"
-        if use_cache and f.is_file():
-            results[i] = Result(**json.loads(f.read_text()))
-        else:
-            todo.append(i)
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    chunks = [todo[j::jobs] for j in range(max(1, jobs))]
+    cmd = [sys.executable, "-m", "maskc.backends.kernel_report", "--worker"] + ([] if use_cache else ["--no-cache"])
     procs = []
-    for chunk in chunks:
-        if not chunk:
-            continue
-        p = subprocess.Popen([sys.executable, "-m", "maskc.backends.kernel_report", "--worker"], env=env,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        p.stdin.write(json.dumps([[specs[i][0].to_dict(), specs[i][1]] for i in chunk]))
-        p.stdin.close()
-        procs.append((p, chunk))
-    def collect(p, chunk):  # store each result as it arrives, so an interrupted run keeps its work
+    for j in range(max(1, jobs)):
+        chunk = list(range(len(specs)))[j::max(1, jobs)]
+        if chunk:
+            p = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            p.stdin.write(json.dumps([[specs[i][0].to_dict(), specs[i][1]] for i in chunk]))
+            p.stdin.close()
+            procs.append((p, chunk))
+
+    def collect(p, chunk):
         for n, line in enumerate(p.stdout):
-            res = results[chunk[n]] = Result(**json.loads(line))
-            if not res.error:
-                cdir.mkdir(parents=True, exist_ok=True)
-                (cdir / f"{keys[chunk[n]]}.json").write_text(json.dumps(asdict(res)))
+            results[chunk[n]] = Result(**json.loads(line))
         p.wait()
 
     threads = [threading.Thread(target=collect, args=pc) for pc in procs]
@@ -252,7 +254,7 @@ def main(argv=None) -> int:
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        return _worker()
+        return _worker(not args.no_cache)
     if args.configs:
         print(config_table())
         return 0

@@ -29,12 +29,16 @@ def test_gpu_suite_without_cuda_prints_its_plan_and_exits_0(script):
 
 
 def test_benchmark_patterns_compile_and_are_sparse():
-    """Every benchmark mask compiles at 8K (block 128) to a non-trivial block-sparse layout."""
+    """Every benchmark mask compiles at 8K (block 128); the block-sparse ones skip most blocks.
+
+    (The planner's cases touch every causal block: that is why the planner lowers them to
+    DIA / residue kernels instead.)
+    """
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import gpu_cases
     import maskc as mc
 
-    for name, *_ in gpu_cases.cases():
+    for name, _, _, kind in gpu_cases.cases():
         lay = mc.compile(gpu_cases.pattern(name, 8192), q_len=8192, block=128)
-        assert 0 < lay.block_density < 0.5, name
+        assert 0 < lay.block_density < (0.5 if kind == "sparse" else 0.6), name
     assert sum(gpu_cases._doc_lengths(65536)) == 65536
