@@ -122,7 +122,8 @@ def main(argv=None) -> int:
     import triton
 
     cmd = "python benchmarks/gpu_suite.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(f"# maskc GPU suite\n\ndevice: {torch.cuda.get_device_name()} (sm_{''.join(map(str, torch.cuda.get_device_capability()))}), "
+    cc = "".join(map(str, torch.cuda.get_device_capability()))
+    print(f"# maskc GPU suite\n\ndevice: {torch.cuda.get_device_name()} (sm_{cc}), "
           f"torch {torch.__version__}, triton {triton.__version__}, {datetime.date.today().isoformat()}\n"
           f"command: `{cmd.strip()}`\n")
     bad = 0

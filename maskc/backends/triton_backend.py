@@ -183,8 +183,8 @@ def launches(kind: str, t: dict, arrays: dict, geo: dict, scale: float, cfg: tc.
                 *qkv, *_strides(t["do"]), *_strides(t["dq"]), *common, geo["n_qb"], *sizes)
     elif kind == "dkdv":
         fn = tkb._dkdv_kernel
-        args = (q, k, v, t["do"], t["lse"], t["delta"], t["dk"], t["dv"], t["kv_flags"], arrays["col_ptr"], arrays["col_mid"],
-                arrays["row_idx"], arrays["c_part_id"], arrays["masks"], scale * tk.LOG2E, scale,
+        args = (q, k, v, t["do"], t["lse"], t["delta"], t["dk"], t["dv"], t["kv_flags"], arrays["col_ptr"],
+                arrays["col_mid"], arrays["row_idx"], arrays["c_part_id"], arrays["masks"], scale * tk.LOG2E, scale,
                 *qkv, *_strides(t["do"]), *_strides(t["dk"]), *_strides(t["dv"]), *common, geo["n_kb"], *sizes)
     else:
         raise ValueError(f"unknown kernel {kind!r}")

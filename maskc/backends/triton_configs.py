@@ -107,10 +107,10 @@ def exact(kernel: str, cfg: TileConfig) -> TileConfig:
     """The tile of the rare exact redo that follows a launch with ``cfg`` (see triton_kernels).
 
     Its matmuls carry extra fp32 accumulators, so it runs a small tile within the main one
-    (16 x 32 forward, 16 x 16 backward, 4 warps: ``mma`` rather than ``wgmma`` on Hopper; it runs only when a result was not
-    finite, so its speed does not matter).
+    (16 x 32 forward, 16 x 16 backward, 4 warps: ``mma`` rather than ``wgmma`` on Hopper;
+    it runs only when a result was not finite, so its speed does not matter).
     """
-    small = TileConfig(16, 32, 4, 1) if kernel == "fwd" else TileConfig(16, 16, 4, 1)
+    small = TileConfig(16, 32 if kernel == "fwd" else 16, 4, 1)
     return clamp(small, kernel, cfg.block_m, cfg.block_n)
 
 

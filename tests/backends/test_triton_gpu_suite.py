@@ -42,3 +42,22 @@ def test_benchmark_patterns_compile_and_are_sparse():
         lay = mc.compile(gpu_cases.pattern(name, 8192), q_len=8192, block=128)
         assert 0 < lay.block_density < (0.5 if kind == "sparse" else 0.6), name
     assert sum(gpu_cases._doc_lengths(65536)) == 65536
+
+
+@pytest.mark.slow
+def test_gpu_suite_code_runs_on_cpu_at_tiny_sizes(monkeypatch):
+    """Every check and both benchmark kinds of the suite, on CPU through the interpreter (tiny sizes)."""
+    pytest.importorskip("triton", reason="triton not installed: the suite's kernels cannot run")
+    if os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
+        pytest.skip("needs TRITON_INTERPRET=1 to run the kernels on CPU")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_cases
+
+    monkeypatch.setattr(gpu_cases, "DEVICE", "cpu")
+    monkeypatch.setattr(gpu_cases, "SMOKE", True)
+    for name, check in gpu_cases.checks():
+        msg = check()
+        assert "rel err" in msg or msg.startswith("skipped"), (name, msg)
+    for name, kind in (("document mask", "sparse"), ("squares + window", "planner")):
+        rows = gpu_cases.bench_case(name, kind, 256, 32, heads=1, rep=1)
+        assert len(rows) == 3 and all(r.startswith(f"| {name} | 256 | 32 |") for r in rows)
