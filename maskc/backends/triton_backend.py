@@ -142,14 +142,16 @@ def _cc(device) -> int:
     return 10 * major + minor
 
 
+def _autotune_here(q) -> bool:
+    return q.device.type == "cuda" and tc.autotune_enabled()
+
+
 def configs(kernel: str, q, geo: dict, override: dict | None = None) -> list[tc.TileConfig]:
     """The candidate configurations of ``kernel`` for these inputs (one unless autotuning)."""
     if override and kernel in override:
         return [override[kernel]]
     args = (kernel, _cc(q.device), q.dtype, block_d(q.shape[-1]), geo["BQ"], geo["BK"])
-    if q.device.type == "cuda" and tc.autotune_enabled():
-        return tc.space(*args)
-    return [tc.pick(*args)]
+    return tc.space(*args) if _autotune_here(q) else [tc.pick(*args)]
 
 
 def launches(kind: str, t: dict, arrays: dict, geo: dict, scale: float, cfg: tc.TileConfig | None,

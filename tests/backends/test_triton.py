@@ -217,3 +217,32 @@ def test_is_available_reports_reason(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     ok, reason = tb.is_available()
     assert not ok and "TRITON_INTERPRET" in reason
+
+
+def test_autotune_path_wraps_every_candidate(bk, monkeypatch):
+    """With autotuning on, each kernel goes through triton.autotune over its whole space (stubbed here:
+    the interpreter cannot time kernels); the result still matches the reference."""
+    calls = []
+
+    def fake_autotune(configs, key):
+        def wrap(fn):
+            calls.append((fn.__name__, [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in configs]))
+
+            class Tuned:
+                def __getitem__(self, grid):
+                    c = configs[-1]  # the last candidate: not the default tile
+
+                    def launch(*args, **consts):
+                        meta = {**consts, **c.kwargs}
+                        fn[grid(meta)](*args, **meta, num_warps=c.num_warps, num_stages=c.num_stages)
+                    return launch
+            return Tuned()
+        return wrap
+
+    monkeypatch.setattr(triton, "autotune", fake_autotune)
+    monkeypatch.setattr(tb, "_autotune_here", lambda q: True)
+    monkeypatch.setattr(tb, "_TUNED", {})
+    lay = _mixed(np.random.default_rng(21), heads=1, q_len=130, kv_len=140, block=128, density=0.05)
+    _check(bk, lay, B=1, Hq=1, Hkv=1, D=64, dtype=torch.bfloat16, seed=22)
+    assert [name for name, _ in calls] == ["_fwd_kernel", "_dq_kernel", "_dkdv_kernel"]
+    assert all(len(tiles) > 1 for _, tiles in calls)
