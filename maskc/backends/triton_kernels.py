@@ -143,24 +143,70 @@ def _allowed(masks, pid, BQ, mask_w, r_local, c0, BLOCK_N: tl.constexpr, TRANS: 
     return ok
 
 
+@triton.jit
+def _key_scores(q, Kp, Vp, col_idx, part_id, masks, t, KS, qk_scale, skn, svn, Lk, D, BQ, BK, mask_w, r_local,
+                offs_d, PARTIAL: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_D: tl.constexpr,
+                INTERPRET: tl.constexpr):
+    """Key sub-tile ``t`` of a BSR row walk (entry ``t // KS``, sub-tile ``t % KS``) against query rows q.
+
+    Returns its K and V tiles, the log2-domain scores (-inf where not allowed) and the
+    allowed bits (PARTIAL; else a placeholder the callers never read).
+    """
+    idx = t // KS
+    c0 = (t - idx * KS) * BLOCK_N
+    n0 = tl.load(col_idx + idx) * BK + c0
+    offs_n = tl.arange(0, BLOCK_N)
+    k = _load(Kp + n0.to(tl.int64) * skn, offs_n, Lk - n0, skn, offs_d, D, PARTIAL, EVEN_D)
+    v = _load(Vp + n0.to(tl.int64) * svn, offs_n, Lk - n0, svn, offs_d, D, PARTIAL, EVEN_D)
+    s = _mm(q, tl.trans(k), None, INTERPRET) * qk_scale
+    ok = s == s
+    if PARTIAL:
+        ok = _allowed(masks, tl.load(part_id + idx), BQ, mask_w, r_local, c0, BLOCK_N, False)
+        s = tl.where(ok, s, -INF)
+    return k, v, s, ok
+
+
+@triton.jit
+def _query_tile(BQ, BLOCK_M: tl.constexpr):
+    """(query block, first local row) of this program's query sub-tile (grid axis 0)."""
+    tile = tl.program_id(0)
+    QS = BQ // BLOCK_M
+    qb = tile // QS
+    return qb, (tile - qb * QS) * BLOCK_M
+
+
+@triton.jit
+def _row_walk(K, V, row_ptr, row_mid, skb, skh, svb, svh, G, slice_b, slice_h, n_qb, b, h, qb, BK,
+              BLOCK_N: tl.constexpr):
+    """K / V bases of query head h's kv head, and the BSR row's walk: (Kp, Vp, first, mid, end, KS) in sub-tiles."""
+    kvh = h // G
+    Kp = K + b.to(tl.int64) * skb + kvh.to(tl.int64) * skh
+    Vp = V + b.to(tl.int64) * svb + kvh.to(tl.int64) * svh
+    sl = b * slice_b + h * slice_h
+    KS = BK // BLOCK_N
+    start = tl.load(row_ptr + sl * (n_qb + 1) + qb)
+    end = tl.load(row_ptr + sl * (n_qb + 1) + qb + 1)
+    mid = tl.load(row_mid + sl * n_qb + qb)
+    return Kp, Vp, start * KS, mid * KS, end * KS, KS
+
+
+@triton.jit
+def _flagged(flags, rows_ok):
+    """EXACT launches: (rows to store: the flagged ones, whether this program has any)."""
+    flag = tl.load(flags, mask=rows_ok, other=0) != 0
+    return rows_ok & flag, tl.max(flag.to(tl.int32), 0) > 0
+
+
 # --------------------------------------------------------------------------- forward
 @triton.jit
 def _fwd_tiles(acc, m_i, l_i, q, Kp, Vp, col_idx, part_id, masks, t0, t1, KS, qk_scale,
                skn, svn, Lk, D, BQ, BK, mask_w, r_local, offs_d,
                PARTIAL: tl.constexpr, EXACT: tl.constexpr, BLOCK_N: tl.constexpr,
                EVEN_D: tl.constexpr, INTERPRET: tl.constexpr):
-    """Online softmax over key sub-tiles ``t0 .. t1`` (entry ``t // KS``, sub-tile ``t % KS``)."""
-    offs_n = tl.arange(0, BLOCK_N)
+    """Online softmax over key sub-tiles ``t0 .. t1``."""
     for t in range(t0, t1):
-        idx = t // KS
-        c0 = (t - idx * KS) * BLOCK_N
-        n0 = tl.load(col_idx + idx) * BK + c0
-        k = _load(Kp + n0.to(tl.int64) * skn, offs_n, Lk - n0, skn, offs_d, D, PARTIAL, EVEN_D)
-        v = _load(Vp + n0.to(tl.int64) * svn, offs_n, Lk - n0, svn, offs_d, D, PARTIAL, EVEN_D)
-        s = _mm(q, tl.trans(k), None, INTERPRET) * qk_scale
-        if PARTIAL:
-            ok = _allowed(masks, tl.load(part_id + idx), BQ, mask_w, r_local, c0, BLOCK_N, False)
-            s = tl.where(ok, s, -INF)
+        k, v, s, ok = _key_scores(q, Kp, Vp, col_idx, part_id, masks, t, KS, qk_scale, skn, svn, Lk, D, BQ, BK,
+                                  mask_w, r_local, offs_d, PARTIAL, BLOCK_N, EVEN_D, INTERPRET)
         m_new = tl.maximum(m_i, tl.max(s, 1))
         m_safe = tl.where(m_new == -INF, 0.0, m_new)
         p = tl.math.exp2(s - m_safe[:, None])
@@ -183,23 +229,17 @@ def _fwd_program(Q, K, V, O, LSE, FLAGS, row_ptr, row_mid, col_idx, part_id, mas
     offs_d = tl.arange(0, BLOCK_D)
     q = _load(Q + b.to(tl.int64) * sqb + h.to(tl.int64) * sqh + m0.to(tl.int64) * sqm,
               offs_m, Lq - m0, sqm, offs_d, D, True, EVEN_D)
-    kvh = h // G
-    Kp = K + b.to(tl.int64) * skb + kvh.to(tl.int64) * skh
-    Vp = V + b.to(tl.int64) * svb + kvh.to(tl.int64) * svh
-    sl = b * slice_b + h * slice_h
-    start = tl.load(row_ptr + sl * (n_qb + 1) + qb)
-    end = tl.load(row_ptr + sl * (n_qb + 1) + qb + 1)
-    mid = tl.load(row_mid + sl * n_qb + qb)
-    KS = BK // BLOCK_N
+    Kp, Vp, t0, t1, t2, KS = _row_walk(K, V, row_ptr, row_mid, skb, skh, svb, svh, G, slice_b, slice_h, n_qb,
+                                       b, h, qb, BK, BLOCK_N)
     r_local = r0 + offs_m
 
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     m_i = tl.full([BLOCK_M], -INF, tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
-    acc, m_i, l_i = _fwd_tiles(acc, m_i, l_i, q, Kp, Vp, col_idx, part_id, masks, start * KS, mid * KS, KS,
+    acc, m_i, l_i = _fwd_tiles(acc, m_i, l_i, q, Kp, Vp, col_idx, part_id, masks, t0, t1, KS,
                                qk_scale, skn, svn, Lk, D, BQ, BK, mask_w, r_local, offs_d,
                                False, EXACT, BLOCK_N, EVEN_D, INTERPRET)
-    acc, m_i, l_i = _fwd_tiles(acc, m_i, l_i, q, Kp, Vp, col_idx, part_id, masks, mid * KS, end * KS, KS,
+    acc, m_i, l_i = _fwd_tiles(acc, m_i, l_i, q, Kp, Vp, col_idx, part_id, masks, t1, t2, KS,
                                qk_scale, skn, svn, Lk, D, BQ, BK, mask_w, r_local, offs_d,
                                True, EXACT, BLOCK_N, EVEN_D, INTERPRET)
     empty = l_i == 0.0  # no allowed key (a NaN row is not empty: NaN stays NaN)
@@ -228,20 +268,14 @@ def _fwd_kernel(
     EVEN_D: tl.constexpr, INTERPRET: tl.constexpr,
 ):
     """Grid (query sub-tiles, Hq, B). EXACT: redo only the sub-tiles whose rows were flagged."""
-    tile = tl.program_id(0)
     h = tl.program_id(1)
     b = tl.program_id(2)
-    QS = BQ // BLOCK_M
-    qb = tile // QS
-    r0 = (tile - qb * QS) * BLOCK_M
+    qb, r0 = _query_tile(BQ, BLOCK_M)
     rows = qb * BQ + r0 + tl.arange(0, BLOCK_M)
-    row_ok = rows < Lq
-    store_ok = row_ok
+    store_ok = rows < Lq
     go = True
     if EXACT:
-        flag = tl.load(FLAGS + (b * Hq + h).to(tl.int64) * Lq + rows, mask=row_ok, other=0) != 0
-        store_ok = row_ok & flag
-        go = tl.max(flag.to(tl.int32), 0) > 0
+        store_ok, go = _flagged(FLAGS + (b * Hq + h).to(tl.int64) * Lq + rows, store_ok)
     if go:
         _fwd_program(Q, K, V, O, LSE, FLAGS, row_ptr, row_mid, col_idx, part_id, masks, qk_scale,
                      sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sob, soh, som,

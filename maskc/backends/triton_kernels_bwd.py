@@ -22,7 +22,8 @@ import triton
 import triton.language as tl
 
 from maskc.backends.triton_kernels import (
-    INF, LOG2E_K, NO_SPEC, _acc_dot, _allowed, _load, _load_t, _mm, _nonfinite_rows,
+    INF, LOG2E_K, NO_SPEC, _acc_dot, _allowed, _flagged, _key_scores, _row_walk, _load, _load_t, _mm, _nonfinite_rows,
+    _query_tile,
 )
 
 
@@ -31,17 +32,9 @@ def _dq_tiles(dq, q, do, lse2, delta, Kp, Vp, col_idx, part_id, masks, t0, t1, K
               skn, svn, Lk, D, BQ, BK, mask_w, r_local, offs_d,
               PARTIAL: tl.constexpr, EXACT: tl.constexpr, BLOCK_N: tl.constexpr,
               EVEN_D: tl.constexpr, INTERPRET: tl.constexpr):
-    offs_n = tl.arange(0, BLOCK_N)
     for t in range(t0, t1):
-        idx = t // KS
-        c0 = (t - idx * KS) * BLOCK_N
-        n0 = tl.load(col_idx + idx) * BK + c0
-        k = _load(Kp + n0.to(tl.int64) * skn, offs_n, Lk - n0, skn, offs_d, D, PARTIAL, EVEN_D)
-        v = _load(Vp + n0.to(tl.int64) * svn, offs_n, Lk - n0, svn, offs_d, D, PARTIAL, EVEN_D)
-        s = _mm(q, tl.trans(k), None, INTERPRET) * qk_scale
-        if PARTIAL:
-            ok = _allowed(masks, tl.load(part_id + idx), BQ, mask_w, r_local, c0, BLOCK_N, False)
-            s = tl.where(ok, s, -INF)
+        k, v, s, ok = _key_scores(q, Kp, Vp, col_idx, part_id, masks, t, KS, qk_scale, skn, svn, Lk, D, BQ, BK,
+                                  mask_w, r_local, offs_d, PARTIAL, BLOCK_N, EVEN_D, INTERPRET)
         p = tl.math.exp2(s - lse2[:, None])
         dp = _mm(do, tl.trans(v), None, INTERPRET)
         ds = p * (dp - delta[:, None])
@@ -69,20 +62,14 @@ def _dq_program(Q, K, V, DO, LSE, DELTA, DQ, FLAGS, row_ptr, row_mid, col_idx, p
     lse = tl.load(LSE + stats, mask=row_ok, other=INF)
     lse2 = tl.where(lse == -INF, INF, lse * LOG2E_K)
     delta = tl.load(DELTA + stats, mask=row_ok, other=0.0)
-    kvh = h // G
-    Kp = K + b.to(tl.int64) * skb + kvh.to(tl.int64) * skh
-    Vp = V + b.to(tl.int64) * svb + kvh.to(tl.int64) * svh
-    sl = b * slice_b + h * slice_h
-    start = tl.load(row_ptr + sl * (n_qb + 1) + qb)
-    end = tl.load(row_ptr + sl * (n_qb + 1) + qb + 1)
-    mid = tl.load(row_mid + sl * n_qb + qb)
-    KS = BK // BLOCK_N
+    Kp, Vp, t0, t1, t2, KS = _row_walk(K, V, row_ptr, row_mid, skb, skh, svb, svh, G, slice_b, slice_h, n_qb,
+                                       b, h, qb, BK, BLOCK_N)
     r_local = r0 + offs_m
 
     dq = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
-    dq = _dq_tiles(dq, q, do, lse2, delta, Kp, Vp, col_idx, part_id, masks, start * KS, mid * KS, KS, qk_scale,
+    dq = _dq_tiles(dq, q, do, lse2, delta, Kp, Vp, col_idx, part_id, masks, t0, t1, KS, qk_scale,
                    skn, svn, Lk, D, BQ, BK, mask_w, r_local, offs_d, False, EXACT, BLOCK_N, EVEN_D, INTERPRET)
-    dq = _dq_tiles(dq, q, do, lse2, delta, Kp, Vp, col_idx, part_id, masks, mid * KS, end * KS, KS, qk_scale,
+    dq = _dq_tiles(dq, q, do, lse2, delta, Kp, Vp, col_idx, part_id, masks, t1, t2, KS, qk_scale,
                    skn, svn, Lk, D, BQ, BK, mask_w, r_local, offs_d, True, EXACT, BLOCK_N, EVEN_D, INTERPRET)
     o_mask = store_ok[:, None]
     if not EVEN_D:
@@ -104,19 +91,14 @@ def _dq_kernel(
     EVEN_D: tl.constexpr, INTERPRET: tl.constexpr,
 ):
     """Grid (query sub-tiles, Hq, B). EXACT: redo only the sub-tiles whose rows were flagged."""
-    tile = tl.program_id(0)
     h = tl.program_id(1)
     b = tl.program_id(2)
-    QS = BQ // BLOCK_M
-    qb = tile // QS
-    r0 = (tile - qb * QS) * BLOCK_M
+    qb, r0 = _query_tile(BQ, BLOCK_M)
     rows = qb * BQ + r0 + tl.arange(0, BLOCK_M)
     store_ok = rows < Lq
     go = True
     if EXACT:
-        flag = tl.load(FLAGS + (b * Hq + h).to(tl.int64) * Lq + rows, mask=store_ok, other=0) != 0
-        store_ok = store_ok & flag
-        go = tl.max(flag.to(tl.int32), 0) > 0
+        store_ok, go = _flagged(FLAGS + (b * Hq + h).to(tl.int64) * Lq + rows, store_ok)
     if go:
         _dq_program(Q, K, V, DO, LSE, DELTA, DQ, FLAGS, row_ptr, row_mid, col_idx, part_id, masks, qk_scale,
                     scale, sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sdb, sdh, sdm, sgb, sgh, sgm,
@@ -205,9 +187,7 @@ def _dkdv_kernel(
     flags = FLAGS + (b * (Hq // G) + kvh).to(tl.int64) * Lk + n0 + offs_n
     go = True
     if EXACT:
-        flag = tl.load(flags, mask=store_ok, other=0) != 0
-        store_ok = store_ok & flag
-        go = tl.max(flag.to(tl.int32), 0) > 0
+        store_ok, go = _flagged(flags, store_ok)
     if go:
         k_off = b.to(tl.int64) * skb + kvh.to(tl.int64) * skh + n0.to(tl.int64) * skn
         v_off = b.to(tl.int64) * svb + kvh.to(tl.int64) * svh + n0.to(tl.int64) * svn
