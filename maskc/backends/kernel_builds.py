@@ -43,6 +43,7 @@ class Spec:
     num_stages: int
     blocks: tuple[tuple[int, int], ...] = ()  #: layout blocks launched with this variant
     exact: bool = False  #: the rare exact redo of rows whose result was not finite
+    maxnreg: int | None = None  #: ptxas register cap passed at launch (None: ptxas decides)
 
     @property
     def mma_rows(self) -> int:
@@ -53,7 +54,7 @@ class Spec:
         from maskc.backends.triton_backend import block_d
 
         return (self.kernel, self.dtype, block_d(self.head_dim), self.head_dim == block_d(self.head_dim),
-                self.tile, self.num_warps, self.num_stages, self.exact)
+                self.tile, self.num_warps, self.num_stages, self.exact, self.maxnreg)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,7 +91,7 @@ def specs(scope: str = "ci") -> list[tuple[Spec, int]]:
                         for c in cands(kernel, cc, dt, bd, bq, bk):
                             for ex, cx in ((False, c), (True, tc.exact(kernel, c))):
                                 add(Spec(kernel, dt, d, (cx.block_m, cx.block_n), cx.num_warps, cx.num_stages,
-                                         ((bq, bk),), ex), cc)
+                                         ((bq, bk),), ex, cx.maxnreg), cc)
                 add(Spec("delta", dt, d, (64, 0), 4, 1), cc)
             for d in sc["dia_dims"]:
                 for n in ((64,) if scope == "ci" else (16, 32, 64)):
@@ -113,7 +114,7 @@ def launch_args(spec: Spec):
     def act(h: int, dtype=dt):  # a [B, L, H, D] projection viewed as [B, H, L, D]
         return torch.empty(B, _L, h, D, dtype=dtype, device="meta").transpose(1, 2)
 
-    kw = dict(num_warps=spec.num_warps, num_stages=spec.num_stages)
+    kw = dict(num_warps=spec.num_warps, num_stages=spec.num_stages, maxnreg=spec.maxnreg)
     if spec.kernel.startswith("dia_"):
         t = dict(q=act(Hq), k=act(Hkv), v=act(Hkv), o=act(Hq), do=act(Hq), dq=act(Hq))
         t["lse"] = t["delta"] = torch.empty(B, Hq, _L, device="meta")
@@ -134,6 +135,6 @@ def launch_args(spec: Spec):
     t = dict(q=act(Hq), k=act(Hkv), v=act(Hkv), out=act(Hq), do=act(Hq), lse=lse, delta=lse,
              dq=act(Hq), dk=act(Hkv), dv=act(Hkv), flags=torch.empty(B, Hq, _L, dtype=torch.int8, device="meta"),
              kv_flags=torch.empty(B, Hkv, _L, dtype=torch.int8, device="meta"))
-    cfg = tc.TileConfig(spec.tile[0], spec.tile[1], spec.num_warps, spec.num_stages)
+    cfg = tc.TileConfig(spec.tile[0], spec.tile[1], spec.num_warps, spec.num_stages, spec.maxnreg)
     fn, _, args, consts = tb.launches(spec.kernel, t, arrays, geo, 0.1, cfg, spec.exact)
     return fn, args, {**consts, **kw}

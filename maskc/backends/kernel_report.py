@@ -219,7 +219,7 @@ def row(spec: kb.Spec, arch: int, res: Result) -> str:
         mm += f" (+{res.tf32} tf32)" if spec.dtype != "float32" else f" tf32 {res.tf32}"
     tile = f"{spec.tile[0]}x{spec.tile[1]}" if spec.tile[1] else f"{spec.tile[0]}"
     blocks = ", ".join(f"{q}x{k}" for q, k in spec.blocks) or "-"
-    name = spec.kernel + (" exact" if spec.exact else "")
+    name = spec.kernel + (" exact" if spec.exact else "") + (f" (maxnreg {spec.maxnreg})" if spec.maxnreg else "")
     return (f"| {name} | {ARCHES[arch]} | {spec.dtype} | {spec.head_dim} | {blocks} | {tile} | "
             f"{res.num_warps or spec.num_warps} | {res.num_stages or spec.num_stages} | {res.regs} | "
             f"{res.spill_stores} | {res.smem / 1024:.1f} | {mm} | {'; '.join(bad) or 'ok'} |")

@@ -213,7 +213,7 @@ def _run(kind: str, t: dict, arrays: dict, geo: dict, scale: float, override: di
 
     def launch(c: tc.TileConfig, exact: bool) -> None:
         fn, grid, args, consts = launches(kind, t, arrays, geo, scale, c, exact)
-        fn[grid(consts)](*args, **consts, num_warps=c.num_warps, num_stages=c.num_stages)
+        fn[grid(consts)](*args, **consts, num_warps=c.num_warps, num_stages=c.num_stages, maxnreg=c.maxnreg)
 
     cands = configs(kind, t["q"], geo, override)
     if len(cands) == 1:

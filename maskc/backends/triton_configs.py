@@ -6,7 +6,8 @@ Ampere, Ada and anything else), by dtype class (16-bit or fp32) and by the padde
 dim ``BLOCK_D``. For ``fwd`` and ``dq`` BLOCK_M is the query tile and BLOCK_N the key
 tile; for ``dkdv`` the same (its matmuls have BLOCK_N rows). The tile never exceeds
 the layout block: it is clamped to ``(block_q, block_k)`` (both powers of two, so the
-layout block is a whole number of tiles), and a clamped tile gets fewer warps.
+layout block is a whole number of tiles), and a clamped tile below 64 rows gets fewer
+warps.
 
 Every entry here is compiled for sm_90a and sm_80 by ``python -m
 maskc.backends.kernel_report`` and must build without register spills (see
@@ -14,9 +15,9 @@ docs/kernels.md for the table and its build report).
 
 Example:
     >>> pick("fwd", 90, "bfloat16", 128, 128, 128)
-    TileConfig(block_m=128, block_n=64, num_warps=8, num_stages=3)
+    TileConfig(block_m=128, block_n=64, num_warps=8, num_stages=3, maxnreg=None)
     >>> pick("fwd", 90, "bfloat16", 128, 32, 32)
-    TileConfig(block_m=32, block_n=32, num_warps=1, num_stages=3)
+    TileConfig(block_m=32, block_n=32, num_warps=1, num_stages=3, maxnreg=None)
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class TileConfig:
     block_n: int
     num_warps: int
     num_stages: int
+    #: ptxas register cap (``.maxnreg``); None leaves it to ptxas, whose occupancy heuristic
+    #: can stop small kernels at 72-80 registers and spill (the exact redo sets 255)
+    maxnreg: int | None = None
 
 
 def arch_class(cc: int) -> str:
@@ -92,9 +96,9 @@ def clamp(cfg: TileConfig, kernel: str, block_q: int, block_k: int) -> TileConfi
         return cfg
     rows = n if kernel == "dkdv" else m  # rows of the kernel's matmuls
     if rows >= 64:  # keep the warpgroups (Hopper's wgmma) and the registers per thread
-        return TileConfig(m, n, cfg.num_warps, cfg.num_stages)
+        return TileConfig(m, n, cfg.num_warps, cfg.num_stages, cfg.maxnreg)
     warps = max(1, min(cfg.num_warps, (m * n) // 1024, max(1, rows // 16)))
-    return TileConfig(m, n, warps, cfg.num_stages)
+    return TileConfig(m, n, warps, cfg.num_stages, cfg.maxnreg)
 
 
 def pick(kernel: str, cc: int, dtype, block_d: int, block_q: int, block_k: int) -> TileConfig:
@@ -110,8 +114,8 @@ def exact(kernel: str, cfg: TileConfig) -> TileConfig:
     (16 x 32 forward, 16 x 16 backward, 4 warps: ``mma`` rather than ``wgmma`` on Hopper;
     it runs only when a result was not finite, so its speed does not matter).
     """
-    small = TileConfig(16, 32 if kernel == "fwd" else 16, 4, 1)
-    return clamp(small, kernel, cfg.block_m, cfg.block_n)
+    small = clamp(TileConfig(16, 32 if kernel == "fwd" else 16, 4, 1), kernel, cfg.block_m, cfg.block_n)
+    return TileConfig(small.block_m, small.block_n, small.num_warps, small.num_stages, maxnreg=255)
 
 
 def space(kernel: str, cc: int, dtype, block_d: int, block_q: int, block_k: int) -> list[TileConfig]:
