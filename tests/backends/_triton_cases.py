@@ -35,11 +35,12 @@ def inputs(B, Hq, Hkv, Lq, Lk, D, dtype, device, seed=0, split_heads=False):
     return low, low, ref
 
 
-def check(bk, layout, B, Hq, Hkv, D, dtype, device="cpu", seed=0, grads=True, lse_grad=True, tiles=None,
+def check(bk, layout, B, Hq, Hkv, D, dtype, device=None, seed=0, grads=True, lse_grad=True, tiles=None,
           split_heads=False):
-    """Run triton and the reference; assert forward, lse and gradients within tolerance."""
+    """Run triton (on ``device``, default DEV) and the reference; assert forward, lse and gradients."""
     from maskc.backends import triton_backend as tb
 
+    device = DEV if device is None else device
     leaves, (q, k, v), (rq, rk, rv) = inputs(B, Hq, Hkv, layout.q_len, layout.kv_len, D, dtype, device, seed,
                                               split_heads)
     scale = D ** -0.5

@@ -128,7 +128,7 @@ def test_gqa_of_four_padded_and_large_head_dims(bk, D):
 
 def test_tile_override_must_divide_the_layout_block():
     lay = mc.Layout.from_dense(np.ones((32, 32), bool), 32)
-    q = torch.randn(1, 1, 32, 16)
+    q = torch.randn(1, 1, 32, 16, device=DEV)
     with pytest.raises(MaskcError, match="divide"):
         tb.attention_triton(q, q, q, lay, scale=0.25, tiles={"fwd": T(64, 32, 4, 2)})
 
