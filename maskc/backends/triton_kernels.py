@@ -1,17 +1,30 @@
-"""Triton kernels of maskc's block-sparse flash attention (forward and backward).
+"""Triton kernels of maskc's block-sparse flash attention (forward, dQ, dK/dV, delta).
 
-The kernel tile equals the layout block ``(BLOCK_Q, BLOCK_K)``. Layout arrays arrive
-flattened and int32 (see :mod:`maskc.backends.triton_backend`):
+The kernel tile ``(BLOCK_M, BLOCK_N)`` is decoupled from the layout block ``(BQ, BK)``:
+a layout block is processed as ``BQ // BLOCK_M`` query sub-tiles (one program each) and
+``BK // BLOCK_N`` key sub-tiles (iterations of one flat loop). The layout arrives
+re-ordered by :mod:`maskc.backends.triton_backend` so that every BSR row (CSC column)
+lists its FULL blocks first and its PARTIAL blocks after ``mid``:
 
-* ``row_ptr [HL * (n_qb + 1)]``, ``col_idx``, ``kind``, ``pid`` (partial id) — the BSR
-  rows, walked by the forward and the dQ kernel;
-* ``col_ptr [HL * (n_kb + 1)]``, ``row_idx``, ``perm`` — the CSC columns, walked by the
-  dK/dV kernel (``perm`` maps a CSC position to the BSR position holding kind/pid);
-* ``masks uint8 [U, BLOCK_Q, W]`` — the dictionary of packed partial bitmasks,
-  ``allowed = (masks[pid, r, c >> 3] >> (c & 7)) & 1``.
+* ``row_ptr [S * (n_qb + 1)]``, ``row_mid [S * n_qb]``, ``col_idx``, ``part_id`` — the
+  rows walked by the forward and the dQ kernel (S stored slices);
+* ``col_ptr``, ``col_mid``, ``row_idx``, ``part_id`` (CSC order) — walked by dK/dV;
+* ``masks int32 [U, BQ, mask_w]`` — packed partial bitmasks, bit ``c & 31`` of word
+  ``c >> 5`` of row r says whether local key c is allowed. FULL blocks in a ragged key
+  tail are listed as PARTIAL with a mask of their valid columns.
 
-Scores are kept in the log2 domain (``qk * scale * log2(e)``); the stored lse is the
-natural log. A layout with one stored head broadcasts (``LAYOUT_HEAD_MULT = 0``).
+FULL blocks run without any mask work (no bounds checks either: they lie inside the
+sequences). Scores are kept in the log2 domain (``qk * scale * log2(e)``); the stored
+lse is the natural log.
+
+Exact non-finite semantics: masked entries have p = 0 exactly, but ``0 * inf`` is NaN,
+so a non-finite value at a key a row may not attend would leak into that row through
+the tile's matmul. Each program of the plain pass flags (int8, one per output row) the
+rows whose result holds a NaN or an infinity; a second launch of the same kernel with
+``EXACT`` (a smaller tile: its matmuls carry extra accumulators) recomputes only
+programs with a flagged row, splitting non-finite operands out of the matmuls
+(:func:`_exact_dot`), and stores only the flagged rows. With finite inputs nothing is
+flagged, and the second launch's programs load their flags and exit.
 """
 
 from __future__ import annotations
@@ -19,211 +32,275 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-PARTIAL_KIND: int = 1
 LOG2E: float = 1.4426950408889634
 LN2: float = 0.6931471805599453
+# the same as kernel constants
+INF = tl.constexpr(float("inf"))
+LOG2E_K = tl.constexpr(LOG2E)
+LN2_K = tl.constexpr(LN2)
+
+#: runtime integers never specialised (one compiled variant per tile config).
+NO_SPEC = ["Hq", "G", "slice_b", "slice_h", "n_qb", "n_kb", "Lq", "Lk", "D", "BQ", "BK", "mask_w"]
 
 
 @triton.jit
-def _dot(a, b, UPCAST: tl.constexpr):
-    """tl.dot, with operands upcast to fp32 when UPCAST (the CPU interpreter's bf16 dot is wrong)."""
-    if UPCAST:
-        return tl.dot(a.to(tl.float32), b.to(tl.float32))
+def _mm(a, b, acc, INTERPRET: tl.constexpr):
+    """``acc + a @ b`` in fp32 (operands upcast under the interpreter: its bf16 dot is wrong)."""
+    if INTERPRET:
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), acc)
     else:
-        return tl.dot(a, b)
+        return tl.dot(a, b, acc)
 
 
 @triton.jit
-def _scores(
-    q, k, qk_scale, kind, pid, kb, offs_r, offs_c, offs_n, masks_ptr, Lk,
-    BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, MASK_W: tl.constexpr, UPCAST: tl.constexpr,
-):
-    """Masked log2-domain scores of one (BLOCK_Q x BLOCK_K) tile."""
-    s = _dot(q, tl.trans(k), UPCAST) * qk_scale
-    if kind == 1:  # PARTIAL: bitmask from the dictionary (bits past the tails are 0)
-        mptr = masks_ptr + pid.to(tl.int64) * (BLOCK_Q * MASK_W) + offs_r[:, None] * MASK_W + (offs_c[None, :] >> 3)
-        byte = tl.load(mptr).to(tl.int32)
-        bit = (byte >> (offs_c[None, :] & 7)) & 1
-        s = tl.where(bit != 0, s, float("-inf"))
-    else:  # FULL: only the ragged key tail needs masking
-        if kb * BLOCK_K + BLOCK_K > Lk:
-            s = tl.where(offs_n[None, :] < Lk, s, float("-inf"))
-    return s
+def _exact_dot(a, b, acc, SIGNED: tl.constexpr, INTERPRET: tl.constexpr):
+    """``acc + a @ b`` where entries of ``a`` equal to 0 never meet non-finite ``b`` (IEEE otherwise).
+
+    The finite part goes through one matmul; +inf / -inf / NaN entries of b are counted by
+    a second matmul of 0/1 indicators against codes 1 / 256 / 65536 (exact in bf16 and
+    fp32 accumulation: a tile reduction dimension is at most 128 < 256), per sign of a.
+    """
+    bf = b.to(tl.float32)  # classify in fp32 (the interpreter keeps 16-bit floats as raw bits)
+    af = a.to(tl.float32)
+    fin = (bf == bf) & (tl.abs(bf) != INF)
+    acc = _mm(a, tl.where(fin, bf, 0.0).to(b.dtype), acc, INTERPRET)
+    code = tl.where(bf == INF, 1.0, tl.where(bf == -INF, 256.0, tl.where(bf != bf, 65536.0, 0.0))).to(tl.bfloat16)
+    c = _mm(tl.where(af > 0, 1.0, 0.0).to(tl.bfloat16), code, None, INTERPRET).to(tl.int32)
+    pos = (c & 255) > 0
+    neg = ((c >> 8) & 255) > 0
+    nan = (c >> 16) > 0
+    if SIGNED:
+        cn = _mm(tl.where(af < 0, 1.0, 0.0).to(tl.bfloat16), code, None, INTERPRET).to(tl.int32)
+        pos = pos | (((cn >> 8) & 255) > 0)
+        neg = neg | ((cn & 255) > 0)
+        nan = nan | ((cn >> 16) > 0)
+    return acc + tl.where(pos, INF, 0.0) + tl.where(neg, -INF, 0.0) + tl.where(nan, float("nan"), 0.0)
 
 
 @triton.jit
-def _tile(P, base, offs, offs_d, n, D):
-    """Rows ``offs`` of a row-major [n, D] matrix at ``P + base`` (zeros past n and D)."""
-    mask = (offs < n)[:, None] & (offs_d < D)[None, :]
-    return tl.load(P + base + offs[:, None] * D + offs_d[None, :], mask=mask, other=0.0)
+def _acc_dot(a, b, acc, EXACT: tl.constexpr, SIGNED: tl.constexpr, INTERPRET: tl.constexpr):
+    if EXACT:
+        return _exact_dot(a, b, acc, SIGNED, INTERPRET)
+    else:
+        return _mm(a, b, acc, INTERPRET)
 
 
 @triton.jit
-def _bh_coords(bh, Hq, G, LAYOUT_HEAD_MULT, Lq, Lk, D):
-    """(layout head, q/o base offset, k/v base offset) of batch-head program ``bh``."""
-    b = bh // Hq
-    h = bh % Hq
-    kv_bh = b * (Hq // G) + h // G
-    return h * LAYOUT_HEAD_MULT, bh.to(tl.int64) * Lq * D, kv_bh.to(tl.int64) * Lk * D
+def _nonfinite_rows(x):
+    """Per row of ``x [R, C]``: whether it holds a NaN or an infinity."""
+    return tl.max(((x != x) | (tl.abs(x) == INF)).to(tl.int32), 1) > 0
 
 
 @triton.jit
-def _row_stats(LSE, DELTA, bh, Lq, offs_m):
-    """Saved log2-domain lse (+inf on rows without keys, so p = 0) and delta of query rows."""
-    m_ok = offs_m < Lq
-    lse = tl.load(LSE + bh.to(tl.int64) * Lq + offs_m, mask=m_ok, other=float("inf"))
-    lse2 = tl.where(lse == float("-inf"), float("inf"), lse * 1.4426950408889634)
-    delta = tl.load(DELTA + bh.to(tl.int64) * Lq + offs_m, mask=m_ok, other=0.0)
-    return lse2, delta
+def _load(ptr, offs_r, n_valid, stride, offs_d, D, ROW_MASK: tl.constexpr, EVEN_D: tl.constexpr):
+    """Rows ``offs_r`` (``[R, BLOCK_D]``) of a matrix with row stride ``stride``; zeros past n_valid / D."""
+    p = ptr + offs_r[:, None] * stride + offs_d[None, :]
+    if ROW_MASK:
+        m = (offs_r < n_valid)[:, None]
+        if not EVEN_D:
+            m = m & (offs_d < D)[None, :]
+        x = tl.load(p, mask=m, other=0.0)
+    else:
+        if EVEN_D:
+            x = tl.load(p)
+        else:
+            x = tl.load(p, mask=(offs_d < D)[None, :], other=0.0)
+    return x
 
 
 @triton.jit
-def _fwd_kernel(
-    Q, K, V, O, LSE,
-    row_ptr, col_idx, kind_ptr, pid_ptr, masks_ptr,
-    qk_scale,
-    Hq, G, LAYOUT_HEAD_MULT, n_qb, Lq, Lk, D,
-    BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, MASK_W: tl.constexpr,
-    UPCAST: tl.constexpr,
-):
-    qb = tl.program_id(0)
-    bh = tl.program_id(1)
-    lh, q_base, kv_base = _bh_coords(bh, Hq, G, LAYOUT_HEAD_MULT, Lq, Lk, D)
+def _load_t(ptr, offs_r, n_valid, stride, offs_d, D, EVEN_D: tl.constexpr):
+    """The transposed tile ``[BLOCK_D, R]`` of rows ``offs_r`` (zeros past n_valid / D)."""
+    p = ptr + offs_r[None, :] * stride + offs_d[:, None]
+    m = (offs_r < n_valid)[None, :]
+    if not EVEN_D:
+        m = m & (offs_d < D)[:, None]
+    return tl.load(p, mask=m, other=0.0)
 
-    offs_r = tl.arange(0, BLOCK_Q)
-    offs_c = tl.arange(0, BLOCK_K)
-    offs_d = tl.arange(0, BLOCK_D)
-    offs_m = qb * BLOCK_Q + offs_r
-    m_ok = offs_m < Lq
-    d_ok = offs_d < D
-    q = _tile(Q, q_base, offs_m, offs_d, Lq, D)
 
-    m_i = tl.full([BLOCK_Q], float("-inf"), tl.float32)
-    l_i = tl.zeros([BLOCK_Q], tl.float32)
-    acc = tl.zeros([BLOCK_Q, BLOCK_D], tl.float32)
+@triton.jit
+def _allowed(masks, pid, BQ, mask_w, r_local, c0, BLOCK_N: tl.constexpr, TRANS: tl.constexpr):
+    """Allowed bits of local rows ``r_local`` x local keys ``c0 + arange(BLOCK_N)`` of mask ``pid``.
 
-    start = tl.load(row_ptr + lh * (n_qb + 1) + qb)
-    end = tl.load(row_ptr + lh * (n_qb + 1) + qb + 1)
-    for idx in range(start, end):
-        kb = tl.load(col_idx + idx)
-        kind = tl.load(kind_ptr + idx)
-        pid = tl.load(pid_ptr + idx)
-        offs_n = kb * BLOCK_K + offs_c
-        k = _tile(K, kv_base, offs_n, offs_d, Lk, D)
-        v = _tile(V, kv_base, offs_n, offs_d, Lk, D)
-        s = _scores(q, k, qk_scale, kind, pid, kb, offs_r, offs_c, offs_n, masks_ptr, Lk,
-                    BLOCK_Q, BLOCK_K, MASK_W, UPCAST)
+    Loads one int32 word per row and 32 keys (a ``[R]`` vector, nothing tile-sized) and
+    expands the bits where they are used. ``[R, BLOCK_N]``, or ``[BLOCK_N, R]`` if TRANS.
+    """
+    NW: tl.constexpr = (BLOCK_N + 31) // 32
+    rows = masks + pid.to(tl.int64) * BQ * mask_w + r_local * mask_w + (c0 >> 5)
+    cols = tl.arange(0, BLOCK_N)
+    shift = (c0 + cols) & 31
+    w = tl.load(rows)
+    if TRANS:
+        sel = w[None, :]
+        for j in tl.static_range(1, NW):
+            sel = tl.where(((cols >> 5) == j)[:, None], tl.load(rows + j)[None, :], sel)
+        ok = ((sel >> shift[:, None]) & 1) != 0
+    else:
+        sel = w[:, None]
+        for j in tl.static_range(1, NW):
+            sel = tl.where(((cols >> 5) == j)[None, :], tl.load(rows + j)[:, None], sel)
+        ok = ((sel >> shift[None, :]) & 1) != 0
+    return ok
+
+
+@triton.jit
+def _key_scores(q, Kp, Vp, col_idx, part_id, masks, t, KS, qk_scale, skn, svn, Lk, D, BQ, BK, mask_w, r_local,
+                offs_d, PARTIAL: tl.constexpr, BLOCK_N: tl.constexpr, EVEN_D: tl.constexpr,
+                INTERPRET: tl.constexpr):
+    """Key sub-tile ``t`` of a BSR row walk (entry ``t // KS``, sub-tile ``t % KS``) against query rows q.
+
+    Returns its K and V tiles, the log2-domain scores (-inf where not allowed) and the
+    allowed bits (PARTIAL; else a placeholder the callers never read).
+    """
+    idx = t // KS
+    c0 = (t - idx * KS) * BLOCK_N
+    n0 = tl.load(col_idx + idx) * BK + c0
+    offs_n = tl.arange(0, BLOCK_N)
+    k = _load(Kp + n0.to(tl.int64) * skn, offs_n, Lk - n0, skn, offs_d, D, PARTIAL, EVEN_D)
+    v = _load(Vp + n0.to(tl.int64) * svn, offs_n, Lk - n0, svn, offs_d, D, PARTIAL, EVEN_D)
+    s = _mm(q, tl.trans(k), None, INTERPRET) * qk_scale
+    ok = s == s
+    if PARTIAL:
+        ok = _allowed(masks, tl.load(part_id + idx), BQ, mask_w, r_local, c0, BLOCK_N, False)
+        s = tl.where(ok, s, -INF)
+    return k, v, s, ok
+
+
+@triton.jit
+def _query_tile(BQ, BLOCK_M: tl.constexpr):
+    """(query block, first local row) of this program's query sub-tile (grid axis 0)."""
+    tile = tl.program_id(0)
+    QS = BQ // BLOCK_M
+    qb = tile // QS
+    return qb, (tile - qb * QS) * BLOCK_M
+
+
+@triton.jit
+def _row_walk(K, V, row_ptr, row_mid, skb, skh, svb, svh, G, slice_b, slice_h, n_qb, b, h, qb, BK,
+              BLOCK_N: tl.constexpr):
+    """K / V bases of query head h's kv head, and the BSR row's walk: (Kp, Vp, first, mid, end, KS) in sub-tiles."""
+    kvh = h // G
+    Kp = K + b.to(tl.int64) * skb + kvh.to(tl.int64) * skh
+    Vp = V + b.to(tl.int64) * svb + kvh.to(tl.int64) * svh
+    sl = b * slice_b + h * slice_h
+    KS = BK // BLOCK_N
+    start = tl.load(row_ptr + sl * (n_qb + 1) + qb)
+    end = tl.load(row_ptr + sl * (n_qb + 1) + qb + 1)
+    mid = tl.load(row_mid + sl * n_qb + qb)
+    return Kp, Vp, start * KS, mid * KS, end * KS, KS
+
+
+@triton.jit
+def _flagged(flags, rows_ok):
+    """EXACT launches: (rows to store: the flagged ones, whether this program has any)."""
+    flag = tl.load(flags, mask=rows_ok, other=0) != 0
+    return rows_ok & flag, tl.max(flag.to(tl.int32), 0) > 0
+
+
+# --------------------------------------------------------------------------- forward
+@triton.jit
+def _fwd_tiles(acc, m_i, l_i, q, Kp, Vp, col_idx, part_id, masks, t0, t1, KS, qk_scale,
+               skn, svn, Lk, D, BQ, BK, mask_w, r_local, offs_d,
+               PARTIAL: tl.constexpr, EXACT: tl.constexpr, BLOCK_N: tl.constexpr,
+               EVEN_D: tl.constexpr, INTERPRET: tl.constexpr):
+    """Online softmax over key sub-tiles ``t0 .. t1``."""
+    for t in range(t0, t1):
+        k, v, s, ok = _key_scores(q, Kp, Vp, col_idx, part_id, masks, t, KS, qk_scale, skn, svn, Lk, D, BQ, BK,
+                                  mask_w, r_local, offs_d, PARTIAL, BLOCK_N, EVEN_D, INTERPRET)
         m_new = tl.maximum(m_i, tl.max(s, 1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        m_safe = tl.where(m_new == -INF, 0.0, m_new)
         p = tl.math.exp2(s - m_safe[:, None])
         alpha = tl.math.exp2(m_i - m_safe)
         l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + _dot(p.to(v.dtype), v, UPCAST)
+        acc = _acc_dot(p.to(v.dtype), v, acc * alpha[:, None], EXACT, False, INTERPRET)
         m_i = m_new
-
-    has = l_i > 0.0
-    l_safe = tl.where(has, l_i, 1.0)
-    out = acc / l_safe[:, None]
-    out = tl.where(has[:, None], out, 0.0)
-    lse = tl.where(has, (m_i + tl.math.log2(l_safe)) * 0.6931471805599453, float("-inf"))
-    tl.store(O + q_base + offs_m[:, None] * D + offs_d[None, :], out.to(O.dtype.element_ty),
-             mask=m_ok[:, None] & d_ok[None, :])
-    tl.store(LSE + bh.to(tl.int64) * Lq + offs_m, lse, mask=m_ok)
+    return acc, m_i, l_i
 
 
 @triton.jit
-def _bwd_dq_kernel(
-    Q, K, V, DO, LSE, DELTA, DQ,
-    row_ptr, col_idx, kind_ptr, pid_ptr, masks_ptr,
-    qk_scale, scale,
-    Hq, G, LAYOUT_HEAD_MULT, n_qb, Lq, Lk, D,
-    BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, MASK_W: tl.constexpr,
-    UPCAST: tl.constexpr,
-):
-    qb = tl.program_id(0)
-    bh = tl.program_id(1)
-    lh, q_base, kv_base = _bh_coords(bh, Hq, G, LAYOUT_HEAD_MULT, Lq, Lk, D)
-
-    offs_r = tl.arange(0, BLOCK_Q)
-    offs_c = tl.arange(0, BLOCK_K)
+def _fwd_program(Q, K, V, O, LSE, FLAGS, row_ptr, row_mid, col_idx, part_id, masks, qk_scale,
+                 sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sob, soh, som,
+                 Hq, G, slice_b, slice_h, n_qb, Lq, Lk, D, BQ, BK, mask_w, b, h, qb, r0, store_ok,
+                 EXACT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                 EVEN_D: tl.constexpr, INTERPRET: tl.constexpr):
+    """One query sub-tile: both walks, then out, lse (rows where ``store_ok``) and, unless EXACT, the flags."""
+    m0 = qb * BQ + r0
+    offs_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
-    offs_m = qb * BLOCK_Q + offs_r
-    qd_mask = (offs_m < Lq)[:, None] & (offs_d < D)[None, :]
-    q = _tile(Q, q_base, offs_m, offs_d, Lq, D)
-    do = _tile(DO, q_base, offs_m, offs_d, Lq, D)
-    lse2, delta = _row_stats(LSE, DELTA, bh, Lq, offs_m)
-    dq = tl.zeros([BLOCK_Q, BLOCK_D], tl.float32)
+    q = _load(Q + b.to(tl.int64) * sqb + h.to(tl.int64) * sqh + m0.to(tl.int64) * sqm,
+              offs_m, Lq - m0, sqm, offs_d, D, True, EVEN_D)
+    Kp, Vp, t0, t1, t2, KS = _row_walk(K, V, row_ptr, row_mid, skb, skh, svb, svh, G, slice_b, slice_h, n_qb,
+                                       b, h, qb, BK, BLOCK_N)
+    r_local = r0 + offs_m
 
-    start = tl.load(row_ptr + lh * (n_qb + 1) + qb)
-    end = tl.load(row_ptr + lh * (n_qb + 1) + qb + 1)
-    for idx in range(start, end):
-        kb = tl.load(col_idx + idx)
-        kind = tl.load(kind_ptr + idx)
-        pid = tl.load(pid_ptr + idx)
-        offs_n = kb * BLOCK_K + offs_c
-        k = _tile(K, kv_base, offs_n, offs_d, Lk, D)
-        v = _tile(V, kv_base, offs_n, offs_d, Lk, D)
-        s = _scores(q, k, qk_scale, kind, pid, kb, offs_r, offs_c, offs_n, masks_ptr, Lk,
-                    BLOCK_Q, BLOCK_K, MASK_W, UPCAST)
-        p = tl.math.exp2(s - lse2[:, None])
-        dp = _dot(do, tl.trans(v), UPCAST)
-        ds = p * (dp - delta[:, None])
-        dq += _dot(ds.to(k.dtype), k, UPCAST)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
+    m_i = tl.full([BLOCK_M], -INF, tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc, m_i, l_i = _fwd_tiles(acc, m_i, l_i, q, Kp, Vp, col_idx, part_id, masks, t0, t1, KS,
+                               qk_scale, skn, svn, Lk, D, BQ, BK, mask_w, r_local, offs_d,
+                               False, EXACT, BLOCK_N, EVEN_D, INTERPRET)
+    acc, m_i, l_i = _fwd_tiles(acc, m_i, l_i, q, Kp, Vp, col_idx, part_id, masks, t1, t2, KS,
+                               qk_scale, skn, svn, Lk, D, BQ, BK, mask_w, r_local, offs_d,
+                               True, EXACT, BLOCK_N, EVEN_D, INTERPRET)
+    empty = l_i == 0.0  # no allowed key (a NaN row is not empty: NaN stays NaN)
+    l_safe = tl.where(empty, 1.0, l_i)
+    out = tl.where(empty[:, None], 0.0, acc / l_safe[:, None])
+    lse = tl.where(empty, -INF, (m_i + tl.math.log2(l_safe)) * LN2_K)
+    o_ptr = O + b.to(tl.int64) * sob + h.to(tl.int64) * soh + m0.to(tl.int64) * som
+    o_mask = store_ok[:, None]
+    if not EVEN_D:
+        o_mask = o_mask & (offs_d < D)[None, :]
+    tl.store(o_ptr + offs_m[:, None] * som + offs_d[None, :], out.to(O.dtype.element_ty), mask=o_mask)
+    stats = (b * Hq + h).to(tl.int64) * Lq + m0 + offs_m
+    tl.store(LSE + stats, lse, mask=store_ok)
+    if not EXACT:
+        tl.store(FLAGS + stats, _nonfinite_rows(acc).to(tl.int8), mask=store_ok)
 
-    dq = dq * scale
-    tl.store(DQ + q_base + offs_m[:, None] * D + offs_d[None, :], dq.to(DQ.dtype.element_ty), mask=qd_mask)
 
-
-@triton.jit
-def _bwd_dkdv_kernel(
-    Q, K, V, DO, LSE, DELTA, DK, DV,
-    col_ptr, row_idx, perm_ptr, kind_ptr, pid_ptr, masks_ptr,
-    qk_scale, scale,
-    Hq, G, LAYOUT_HEAD_MULT, n_kb, Lq, Lk, D,
-    BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, MASK_W: tl.constexpr,
-    UPCAST: tl.constexpr,
+@triton.jit(do_not_specialize=NO_SPEC)
+def _fwd_kernel(
+    Q, K, V, O, LSE, FLAGS,
+    row_ptr, row_mid, col_idx, part_id, masks,
+    qk_scale,
+    sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sob, soh, som,
+    Hq, G, slice_b, slice_h, n_qb, Lq, Lk, D, BQ, BK, mask_w,
+    EXACT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    EVEN_D: tl.constexpr, INTERPRET: tl.constexpr,
 ):
-    kb = tl.program_id(0)
-    bkvh = tl.program_id(1)
-    Hkv = Hq // G
-    b = bkvh // Hkv
-    kvh = bkvh % Hkv
-    kv_base = bkvh.to(tl.int64) * Lk * D
+    """Grid (query sub-tiles, Hq, B). EXACT: redo only the sub-tiles whose rows were flagged."""
+    h = tl.program_id(1)
+    b = tl.program_id(2)
+    qb, r0 = _query_tile(BQ, BLOCK_M)
+    rows = qb * BQ + r0 + tl.arange(0, BLOCK_M)
+    store_ok = rows < Lq
+    go = True
+    if EXACT:
+        store_ok, go = _flagged(FLAGS + (b * Hq + h).to(tl.int64) * Lq + rows, store_ok)
+    if go:
+        _fwd_program(Q, K, V, O, LSE, FLAGS, row_ptr, row_mid, col_idx, part_id, masks, qk_scale,
+                     sqb, sqh, sqm, skb, skh, skn, svb, svh, svn, sob, soh, som,
+                     Hq, G, slice_b, slice_h, n_qb, Lq, Lk, D, BQ, BK, mask_w, b, h, qb, r0, store_ok,
+                     EXACT, BLOCK_M, BLOCK_N, BLOCK_D, EVEN_D, INTERPRET)
 
-    offs_r = tl.arange(0, BLOCK_Q)
-    offs_c = tl.arange(0, BLOCK_K)
+
+@triton.jit(do_not_specialize=["Hq", "Lq", "D"])
+def _delta_kernel(O, DO, LSE, DLSE, DELTA, sob, soh, som, sdb, sdh, sdm, Hq, Lq, D,
+                  HAS_DLSE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr, EVEN_D: tl.constexpr):
+    """``delta = rowsum(dO * O) - dlse`` in fp32 (dlse ignored on rows whose lse is not finite)."""
+    m0 = tl.program_id(0) * BLOCK_M
+    h = tl.program_id(1)
+    b = tl.program_id(2)
+    offs_m = tl.arange(0, BLOCK_M)
     offs_d = tl.arange(0, BLOCK_D)
-    offs_n = kb * BLOCK_K + offs_c
-    kv_mask = (offs_n < Lk)[:, None] & (offs_d < D)[None, :]
-    k = _tile(K, kv_base, offs_n, offs_d, Lk, D)
-    v = _tile(V, kv_base, offs_n, offs_d, Lk, D)
-    dk = tl.zeros([BLOCK_K, BLOCK_D], tl.float32)
-    dv = tl.zeros([BLOCK_K, BLOCK_D], tl.float32)
-
-    for g in range(0, G):  # GQA: sum over the query heads sharing this kv head
-        h = kvh * G + g
-        lh = h * LAYOUT_HEAD_MULT
-        bh = b * Hq + h
-        q_base = bh.to(tl.int64) * Lq * D
-        start = tl.load(col_ptr + lh * (n_kb + 1) + kb)
-        end = tl.load(col_ptr + lh * (n_kb + 1) + kb + 1)
-        for idx in range(start, end):
-            qb = tl.load(row_idx + idx)
-            bsr = tl.load(perm_ptr + idx)
-            kind = tl.load(kind_ptr + bsr)
-            pid = tl.load(pid_ptr + bsr)
-            offs_m = qb * BLOCK_Q + offs_r
-            q = _tile(Q, q_base, offs_m, offs_d, Lq, D)
-            do = _tile(DO, q_base, offs_m, offs_d, Lq, D)
-            lse2, delta = _row_stats(LSE, DELTA, bh, Lq, offs_m)
-            s = _scores(q, k, qk_scale, kind, pid, kb, offs_r, offs_c, offs_n, masks_ptr, Lk,
-                        BLOCK_Q, BLOCK_K, MASK_W, UPCAST)
-            p = tl.math.exp2(s - lse2[:, None])
-            dv += _dot(tl.trans(p.to(do.dtype)), do, UPCAST)
-            dp = _dot(do, tl.trans(v), UPCAST)
-            ds = p * (dp - delta[:, None])
-            dk += _dot(tl.trans(ds.to(q.dtype)), q, UPCAST)
-
-    dk = dk * scale
-    tl.store(DK + kv_base + offs_n[:, None] * D + offs_d[None, :], dk.to(DK.dtype.element_ty), mask=kv_mask)
-    tl.store(DV + kv_base + offs_n[:, None] * D + offs_d[None, :], dv.to(DV.dtype.element_ty), mask=kv_mask)
+    o = _load(O + b.to(tl.int64) * sob + h.to(tl.int64) * soh + m0.to(tl.int64) * som,
+              offs_m, Lq - m0, som, offs_d, D, True, EVEN_D).to(tl.float32)
+    do = _load(DO + b.to(tl.int64) * sdb + h.to(tl.int64) * sdh + m0.to(tl.int64) * sdm,
+               offs_m, Lq - m0, sdm, offs_d, D, True, EVEN_D).to(tl.float32)
+    delta = tl.sum(o * do, 1)
+    row = (b * Hq + h).to(tl.int64) * Lq + m0 + offs_m
+    ok = offs_m < Lq - m0
+    if HAS_DLSE:
+        lse = tl.load(LSE + row, mask=ok, other=0.0)
+        dl = tl.load(DLSE + row, mask=ok, other=0.0)
+        delta = delta - tl.where((lse == lse) & (tl.abs(lse) != INF), dl, 0.0)
+    tl.store(DELTA + row, delta, mask=ok)

@@ -49,12 +49,19 @@ def is_available() -> tuple[bool, str]:
 
 if HAVE_TRITON:
 
+    _NO_SPEC = ["n_off", "N", "M", "group", "H", "HKV"]
+
     @triton.jit
     def _program(H, group):
         """(tile index, batch, q head, kv head) of this program: grid (tiles, batch * H), GQA ``group``."""
         bh = tl.program_id(1)
         h = bh % H
         return tl.program_id(0), bh // H, h, h // group
+
+    @triton.jit
+    def _base(P, b, h, H, rows, D: tl.constexpr):
+        """``P`` advanced to the [rows, D] matrix of (batch b, head h) among H heads (int64 offset)."""
+        return P + (b * H + h).to(tl.int64) * rows * D
 
     @triton.jit
     def _tile(base, idx, ok, dc, D: tl.constexpr):
@@ -82,16 +89,16 @@ if HAVE_TRITON:
         dp = tl.sum(do * vt, axis=1)
         return p, p * (dp - delta)
 
-    @triton.jit
-    def _dia_fwd(Q, K, V, O, L, OFF, n_off, N, M, group, scale,
-                 H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr):
+    @triton.jit(do_not_specialize=_NO_SPEC)
+    def _dia_fwd(Q, K, V, O, L, OFF, n_off, N, M, group, scale, H, HKV,
+                 D: tl.constexpr, BLOCK_M: tl.constexpr):
         pid, b, h, hk = _program(H, group)
         rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
         dc = tl.arange(0, D)
         rmask = rows < N
-        kbase = K + (b * HKV + hk) * M * D
-        vbase = V + (b * HKV + hk) * M * D
-        q = _tile(Q + (b * H + h) * N * D, rows, rmask, dc, D)
+        kbase = _base(K, b, hk, HKV, M, D)
+        vbase = _base(V, b, hk, HKV, M, D)
+        q = _tile(_base(Q, b, h, H, N, D), rows, rmask, dc, D)
         m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_M], tl.float32)
         acc = tl.zeros([BLOCK_M, D], tl.float32)
@@ -110,74 +117,113 @@ if HAVE_TRITON:
         l_safe = tl.where(nonempty, l_i, 1.0)
         out = acc / l_safe[:, None]
         lse = tl.where(nonempty, m_i + tl.log(l_safe), float("-inf"))
-        tl.store(O + (b * H + h) * N * D + rows[:, None] * D + dc[None, :], out.to(O.dtype.element_ty), mask=rmask[:, None])
-        tl.store(L + (b * H + h) * N + rows, lse, mask=rmask)
+        tl.store(_base(O, b, h, H, N, D) + rows[:, None] * D + dc[None, :], out.to(O.dtype.element_ty),
+                 mask=rmask[:, None])
+        tl.store(_base(L, b, h, H, N, 1) + rows, lse, mask=rmask)
 
-    @triton.jit
-    def _dia_bwd_dq(Q, K, V, DO, L, DEL, DQ, OFF, n_off, N, M, group, scale,
-                    H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, BLOCK_M: tl.constexpr):
+    @triton.jit(do_not_specialize=_NO_SPEC)
+    def _dia_bwd_dq(Q, K, V, DO, L, DEL, DQ, OFF, n_off, N, M, group, scale, H, HKV,
+                    D: tl.constexpr, BLOCK_M: tl.constexpr):
         pid, b, h, hk = _program(H, group)
         rows = pid * BLOCK_M + tl.arange(0, BLOCK_M)
         dc = tl.arange(0, D)
         rmask = rows < N
-        qo = (b * H + h) * N * D
-        q = _tile(Q + qo, rows, rmask, dc, D)
-        do = _tile(DO + qo, rows, rmask, dc, D)
-        lse = _saved_lse(L + (b * H + h) * N, rows, rmask)
-        delta = tl.load(DEL + (b * H + h) * N + rows, mask=rmask, other=0.0)
-        kbase = K + (b * HKV + hk) * M * D
-        vbase = V + (b * HKV + hk) * M * D
+        q = _tile(_base(Q, b, h, H, N, D), rows, rmask, dc, D)
+        do = _tile(_base(DO, b, h, H, N, D), rows, rmask, dc, D)
+        lse = _saved_lse(_base(L, b, h, H, N, 1), rows, rmask)
+        delta = tl.load(_base(DEL, b, h, H, N, 1) + rows, mask=rmask, other=0.0)
+        kbase = _base(K, b, hk, HKV, M, D)
+        vbase = _base(V, b, hk, HKV, M, D)
         dq = tl.zeros([BLOCK_M, D], tl.float32)
         for t in range(0, n_off):
             ok, kt, vt = _shifted_kv(kbase, vbase, OFF + t, rows, rmask, M, dc, D)
             p, ds = _probs_and_dscores(q, kt, vt, do, ok, lse, delta, scale)
             dq += ds[:, None] * kt
-        tl.store(DQ + qo + rows[:, None] * D + dc[None, :], (dq * scale).to(DQ.dtype.element_ty), mask=rmask[:, None])
+        tl.store(_base(DQ, b, h, H, N, D) + rows[:, None] * D + dc[None, :], (dq * scale).to(DQ.dtype.element_ty),
+                 mask=rmask[:, None])
 
-    @triton.jit
-    def _dia_bwd_dkdv(Q, K, V, DO, L, DEL, DK, DV, OFF, n_off, N, M, group, scale,
-                      H: tl.constexpr, HKV: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr):
+    @triton.jit(do_not_specialize=_NO_SPEC)
+    def _dia_bwd_dkdv(Q, K, V, DO, L, DEL, DK, DV, OFF, n_off, N, M, group, scale, H, HKV,
+                      D: tl.constexpr, BLOCK_M: tl.constexpr):
         pid, b, h, hk = _program(H, group)
-        cols = pid * BLOCK_N + tl.arange(0, BLOCK_N)
+        cols = pid * BLOCK_M + tl.arange(0, BLOCK_M)
         dc = tl.arange(0, D)
         cmask = cols < M
-        ko = (b * HKV + hk) * M * D
-        kt = _tile(K + ko, cols, cmask, dc, D)
-        vt = _tile(V + ko, cols, cmask, dc, D)
-        qo = (b * H + h) * N * D
-        dk = tl.zeros([BLOCK_N, D], tl.float32)
-        dv = tl.zeros([BLOCK_N, D], tl.float32)
+        kt = _tile(_base(K, b, hk, HKV, M, D), cols, cmask, dc, D)
+        vt = _tile(_base(V, b, hk, HKV, M, D), cols, cmask, dc, D)
+        qbase = _base(Q, b, h, H, N, D)
+        dobase = _base(DO, b, h, H, N, D)
+        lbase = _base(L, b, h, H, N, 1)
+        dbase = _base(DEL, b, h, H, N, 1)
+        dk = tl.zeros([BLOCK_M, D], tl.float32)
+        dv = tl.zeros([BLOCK_M, D], tl.float32)
         for t in range(0, n_off):
             d = tl.load(OFF + t)
             i = cols + d
             ok = cmask & (i >= 0) & (i < N)
-            q = _tile(Q + qo, i, ok, dc, D)
-            do = _tile(DO + qo, i, ok, dc, D)
-            lse = _saved_lse(L + (b * H + h) * N, i, ok)
-            delta = tl.load(DEL + (b * H + h) * N + i, mask=ok, other=0.0)
+            q = _tile(qbase, i, ok, dc, D)
+            do = _tile(dobase, i, ok, dc, D)
+            lse = _saved_lse(lbase, i, ok)
+            delta = tl.load(dbase + i, mask=ok, other=0.0)
             p, ds = _probs_and_dscores(q, kt, vt, do, ok, lse, delta, scale)
             dv += p[:, None] * do
             dk += ds[:, None] * q
         # per q-head gradients [B, H, M, D]; the caller sums the GQA group
-        go = (b * H + h) * M * D
-        tl.store(DK + go + cols[:, None] * D + dc[None, :], dk * scale, mask=cmask[:, None])
-        tl.store(DV + go + cols[:, None] * D + dc[None, :], dv, mask=cmask[:, None])
+        tl.store(_base(DK, b, h, H, M, D) + cols[:, None] * D + dc[None, :], dk * scale, mask=cmask[:, None])
+        tl.store(_base(DV, b, h, H, M, D) + cols[:, None] * D + dc[None, :], dv, mask=cmask[:, None])
 
 
-def _block(n: int) -> int:
-    return 16 if n <= 16 else (32 if n <= 32 else 64)
+def dia_config(n: int, head_dim: int) -> tuple[int, int]:
+    """``(BLOCK_M, num_warps)`` of the DIA kernels for ``n`` rows (query or key) and ``head_dim``.
+
+    Four fp32 ``[BLOCK_M, D]`` tiles are live in the loop (q, k, v rows, accumulator), so
+    the tile shrinks and the warps grow with D to stay within 255 registers per thread.
+
+    Example:
+        >>> dia_config(4096, 64), dia_config(4096, 256), dia_config(20, 64)
+        ((64, 4), (32, 8), (32, 4))
+    """
+    bm = 16 if n <= 16 else (32 if n <= 32 else 64)
+    if head_dim >= 256:
+        bm = min(bm, 32)
+    warps = 4 if bm * head_dim <= 4096 else 8
+    return bm, warps
+
+
+def launch(kind: str, t: dict, offs: Tensor, scale: float):
+    """``(kernel, grid, args, constexprs, num_warps)`` of one DIA launch (kind fwd / dq / dkdv).
+
+    ``t`` holds q, k, v and o, lse (fwd) or do, lse, delta, dq, dk, dv (backward).
+    """
+    q, k = t["q"], t["k"]
+    B, H, N, D = (int(s) for s in q.shape)
+    HKV, M = int(k.shape[1]), int(k.shape[2])
+    common = (offs, int(offs.numel()), N, M, H // HKV, scale, H, HKV)
+    bm, warps = dia_config(M if kind == "dkdv" else N, D)
+    if kind == "fwd":
+        fn, args = _dia_fwd, (q, k, t["v"], t["o"], t["lse"], *common)
+    elif kind == "dq":
+        fn, args = _dia_bwd_dq, (q, k, t["v"], t["do"], t["lse"], t["delta"], t["dq"], *common)
+    elif kind == "dkdv":
+        fn, args = _dia_bwd_dkdv, (q, k, t["v"], t["do"], t["lse"], t["delta"], t["dk"], t["dv"], *common)
+    else:
+        raise ValueError(f"unknown DIA kernel {kind!r}")
+    grid = (triton.cdiv(M if kind == "dkdv" else N, bm), B * H)
+    return fn, grid, args, dict(D=D, BLOCK_M=bm), warps
+
+
+def _launch(kind: str, t: dict, offs: Tensor, scale: float) -> None:
+    fn, grid, args, consts, warps = launch(kind, t, offs, scale)
+    fn[grid](*args, **consts, num_warps=warps)
 
 
 class _DiaTriton(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, offs, scale):
         B, H, N, D = q.shape
-        HKV, M = k.shape[1], k.shape[2]
         o = torch.empty_like(q)
         lse = torch.empty(B, H, N, dtype=torch.float32, device=q.device)
-        BM = _block(N)
-        _dia_fwd[(triton.cdiv(N, BM), B * H)](q, k, v, o, lse, offs, offs.numel(), N, M, H // HKV, scale,
-                                              H=H, HKV=HKV, D=D, BLOCK_M=BM)
+        _launch("fwd", dict(q=q, k=k, v=v, o=o, lse=lse), offs, scale)
         ctx.save_for_backward(q, k, v, o, lse, offs)
         ctx.scale = scale
         return o, lse
@@ -191,31 +237,27 @@ class _DiaTriton(torch.autograd.Function):
         delta = (do.float() * o.float()).sum(-1)
         if dlse is not None:
             delta = delta - torch.where(torch.isfinite(dlse), dlse, torch.zeros_like(dlse)).float()
-        delta = delta.contiguous()
-        dq = torch.empty_like(q)
-        dk = torch.empty(B, H, M, D, dtype=torch.float32, device=q.device)
-        dv = torch.empty_like(dk)
-        BM, BN = _block(N), _block(M)
-        _dia_bwd_dq[(triton.cdiv(N, BM), B * H)](q, k, v, do, lse, delta, dq, offs, offs.numel(), N, M, H // HKV,
-                                                 ctx.scale, H=H, HKV=HKV, D=D, BLOCK_M=BM)
-        _dia_bwd_dkdv[(triton.cdiv(M, BN), B * H)](q, k, v, do, lse, delta, dk, dv, offs, offs.numel(), N, M,
-                                                   H // HKV, ctx.scale, H=H, HKV=HKV, D=D, BLOCK_N=BN)
+        t = dict(q=q, k=k, v=v, do=do, lse=lse, delta=delta.contiguous(), dq=torch.empty_like(q),
+                 dk=torch.empty(B, H, M, D, dtype=torch.float32, device=q.device))
+        t["dv"] = torch.empty_like(t["dk"])
+        _launch("dq", t, offs, ctx.scale)
+        _launch("dkdv", t, offs, ctx.scale)
         g = H // HKV
-        dk = dk.view(B, HKV, g, M, D).sum(2).to(k.dtype)
-        dv = dv.view(B, HKV, g, M, D).sum(2).to(v.dtype)
-        return dq, dk, dv, None, None
+        dk = t["dk"].view(B, HKV, g, M, D).sum(2).to(k.dtype)
+        dv = t["dv"].view(B, HKV, g, M, D).sum(2).to(v.dtype)
+        return t["dq"], dk, dv, None, None
 
 
 def dia_attention_triton(q: Tensor, k: Tensor, v: Tensor, offsets: Sequence[int] | np.ndarray, *,
                          scale: float | None = None) -> tuple[Tensor, Tensor]:
     """Triton DIA attention: query i attends keys i - d, d in ``offsets`` (same contract as
-    :func:`maskc.planner.dia.dia_attention`; lse float32). head_dim must be a power of two >= 16."""
+    :func:`maskc.planner.dia.dia_attention`; lse float32). head_dim: a power of two in [16, 256]."""
     ok, why = is_available()
     if not ok:
         raise RuntimeError(f"Triton DIA kernel unavailable: {why}")
     D = q.shape[-1]
-    if D < 16 or D & (D - 1):
-        raise ValueError(f"Triton DIA kernel needs a power-of-two head_dim >= 16, got {D}")
+    if D < 16 or D > 256 or D & (D - 1):
+        raise ValueError(f"Triton DIA kernel needs a power-of-two head_dim in [16, 256], got {D}")
     if q.shape[1] % k.shape[1]:
         raise ValueError(f"q heads {q.shape[1]} must be a multiple of kv heads {k.shape[1]}")
     offs = torch.as_tensor(np.unique(np.asarray(offsets, dtype=np.int64)).astype(np.int32), device=q.device)

@@ -1,12 +1,14 @@
 """maskc's Triton block-sparse attention vs a float64 dense reference (forward, lse, gradients).
 
 On CPU the kernels run under TRITON_INTERPRET=1 (set by tests/conftest.py), so sizes stay
-tiny. On a CUDA machine run with TRITON_INTERPRET=0 to test the compiled kernels.
+tiny. On a CUDA machine run with TRITON_INTERPRET=0 to test the compiled kernels. The
+configurations cover sub-tiles of the layout block, the default-table tiles of blocks 64
+and 128, strided split-heads views, batched layouts, GQA, padded and large head dims.
 """
 
 from __future__ import annotations
 
-import os
+import types
 
 import numpy as np
 import pytest
@@ -24,57 +26,8 @@ from maskc.backends import triton_backend as tb  # noqa: E402
 _ok, _why = tb.is_available()
 pytestmark = pytest.mark.skipif(not _ok, reason=f"triton backend unavailable: {_why}")
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-if os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
-    DEVICES = [d for d in DEVICES if d != "cpu"]
-DEV = DEVICES[0] if DEVICES else "cpu"
-
-
-def _inputs(B, Hq, Hkv, Lq, Lk, D, dtype, device, seed=0):
-    """Random inputs in ``dtype`` (leaves with grads) and their float64 copies (leaves too)."""
-    g = torch.Generator().manual_seed(seed)
-    xs = [torch.randn(B, h, n, D, generator=g) for h, n in ((Hq, Lq), (Hkv, Lk), (Hkv, Lk))]
-    low = [x.to(dtype).to(device).requires_grad_() for x in xs]
-    ref = [x.detach().cpu().double().requires_grad_() for x in low]  # same rounded values
-    return low, ref
-
-
-def _check(bk, layout, B, Hq, Hkv, D, dtype, device="cpu", seed=0, grads=True, lse_grad=True):
-    """Run triton and the reference; assert forward, lse and gradients within tolerance."""
-    (q, k, v), (rq, rk, rv) = _inputs(B, Hq, Hkv, layout.q_len, layout.kv_len, D, dtype, device, seed)
-    scale = D ** -0.5
-    out, lse = tb.attention_triton(q, k, v, layout, scale=scale)
-    rout, rlse = bk.ref(rq, rk, rv, layout, scale)
-    tol = bk.tol(dtype, "triton")
-    assert out.dtype == dtype and out.shape == q.shape
-    assert lse.dtype == torch.float32 and lse.shape == (B, Hq, layout.q_len)
-    assert not torch.isnan(out).any() and not torch.isnan(lse).any()
-    e_out = bk.rel_err(out.cpu(), rout)
-    e_lse = bk.rel_err(lse.cpu(), rlse)
-    assert e_out < tol, f"out rel err {e_out:.2e} >= {tol}"
-    assert e_lse < 1e-4 if dtype == torch.float32 else e_lse < tol, f"lse rel err {e_lse:.2e}"
-    empty = torch.isinf(rlse)
-    if empty.any():  # rows without keys: exact zeros and -inf
-        assert torch.all(out.cpu()[empty] == 0)
-        assert torch.all(lse.cpu()[empty] == float("-inf"))
-    if not grads:
-        return
-    g = torch.Generator().manual_seed(seed + 1)
-    dout = torch.randn(rout.shape, generator=g, dtype=torch.float64)
-    dlse = torch.randn(rlse.shape, generator=g, dtype=torch.float64) if lse_grad else None
-
-    def loss(o, l):
-        total = (o.double().cpu() * dout).sum()
-        if dlse is not None:
-            total = total + (torch.where(torch.isfinite(l), l, 0).double().cpu() * dlse).sum()
-        return total
-
-    loss(out, lse).backward()
-    loss(rout, rlse).backward()
-    for name, a, b in (("dq", q, rq), ("dk", k, rk), ("dv", v, rv)):
-        assert a.grad is not None and a.grad.dtype == dtype, name
-        e = bk.rel_err(a.grad.cpu(), b.grad)
-        assert e < tol, f"{name} rel err {e:.2e} >= {tol} ({dtype})"
+from _triton_cases import DEV, DEVICES, check as _check  # noqa: E402  (tests/backends/_triton_cases.py)
+from maskc.backends.triton_configs import TileConfig  # noqa: E402
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -99,6 +52,85 @@ def test_broadcast_layout_rect_blocks_padded_head_dim(bk, device):
 def test_block_16x32_causal_window(bk):
     lay = mc.Layout.from_dense(np.tril(np.ones((60, 60), bool)) & ~np.tril(np.ones((60, 60), bool), -20), (16, 32))
     _check(bk, lay, B=1, Hq=1, Hkv=1, D=16, dtype=torch.float32, seed=6)
+
+
+def _mixed(rng, heads, q_len, kv_len, block, density=0.3, batch=None):
+    """Random bits, a first block row of FULL blocks (the ragged last key block included), empty rows."""
+    shape = (heads, q_len, kv_len) if batch is None else (batch, heads, q_len, kv_len)
+    bq = block if isinstance(block, int) else block[0]
+    m = rng.random(shape) < density
+    m[..., :bq, :] = True
+    m[..., bq + 1, :] = False
+    m[..., -2, :] = False
+    return mc.Layout.from_dense(m, block)
+
+
+T = TileConfig
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_sub_tiles_of_the_layout_block(bk, dtype):
+    """A (32, 64) layout block walked as 16-row query tiles and 16/32-wide key tiles, FULL tail included."""
+    lay = _mixed(np.random.default_rng(11), heads=2, q_len=70, kv_len=90, block=(32, 64))
+    assert lay.n_full and lay.n_partial and lay.kv_len % lay.block_k
+    tiles = {"fwd": T(16, 32, 4, 2), "dq": T(16, 16, 4, 2), "dkdv": T(16, 32, 4, 2)}
+    _check(bk, lay, B=1, Hq=2, Hkv=1, D=16, dtype=dtype, tiles=tiles, seed=12)
+
+
+@pytest.mark.parametrize("block", [64, 128])
+def test_default_table_tiles_of_large_blocks(bk, block):
+    """Blocks 64 and 128 with the launchers' own tiles (the Hopper table: 128 x 64 sub-tiles of 128)."""
+    lay = _mixed(np.random.default_rng(block), heads=1, q_len=2 * block + 9, kv_len=2 * block + 5,
+                 block=block, density=0.05)
+    _check(bk, lay, B=1, Hq=2, Hkv=2, D=16, dtype=torch.float32, seed=block)
+
+
+def test_split_heads_views_used_in_place(bk, monkeypatch):
+    """[B, L, H, D] projections viewed as [B, H, L, D] reach the kernels as they are (no copy)."""
+    seen = []
+    real = tb.launches
+
+    def spy(kind, t, *a, **kw):
+        seen.append((kind, t["q"].is_contiguous(), t["k"].stride()))
+        return real(kind, t, *a, **kw)
+
+    monkeypatch.setattr(tb, "launches", spy)
+    lay = _mixed(np.random.default_rng(5), heads=2, q_len=40, kv_len=36, block=16)
+    _check(bk, lay, B=2, Hq=2, Hkv=1, D=16, dtype=torch.float16, split_heads=True, seed=7)
+    assert {k for k, *_ in seen} == {"fwd", "dq", "dkdv"}
+    assert all(not contiguous for _, contiguous, _ in seen)
+    assert all(strides == (36 * 16, 16, 16, 1) for *_, strides in seen)
+
+
+def test_batched_layout_reads_each_batch_elements_slice(bk):
+    """layout.batch = 2 with different masks per batch element and per head (slice b * heads + h)."""
+    lay = _mixed(np.random.default_rng(8), heads=2, q_len=37, kv_len=45, block=16, batch=2)
+    assert lay.batch == 2 and lay.heads == 2
+    per_b = [mc.Layout.from_dense(m, 16) for m in lay.to_dense()]
+
+    def ref(q, k, v, layout, scale):  # the float64 truth, one batch element (one layout) at a time
+        outs = [bk.ref(q[b:b + 1], k[b:b + 1], v[b:b + 1], per_b[b], scale) for b in range(2)]
+        return torch.cat([o for o, _ in outs]), torch.cat([s for _, s in outs])
+
+    _check(types.SimpleNamespace(**{**vars(bk), "ref": ref}), lay, B=2, Hq=2, Hkv=2, D=16, dtype=torch.float32,
+           seed=9)
+    q = torch.randn(3, 2, 37, 16)
+    with pytest.raises(MaskcError, match="batch"):
+        tb.attention_triton(q, q[:, :, :1].expand(3, 2, 45, 16), q[:, :, :1].expand(3, 2, 45, 16), lay, scale=0.3)
+
+
+@pytest.mark.parametrize("D", [48, 128])
+def test_gqa_of_four_padded_and_large_head_dims(bk, D):
+    """Hq = 4 over one kv head; head_dim 48 (padded to 64 inside) and 128."""
+    lay = _mixed(np.random.default_rng(D), heads=1, q_len=33, kv_len=40, block=16)
+    _check(bk, lay, B=1, Hq=4, Hkv=1, D=D, dtype=torch.float32, seed=D)
+
+
+def test_tile_override_must_divide_the_layout_block():
+    lay = mc.Layout.from_dense(np.ones((32, 32), bool), 32)
+    q = torch.randn(1, 1, 32, 16, device=DEV)
+    with pytest.raises(MaskcError, match="divide"):
+        tb.attention_triton(q, q, q, lay, scale=0.25, tiles={"fwd": T(64, 32, 4, 2)})
 
 
 @settings(max_examples=6, deadline=None)
@@ -135,14 +167,17 @@ def test_no_blocks_at_all(bk):
         assert torch.all(t.grad == 0)
 
 
-def test_device_arrays_cached_on_layout():
+def test_device_arrays_cached_in_the_backends_own_cache():
+    """Uploaded once per (layout, device) into the backend's LayoutCache; the layout is not written."""
     lay = mc.Layout.from_dense(np.tril(np.ones((32, 32), bool)), 16)
     q = torch.randn(1, 1, 32, 16, device=DEV)
+    before = dict(lay._cache)
     tb.attention_triton(q, q, q, lay, scale=0.25)
-    cached = lay._cache[("triton", str(q.device))]
+    cached = tb.device_arrays(lay, q.device)
     tb.attention_triton(q, q, q, lay, scale=0.25)
-    assert lay._cache[("triton", str(q.device))] is cached
-    assert cached["col_idx"].dtype == torch.int32 and cached["masks"].dtype == torch.uint8
+    assert tb.device_arrays(lay, q.device) is cached
+    assert not any("triton" in str(k) for k in lay._cache) and set(before) <= set(lay._cache)
+    assert cached["col_idx"].dtype == torch.int32 and cached["masks"].dtype == torch.int32
 
 
 @pytest.mark.parametrize("block", [(24, 16), (16, 8), (16, 512)])
@@ -182,3 +217,32 @@ def test_is_available_reports_reason(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     ok, reason = tb.is_available()
     assert not ok and "TRITON_INTERPRET" in reason
+
+
+def test_autotune_path_wraps_every_candidate(bk, monkeypatch):
+    """With autotuning on, each kernel goes through triton.autotune over its whole space (stubbed here:
+    the interpreter cannot time kernels); the result still matches the reference."""
+    calls = []
+
+    def fake_autotune(configs, key):
+        def wrap(fn):
+            calls.append((fn.__name__, [(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"]) for c in configs]))
+
+            class Tuned:
+                def __getitem__(self, grid):
+                    c = configs[-1]  # the last candidate: not the default tile
+
+                    def launch(*args, **consts):
+                        meta = {**consts, **c.kwargs}
+                        fn[grid(meta)](*args, **meta, num_warps=c.num_warps, num_stages=c.num_stages)
+                    return launch
+            return Tuned()
+        return wrap
+
+    monkeypatch.setattr(triton, "autotune", fake_autotune)
+    monkeypatch.setattr(tb, "_autotune_here", lambda q: True)
+    monkeypatch.setattr(tb, "_TUNED", {})
+    lay = _mixed(np.random.default_rng(21), heads=1, q_len=130, kv_len=140, block=128, density=0.05)
+    _check(bk, lay, B=1, Hq=1, Hkv=1, D=64, dtype=torch.bfloat16, seed=22)
+    assert [name for name, _ in calls] == ["_fwd_kernel", "_dq_kernel", "_dkdv_kernel"]
+    assert all(len(tiles) > 1 for _, tiles in calls)
