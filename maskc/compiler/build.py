@@ -1,0 +1,219 @@
+"""Compile one slice (one batch element, one head) of a pattern to a one-slice Layout.
+
+Stages, each sized before it allocates (:class:`~maskc.compiler.budget.Budget`):
+
+1. **Program**: the pattern lowers itself into leaves and set operations.
+2. **Tables**: each leaf's data becomes block tables and per-row run lists.
+3. **Row walk**: every block row is evaluated on run lists (empty stretches skipped),
+   first counting blocks and content-key slots, then writing every non-empty block with
+   its key (:mod:`maskc.compiler.rowwalk`).
+4. **Bits**: one representative block per content key gets its element bits;
+   predicates are called only where the rest of the expression leaves them a say.
+5. **Finalize**: masks are deduplicated by content; blocks that turned out EMPTY are
+   dropped and the candidates become the BSR arrays in place.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from maskc.compiler import bits as B
+from maskc.compiler import codes
+from maskc.compiler.budget import Budget
+from maskc.compiler.program import build_program
+from maskc.compiler.rowwalk import count_rows, fill_rows
+from maskc.compiler.runs import arena_bytes
+from maskc.compiler.runtime import kernel_threads, threads_for
+from maskc.compiler.tables import AT_KSEG, AT_QSEG, Grid, build_tables, make_grid
+from maskc.ir.layout import Layout
+
+#: Bytes of predicate bits evaluated per batch.
+_PRED_BATCH_BYTES = 1 << 26
+
+
+@dataclass
+class CompileStats:
+    """Work counters of a compile (summed over slices and block-level inner patterns).
+
+    ``row_runs``: runs and intervals the row walk made; ``blocks``: non-empty blocks
+    written; ``keys``: representative blocks evaluated; ``bit_elements``: elements of
+    those blocks; ``predicate_calls``: predicate evaluations; ``slice_dependent``: a
+    predicate reads the batch element and head, so equal slices are not shared.
+    """
+
+    slices: int = 0
+    block_rows: int = 0
+    row_runs: int = 0
+    blocks: int = 0
+    keys: int = 0
+    bit_elements: int = 0
+    predicate_calls: int = 0
+    slice_dependent: bool = False
+
+
+@functools.lru_cache(maxsize=64)
+def _predicate_kernel(fn, arity: int):
+    """A parallel kernel filling ``out[slot[t], a, c] = fn(..., i0[t] + a, j0[t] + c, *args)``."""
+    if arity == 2:
+        @njit(parallel=True)
+        def kern(i0s, j0s, rows, cols, slots, out, b, h, args):
+            for t in prange(i0s.shape[0]):
+                for a in range(rows[t]):
+                    for c in range(cols[t]):
+                        out[slots[t], a, c] = fn(i0s[t] + a, j0s[t] + c, *args)
+    else:
+        @njit(parallel=True)
+        def kern(i0s, j0s, rows, cols, slots, out, b, h, args):
+            for t in prange(i0s.shape[0]):
+                for a in range(rows[t]):
+                    for c in range(cols[t]):
+                        out[slots[t], a, c] = fn(b, h, i0s[t] + a, j0s[t] + c, *args)
+    return kern
+
+
+def dedupe_packed(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique packed masks and the id of every input mask (hashing, checked exactly)."""
+    n = packed.shape[0]
+    if n == 0:
+        return packed, np.zeros(0, dtype=np.int64)
+    flat = packed.reshape(n, -1)
+    pad = -flat.shape[1] % 8
+    if pad:
+        flat = np.concatenate([flat, np.zeros((n, pad), np.uint8)], axis=1)
+    words = np.ascontiguousarray(flat).view(np.uint64)
+    _, first, group = np.unique(B.mask_hashes(words), return_index=True, return_inverse=True)
+    group = group.reshape(-1).astype(np.int64)
+    if not B.same_as_first(words, first.astype(np.int64), group):  # a hash collision: exact
+        _, first, group = np.unique(np.ascontiguousarray(flat).view(np.dtype((np.void, flat.shape[1]))).reshape(-1),
+                                    return_index=True, return_inverse=True)
+        group = group.reshape(-1).astype(np.int64)
+    return np.ascontiguousarray(packed[first]), group
+
+
+def _slot_widths(kinds: np.ndarray, lv, grid: Grid) -> np.ndarray:
+    """Coordinate range of every key slot's kind."""
+    out = np.empty(kinds.size, dtype=np.int64)
+    from_tables = {codes.K_DIAG: grid.width, codes.K_ANTI: grid.width, codes.K_ROW: grid.n_qb, codes.K_COL: grid.n_kb}
+    for s, kind in enumerate(kinds.tolist()):
+        if kind in from_tables:
+            out[s] = from_tables[kind]
+        else:
+            leaf = (kind - codes.K_SEG_COL) // 2
+            if (kind - codes.K_SEG_COL) % 2 == 0:  # (key block, segment) incidences
+                base = lv.at[leaf, AT_KSEG]
+                out[s] = lv.kinc_ptr[base + grid.n_kb] - lv.kinc_ptr[base]
+            else:
+                base = lv.at[leaf, AT_QSEG]
+                out[s] = lv.qinc_ptr[base + grid.n_qb] - lv.qinc_ptr[base]
+    return out
+
+
+def _bits(prog, ops, args, lv, grid, rep_qb, rep_kb, budget, stats, b, h):
+    """Packed bits and true classes of the representative blocks."""
+    n = rep_qb.size
+    rmax, cmax = min(grid.bq, grid.q_len), min(grid.bk, grid.kv_len)
+    pb = -(-grid.bk // 8)
+    budget.take(n * (grid.bq * pb + 1), f"the bits of {n:,} representative blocks")
+    packed = np.zeros((n, grid.bq, pb), dtype=np.uint8)
+    kclass = np.zeros(n, dtype=np.int8)
+    preds = prog.predicates
+    pred_of_leaf = np.full(max(len(prog.leaves), 1), -1, dtype=np.int64)
+    pred_of_leaf[preds] = np.arange(len(preds))
+    threads = threads_for(n * rmax * cmax)
+    budget.take(threads * (ops.size + 1) * rmax * cmax, "the block evaluators' scratch")
+    stats.bit_elements += n * rmax * cmax
+    chunks = lambda m: max(1, min(m, 4 * threads))  # noqa: E731
+    with kernel_threads(threads):
+        if not preds:
+            B.block_bits(ops, args, lv, grid, rep_qb, rep_kb, np.zeros((1, 1, 1), np.bool_),
+                         np.zeros((1, 1), np.int64), pred_of_leaf, chunks(n), packed, kclass)
+            return packed, kclass
+        need = np.zeros((n, len(preds)), dtype=np.bool_)
+        B.predicates_needed(ops, args, lv, grid, pred_of_leaf, rep_qb, rep_kb, need)
+        step = max(1, _PRED_BATCH_BYTES // (len(preds) * rmax * cmax))
+        for s in range(0, n, step):
+            e = min(n, s + step)
+            nd = need[s:e]
+            gslot = np.full(nd.shape, -1, dtype=np.int64)
+            gslot[nd] = np.arange(int(nd.sum()))
+            gbits = np.zeros((max(int(nd.sum()), 1), rmax, cmax), dtype=np.bool_)
+            for p, leaf in enumerate(preds):
+                t = np.flatnonzero(nd[:, p])
+                if not t.size:
+                    continue
+                qb, kb = rep_qb[s + t], rep_kb[s + t]
+                rows = np.minimum(grid.bq, grid.q_len - qb * grid.bq)
+                cols = np.minimum(grid.bk, grid.kv_len - kb * grid.bk)
+                call = prog.leaves[leaf].data
+                _predicate_kernel(call.jit, call.arity)(grid.q_offset + qb * grid.bq, kb * grid.bk, rows, cols,
+                                                        gslot[t, p].copy(), gbits, b, h, call.args)
+                stats.predicate_calls += int((rows * cols).sum())
+            B.block_bits(ops, args, lv, grid, rep_qb[s:e], rep_kb[s:e], gbits, gslot, pred_of_leaf, chunks(e - s),
+                         packed[s:e], kclass[s:e])
+    return packed, kclass
+
+
+def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: int = 0, h: int = 0,
+                  text: str | None = None) -> Layout:
+    """One-slice Layout of a batch- and head-free pattern at ``grid``."""
+    stats.slices += 1
+    stats.block_rows += grid.n_qb
+    prog = build_program(pattern, grid.q_total, grid.kv_len, budget)
+    if any(leaf.kind == codes.T_PRED and leaf.data.arity == 4 for leaf in prog.leaves):
+        stats.slice_dependent = True
+
+    def compile_inner(inner, q_len, kv_len, q_offset, block):
+        return compile_slice(inner, make_grid(q_len, kv_len, q_offset, *block), budget, stats, b, h, text="")
+
+    lv = build_tables(prog, grid, budget, compile_inner)
+    ops, args, depth, interests = prog.instructions()
+    share = len(prog.leaves) <= codes.CTX_LEAVES
+    n_qb = grid.n_qb
+    threads = threads_for(n_qb * 64)
+    budget.take(n_qb * 40 + (threads + 1) * arena_bytes(grid.n_kb, depth, interests), "the row walk's scratch")
+    counts = np.zeros(n_qb, dtype=np.int64)
+    uniq = np.zeros(n_qb, dtype=np.int64)
+    slot_kind, slot_tail, slot_ctx, work = count_rows(ops, args, lv, grid, share, depth, interests, counts, uniq)
+    stats.row_runs += 2 * int(work)
+    row_ptr = np.zeros(n_qb + 1, dtype=np.int64)
+    np.cumsum(counts, out=row_ptr[1:])
+    uniq_ptr = np.zeros(n_qb + 1, dtype=np.int64)
+    np.cumsum(uniq, out=uniq_ptr[1:])
+    n_cand = int(row_ptr[-1])
+    slot_base = np.zeros(slot_kind.size + 1, dtype=np.int64)
+    np.cumsum(_slot_widths(slot_kind, lv, grid), out=slot_base[1:])
+    n_key_space = int(slot_base[-1] + uniq_ptr[-1])
+    budget.take(n_cand * 9 + n_key_space * 8, f"the {n_cand:,} non-empty blocks and their content keys")
+    if n_key_space >= 2**31 - 1:
+        raise ValueError(f"{n_key_space:,} block contents exceed the int32 mask ids; use a larger block")
+    stats.blocks += n_cand
+    cand_col = np.empty(n_cand, dtype=np.int32)
+    cand_cls = np.empty(n_cand, dtype=np.int8)
+    cand_key = np.empty(n_cand, dtype=np.int32)
+    rep = np.full(n_key_space, -1, dtype=np.int64)
+    threads = threads_for(n_cand + 16 * n_qb)
+    with kernel_threads(threads):
+        fill_rows(ops, args, lv, grid, share, depth, interests, row_ptr, uniq_ptr, slot_kind, slot_tail, slot_ctx,
+                  slot_base, max(1, min(n_qb, 8 * threads)) if threads > 1 else 1, cand_col, cand_cls, cand_key, rep)
+    used = np.flatnonzero(rep >= 0)
+    rep_qb, rep_kb = rep[used] >> 32, rep[used] & 0xFFFFFFFF
+    del rep
+    stats.keys += used.size
+    packed, kclass = _bits(prog, ops, args, lv, grid, rep_qb, rep_kb, budget, stats, b, h)
+    part = np.flatnonzero(kclass == codes.PARTIAL)
+    masks, ids = dedupe_packed(packed[part])
+    del packed
+    key_pid = np.full(n_key_space, -1, dtype=np.int64)
+    key_pid[used[part]] = ids
+    key_class = np.zeros(n_key_space, dtype=np.int8)
+    key_class[used] = kclass
+    kept = B.finalize(row_ptr, cand_col, cand_cls, cand_key, key_class, key_pid)
+    if kept < n_cand:
+        cand_col, cand_cls, cand_key = cand_col[:kept].copy(), cand_cls[:kept].copy(), cand_key[:kept].copy()
+    return Layout(q_len=grid.q_len, kv_len=grid.kv_len, block_q=grid.bq, block_k=grid.bk, row_ptr=row_ptr[None, :],
+                  col_idx=cand_col, kind=cand_cls, partial_id=cand_key, masks=masks,
+                  pattern_text=pattern.text() if text is None else text, q_offset=grid.q_offset)

@@ -1,0 +1,341 @@
+"""Leaf tables: each leaf of a Program turned into the arrays the row walk reads.
+
+The row walk (:mod:`maskc.compiler.rowwalk`) asks every leaf, for one block row at a
+time, for its verdict on stretches of key blocks: runs of EMPTY / PARTIAL / FULL. The
+tables here make each answer cost O(runs), not O(key blocks):
+
+* **D / S leaves** (offsets, sums): the class of a full-size block depends only on its
+  diagonal (anti-diagonal), so one table holds the class of every block diagonal and how
+  many steps along a block row it stays the same (one table for full-height rows, one
+  for the ragged last row). Prefix counts of the membership answer the ragged last
+  column directly.
+* **R / C leaves** (rows, columns): prefix counts per row; a class table over key blocks.
+* **Segment leaves**: the positions split into *pieces* of equal id. Each key block
+  lists the ids it holds; each id lists the runs of key blocks it touches (FULL where the
+  key block holds that id only). A block row inside one segment u gets u's runs; a
+  row holding several ids gets the union of theirs (PARTIAL). Built in O(N) once.
+* **Block-level leaves**: the inner pattern is compiled at coarse resolution; its rows
+  become runs of coarse columns, and each block row's runs follow from the coarse rows
+  it covers (union for non-empty, intersection for FULL).
+* **Cells**: allowed pairs counted per block.
+
+Example:
+    >>> import numpy as np
+    >>> grid = make_grid(q_len=10, kv_len=10, q_offset=0, bq=4, bk=4)
+    >>> (grid.n_qb, grid.full_rows, grid.last_h, grid.width)
+    (3, 2, 2, 5)
+    >>> steps_down(np.array([0, 0, 1, 1, 1], np.int8), 1).tolist()
+    [1, 2, 1, 2, 3]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from maskc.compiler import codes
+from maskc.compiler import prep
+from maskc.compiler.budget import Budget
+from maskc.compiler.program import Program
+
+# columns of LeafTables.at: where each leaf's data starts in the shared arrays
+AT_MEMB, AT_COUNT, AT_TAB, AT_RUNS, AT_IDS, AT_QSEG, AT_KSEG, AT_COARSE, AT_CELLS = range(9)
+N_AT = 9
+
+
+class Grid(NamedTuple):
+    """Sizes of one compile. Query rows are absolute positions ``q_offset ..
+    q_offset + q_len - 1`` (``q_total = q_offset + q_len``); block row ``qb`` holds
+    rows ``q_offset + qb * bq ..``; key block ``kb`` holds columns ``kb * bk ..``."""
+
+    q_len: int
+    kv_len: int
+    q_offset: int
+    q_total: int
+    bq: int
+    bk: int
+    n_qb: int
+    n_kb: int
+    #: gcd(bq, bk): block diagonals are ``g`` apart
+    g: int
+    #: number of block diagonals (and anti-diagonals), indexed x = (qb*bq - kb*bk + (n_kb-1)*bk) / g
+    width: int
+    #: block rows of full height bq, key blocks of full width bk
+    full_rows: int
+    full_cols: int
+    #: height of the last block row, width of the last key block
+    last_h: int
+    last_w: int
+
+
+def make_grid(q_len: int, kv_len: int, q_offset: int, bq: int, bk: int) -> Grid:
+    """The :class:`Grid` of a compile."""
+    n_qb, n_kb = -(-q_len // bq), -(-kv_len // bk)
+    g = math.gcd(bq, bk)
+    width = ((n_qb - 1) * bq + (n_kb - 1) * bk) // g + 1
+    return Grid(q_len, kv_len, q_offset, q_offset + q_len, bq, bk, n_qb, n_kb, g, width,
+                q_len // bq, kv_len // bk, q_len - (n_qb - 1) * bq, kv_len - (n_kb - 1) * bk)
+
+
+class LeafTables(NamedTuple):
+    """Every leaf's data, concatenated; ``at[l, AT_*]`` is where leaf l's part starts.
+
+    Pointer arrays (``run_ptr``, ``qinc_ptr``, ``kinc_ptr``, ``coarse_ptr``,
+    ``cell_ptr``) hold global indices into their value arrays.
+    """
+
+    kind: np.ndarray        # int64 [L] codes.T_*
+    block: np.ndarray       # int64 [L] coarse block of a T_BLOCK leaf
+    coarse_row0: np.ndarray  # int64 [L] first coarse row a T_BLOCK leaf's coarse runs hold
+    at: np.ndarray          # int64 [L, N_AT]
+    memb: np.ndarray        # uint8: D / S / R / C membership
+    count: np.ndarray       # int64: prefix counts of memb (one longer per leaf)
+    tab_cls: np.ndarray     # int8: D / S class per diagonal (2 variants x width); C per key block
+    tab_steps: np.ndarray   # int64: steps along a block row the class stays the same
+    run_ptr: np.ndarray     # int64 [n_qb + 1] per run leaf: the block row's runs
+    run_lo: np.ndarray      # int64: first key block of a run
+    run_hi: np.ndarray      # int64: one past its last key block
+    run_cls: np.ndarray     # int8: PARTIAL or FULL
+    ids: np.ndarray         # int64: segment id per position
+    q_pure: np.ndarray      # int64 [n_qb + 1]: the only segment label of a query block, or -1
+    qinc_ptr: np.ndarray    # int64 [n_qb + 1]: labels in each query block
+    qinc_lab: np.ndarray    # int64
+    k_pure: np.ndarray      # int64 [n_kb + 1]: the only segment label of a key block, or -1
+    k_pure_count: np.ndarray  # int64 [n_kb + 1]: prefix count of single-label key blocks
+    kinc_ptr: np.ndarray    # int64 [n_kb + 1]: labels in each key block
+    kinc_lab: np.ndarray    # int64
+    coarse_ptr: np.ndarray  # int64: runs of allowed coarse columns per coarse row
+    coarse_lo: np.ndarray   # int64
+    coarse_hi: np.ndarray   # int64
+    cell_ptr: np.ndarray    # int64 [q_len + 1]: cells of each layout row
+    cell_col: np.ndarray    # int64
+
+
+def class_of(count: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """EMPTY / PARTIAL / FULL from a count of allowed pairs out of ``total``."""
+    return np.where(count == 0, codes.EMPTY, np.where(count == total, codes.FULL, codes.PARTIAL)).astype(np.int8)
+
+
+def _run_to_start(a: np.ndarray) -> np.ndarray:
+    """Along axis 0: the distance of each entry to the start of its run of equal values."""
+    idx = np.arange(a.shape[0]).reshape((-1,) + (1,) * (a.ndim - 1))
+    start = np.ones(a.shape, dtype=bool)
+    start[1:] = a[1:] != a[:-1]
+    return idx - np.maximum.accumulate(np.where(start, idx, 0), axis=0)
+
+
+def _by_residue(c: np.ndarray, step: int) -> np.ndarray:
+    m = -(-c.size // step)
+    a = np.full(m * step, -1, dtype=np.int16)
+    a[: c.size] = c
+    return a.reshape(m, step)
+
+
+def steps_down(c: np.ndarray, step: int) -> np.ndarray:
+    """For each x: how many of x, x - step, x - 2 step, ... share the class ``c[x]``."""
+    return (_run_to_start(_by_residue(c, step)) + 1).reshape(-1)[: c.size].astype(np.int64)
+
+
+def steps_up(c: np.ndarray, step: int) -> np.ndarray:
+    """For each x: how many of x, x + step, x + 2 step, ... share the class ``c[x]``."""
+    a = _by_residue(c, step)[::-1]
+    return (_run_to_start(a) + 1)[::-1].reshape(-1)[: c.size].astype(np.int64)
+
+
+def _axis_tables(kind: int, memb: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prefix counts, and class and steps tables (D / S / C; empty for R) of an axis leaf."""
+    count = np.zeros(memb.size + 1, dtype=np.int64)
+    np.cumsum(memb, out=count[1:])
+    if kind == codes.T_R:
+        return count, np.zeros(0, np.int8), np.zeros(0, np.int64)
+    if kind == codes.T_C:
+        j0 = np.arange(grid.n_kb, dtype=np.int64) * grid.bk
+        j1 = np.minimum(j0 + grid.bk, grid.kv_len)
+        c = class_of(count[j1] - count[j0], j1 - j0)
+        return count, c, steps_up(c, 1)
+    t = np.arange(grid.width, dtype=np.int64) * grid.g
+    cls, steps = [], []
+    sx = grid.bk // grid.g
+    for h in (grid.bq, grid.last_h):
+        if kind == codes.T_D:  # block offsets i - j in [i0 - j0 - bk + 1, i0 - j0 + h - 1], index + kv_len - 1
+            lo = grid.q_offset + t - grid.n_kb * grid.bk + grid.kv_len
+        else:  # sums i + j in [i0 + j0, i0 + j0 + h + bk - 2]
+            lo = grid.q_offset + t
+        hi = lo + h + grid.bk - 2
+        lo = np.clip(lo, 0, memb.size - 1)
+        hi = np.clip(hi, 0, memb.size - 1)
+        c = class_of(count[hi + 1] - count[lo], hi - lo + 1)
+        cls.append(c)
+        steps.append(steps_down(c, sx) if kind == codes.T_D else steps_up(c, sx))
+    return count, np.concatenate(cls), np.concatenate(steps)
+
+
+def _segment_tables(ids: np.ndarray, grid: Grid) -> dict:
+    """Incidence lists, single-label blocks and per-row runs of a segment leaf."""
+    n = ids.size
+    cut = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    starts = np.concatenate([[0], cut]).astype(np.int64)
+    ends = np.concatenate([cut, [n]]).astype(np.int64)
+    vals = ids[starts]
+    monotone = bool(np.all(vals[1:] > vals[:-1]))
+    labels = np.arange(vals.size, dtype=np.int64) if monotone else np.unique(vals, return_inverse=True)[1].astype(np.int64)
+    n_labels = int(labels.max()) + 1
+
+    def incidence(t0: int, t1: int, bs: int, nb: int):
+        p0 = int(np.searchsorted(ends, t0, side="right"))
+        p1 = int(np.searchsorted(starts, t1, side="left"))
+        s = np.maximum(starts[p0:p1], t0) - t0
+        e = np.minimum(ends[p0:p1], t1) - t0
+        b0 = s // bs
+        cnt = (e - 1) // bs - b0 + 1
+        first = np.repeat(np.cumsum(cnt) - cnt, cnt)
+        blk = np.repeat(b0, cnt) + np.arange(first.size, dtype=np.int64) - first
+        key = blk * n_labels + np.repeat(labels[p0:p1], cnt)
+        if not (monotone or bool(np.all(key[1:] > key[:-1]))):
+            key = np.unique(key)
+        blk, lab = key // n_labels, key % n_labels
+        ptr = np.zeros(nb + 1, dtype=np.int64)
+        np.cumsum(np.bincount(blk, minlength=nb), out=ptr[1:])
+        pure = np.full(nb + 1, -1, dtype=np.int64)
+        one = np.flatnonzero(np.diff(ptr) == 1)
+        pure[one] = lab[ptr[one]]
+        return ptr, lab, pure, blk
+
+    q_ptr, q_lab, q_pure, _ = incidence(grid.q_offset, grid.q_total, grid.bq, grid.n_qb)
+    k_ptr, k_lab, k_pure, k_blk = incidence(0, grid.kv_len, grid.bk, grid.n_kb)
+    # each label's runs of key blocks: FULL where the key block holds that label only
+    order = np.lexsort((k_blk, k_lab)) if not monotone else np.arange(k_lab.size)
+    lab, blk = k_lab[order], k_blk[order]
+    cls = np.where(k_pure[blk] == lab, codes.FULL, codes.PARTIAL).astype(np.int8)
+    brk = np.ones(lab.size, dtype=bool)
+    brk[1:] = (lab[1:] != lab[:-1]) | (blk[1:] != blk[:-1] + 1) | (cls[1:] != cls[:-1])
+    first = np.flatnonzero(brk)
+    last = np.concatenate([first[1:], [lab.size]]) - 1
+    lab_ptr = np.zeros(n_labels + 1, dtype=np.int64)
+    np.cumsum(np.bincount(lab[first], minlength=n_labels), out=lab_ptr[1:])
+    runs = prep.segment_row_runs(q_pure, q_ptr, q_lab, lab_ptr, blk[first], blk[last] + 1, cls[first])
+    k_pure_count = np.zeros(grid.n_kb + 1, dtype=np.int64)
+    np.cumsum(k_pure[:-1] >= 0, out=k_pure_count[1:])
+    return dict(runs=runs, ids=ids, q_pure=q_pure, qinc_ptr=q_ptr, qinc_lab=q_lab, k_pure=k_pure,
+                k_pure_count=k_pure_count, kinc_ptr=k_ptr, kinc_lab=k_lab)
+
+
+def _cell_tables(i: np.ndarray, j: np.ndarray, grid: Grid) -> dict:
+    """Per-row runs of a cells leaf and its cells by layout row."""
+    order = np.lexsort((j, i))
+    i, j = i[order], j[order]
+    keep = np.ones(i.size, dtype=bool)
+    keep[1:] = (i[1:] != i[:-1]) | (j[1:] != j[:-1])
+    keep &= i >= grid.q_offset
+    row, col = i[keep] - grid.q_offset, j[keep]
+    key, count = np.unique((row // grid.bq) * grid.n_kb + col // grid.bk, return_counts=True)
+    qb, kb = key // grid.n_kb, key % grid.n_kb
+    area = (np.where(qb == grid.n_qb - 1, grid.last_h, grid.bq) * np.where(kb == grid.n_kb - 1, grid.last_w, grid.bk))
+    cls = np.where(count == area, codes.FULL, codes.PARTIAL).astype(np.int8)
+    brk = np.ones(qb.size, dtype=bool)
+    brk[1:] = (qb[1:] != qb[:-1]) | (kb[1:] != kb[:-1] + 1) | (cls[1:] != cls[:-1])
+    first = np.flatnonzero(brk)
+    last = np.concatenate([first[1:], [qb.size]]) - 1
+    ptr = np.zeros(grid.n_qb + 1, dtype=np.int64)
+    np.cumsum(np.bincount(qb[first], minlength=grid.n_qb), out=ptr[1:])
+    cell_ptr = np.searchsorted(row, np.arange(grid.q_len + 1)).astype(np.int64)
+    return dict(runs=(ptr, kb[first], kb[last] + 1, cls[first]), cell_ptr=cell_ptr, cell_col=col)
+
+
+def _inner_block(n: int) -> int:
+    return 64 if n >= 64 else 16
+
+
+def _block_level_tables(inner, b: int, grid: Grid, compile_inner: Callable) -> dict:
+    """Compile the inner pattern on coarse cells; per-row runs of the lifted leaf."""
+    row0 = grid.q_offset // b
+    cq = -(-grid.q_total // b) - row0
+    ck = -(-grid.kv_len // b)
+    lay = compile_inner(inner, cq, ck, row0, (_inner_block(cq), _inner_block(ck)))
+    c_ptr, c_lo, c_hi = prep.coarse_row_runs(lay.row_ptr[0], lay.col_idx, lay.kind, lay.partial_id, lay.masks,
+                                             lay.block_q, lay.block_k, cq, ck)
+    runs = prep.block_row_runs(c_ptr, c_lo, c_hi, b, row0, grid)
+    return dict(runs=runs, coarse=(c_ptr, c_lo, c_hi), row0=row0)
+
+
+class _Parts:
+    """Concatenates per-leaf arrays of one LeafTables field and records their offsets."""
+
+    def __init__(self, dtype):
+        self.dtype, self.parts, self.size = dtype, [], 0
+
+    def add(self, a: np.ndarray, shift: int = 0) -> int:
+        at = self.size
+        self.parts.append(np.asarray(a, dtype=self.dtype) + shift if shift else np.asarray(a, dtype=self.dtype))
+        self.size += len(self.parts[-1])
+        return at
+
+    def array(self) -> np.ndarray:
+        return np.concatenate(self.parts) if self.parts else np.zeros(1, dtype=self.dtype)
+
+
+_FIELDS = {"memb": np.uint8, "count": np.int64, "tab_cls": np.int8, "tab_steps": np.int64, "run_ptr": np.int64,
+           "run_lo": np.int64, "run_hi": np.int64, "run_cls": np.int8, "ids": np.int64, "q_pure": np.int64,
+           "qinc_ptr": np.int64, "qinc_lab": np.int64, "k_pure": np.int64, "k_pure_count": np.int64,
+           "kinc_ptr": np.int64, "kinc_lab": np.int64, "coarse_ptr": np.int64, "coarse_lo": np.int64,
+           "coarse_hi": np.int64, "cell_ptr": np.int64, "cell_col": np.int64}
+
+
+def build_tables(prog: Program, grid: Grid, budget: Budget, compile_inner: Callable) -> LeafTables:
+    """The :class:`LeafTables` of ``prog`` at ``grid``.
+
+    ``compile_inner(pattern, q_len, kv_len, q_offset, block)`` compiles a block-level
+    leaf's inner pattern (one slice) at coarse resolution.
+    """
+    L = len(prog.leaves)
+    at = np.full((L, N_AT), -1, dtype=np.int64)
+    block = np.zeros(L, dtype=np.int64)
+    row0 = np.zeros(L, dtype=np.int64)
+    f = {name: _Parts(dt) for name, dt in _FIELDS.items()}
+
+    def add_runs(l: int, runs) -> None:
+        ptr, lo, hi, cls = runs
+        at[l, AT_RUNS] = f["run_ptr"].add(ptr, shift=f["run_lo"].size)
+        f["run_lo"].add(lo)
+        f["run_hi"].add(hi)
+        f["run_cls"].add(cls)
+
+    for l, leaf in enumerate(prog.leaves):
+        if leaf.kind in (codes.T_D, codes.T_S, codes.T_R, codes.T_C):
+            n_tab = 2 * grid.width if leaf.kind in (codes.T_D, codes.T_S) else grid.n_kb
+            budget.take(9 * n_tab, f"the block tables of {leaf.text}")
+            memb = leaf.data.view(np.uint8)
+            at[l, AT_MEMB] = f["memb"].add(memb)
+            count, cls, steps = _axis_tables(leaf.kind, memb, grid)
+            at[l, AT_COUNT] = f["count"].add(count)
+            at[l, AT_TAB] = f["tab_cls"].add(cls)
+            f["tab_steps"].add(steps)
+        elif leaf.kind == codes.T_SEG:
+            t = _segment_tables(leaf.data, grid)
+            add_runs(l, t["runs"])
+            at[l, AT_IDS] = f["ids"].add(t["ids"])
+            at[l, AT_QSEG] = f["q_pure"].add(t["q_pure"])
+            f["qinc_ptr"].add(t["qinc_ptr"], shift=f["qinc_lab"].size)
+            f["qinc_lab"].add(t["qinc_lab"])
+            at[l, AT_KSEG] = f["k_pure"].add(t["k_pure"])
+            f["k_pure_count"].add(t["k_pure_count"])
+            f["kinc_ptr"].add(t["kinc_ptr"], shift=f["kinc_lab"].size)
+            f["kinc_lab"].add(t["kinc_lab"])
+        elif leaf.kind == codes.T_BLOCK:
+            inner, b = leaf.data
+            t = _block_level_tables(inner, b, grid, compile_inner)
+            add_runs(l, t["runs"])
+            c_ptr, c_lo, c_hi = t["coarse"]
+            at[l, AT_COARSE] = f["coarse_ptr"].add(c_ptr, shift=f["coarse_lo"].size)
+            f["coarse_lo"].add(c_lo)
+            f["coarse_hi"].add(c_hi)
+            block[l], row0[l] = b, t["row0"]
+        elif leaf.kind == codes.T_CELLS:
+            t = _cell_tables(*leaf.data, grid)
+            add_runs(l, t["runs"])
+            at[l, AT_CELLS] = f["cell_ptr"].add(t["cell_ptr"], shift=f["cell_col"].size)
+            f["cell_col"].add(t["cell_col"])
+    kinds = np.array([leaf.kind for leaf in prog.leaves], dtype=np.int64)
+    return LeafTables(kinds, block, row0, at, **{name: p.array() for name, p in f.items()})
