@@ -21,7 +21,7 @@ from maskc.compiler.runs import and_class, axis_class, not_class, or_class, run_
 from maskc.compiler.tables import AT_CELLS, AT_COARSE, AT_IDS, AT_MEMB
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def leaf_class_at(l, qb, kb, lv, grid):
     """Class of leaf l on block (qb, kb)."""
     t = lv.kind[l]
@@ -32,38 +32,43 @@ def leaf_class_at(l, qb, kb, lv, grid):
     return run_class(l, qb, kb, lv)
 
 
+@njit(cache=True, _nrt=False)
+def _mark_needed(t, ops, args, lv, grid, pred_of_leaf, qb, kb, stack, need):
+    n_ops = ops.shape[0]
+    sp = 0
+    k = 0
+    while k < n_ops:
+        op = ops[k]
+        if op == OP_LEAF:
+            l = args[k]
+            if pred_of_leaf[l] >= 0:
+                need[t, pred_of_leaf[l]] = True
+            stack[sp] = leaf_class_at(l, qb, kb, lv, grid)
+            sp += 1
+        elif op == OP_NARROW_AND or op == OP_NARROW_OR:
+            if stack[sp - 1] == (EMPTY if op == OP_NARROW_AND else FULL):
+                k = args[k] + 1
+                continue
+        elif op == OP_NOT:
+            stack[sp - 1] = not_class(stack[sp - 1])
+        else:
+            sp -= 1
+            a = stack[sp - 1]
+            stack[sp - 1] = and_class(a, stack[sp]) if op == OP_AND else or_class(a, stack[sp])
+        k += 1
+
+
 @njit(cache=True)
 def predicates_needed(ops, args, lv, grid, pred_of_leaf, rep_qb, rep_kb, need):
     """``need[t, p]`` = True where block t's evaluation reaches predicate p (the others
     are decided without it)."""
-    n_ops = ops.shape[0]
+    stack = np.empty(ops.shape[0] + 1, dtype=np.int8)
     for t in range(rep_qb.shape[0]):
-        stack = np.empty(n_ops + 1, dtype=np.int8)
-        sp = 0
-        k = 0
-        while k < n_ops:
-            op = ops[k]
-            if op == OP_LEAF:
-                l = args[k]
-                if pred_of_leaf[l] >= 0:
-                    need[t, pred_of_leaf[l]] = True
-                stack[sp] = leaf_class_at(l, rep_qb[t], rep_kb[t], lv, grid)
-                sp += 1
-            elif op == OP_NARROW_AND or op == OP_NARROW_OR:
-                if stack[sp - 1] == (EMPTY if op == OP_NARROW_AND else FULL):
-                    k = args[k] + 1
-                    continue
-            elif op == OP_NOT:
-                stack[sp - 1] = not_class(stack[sp - 1])
-            else:
-                sp -= 1
-                a = stack[sp - 1]
-                stack[sp - 1] = and_class(a, stack[sp]) if op == OP_AND else or_class(a, stack[sp])
-            k += 1
+        _mark_needed(t, ops, args, lv, grid, pred_of_leaf, rep_qb[t], rep_kb[t], stack, need)
 
 
-@njit(cache=True)
-def _leaf_bits(l, qb, kb, lv, grid, rows, cols, gbits, gslot, out):
+@njit(cache=True, inline="always")
+def _leaf_bits(l, qb, kb, lv, grid, rows, cols, gbits, gslot, col_label, out):
     """Element bits of leaf l on block (qb, kb) into out[:rows, :cols]."""
     t = lv.kind[l]
     i0 = grid.q_offset + qb * grid.bq
@@ -91,12 +96,21 @@ def _leaf_bits(l, qb, kb, lv, grid, rows, cols, gbits, gslot, out):
                 out[a, b] = lv.memb[base + b] != 0
     elif t == T_SEG:
         base = lv.at[l, AT_IDS]
+        starts = lv.piece_start[base:base + lv.param[l] + 1]
+        p = np.searchsorted(starts, j0, side="right") - 1
+        for b in range(cols):
+            while starts[p + 1] <= j0 + b:
+                p += 1
+            col_label[b] = lv.piece_label[base + p]
+        p = np.searchsorted(starts, i0, side="right") - 1
         for a in range(rows):
-            sa = lv.ids[base + i0 + a]
+            while starts[p + 1] <= i0 + a:
+                p += 1
+            la = lv.piece_label[base + p]
             for b in range(cols):
-                out[a, b] = sa == lv.ids[base + j0 + b]
+                out[a, b] = la == col_label[b]
     elif t == T_BLOCK:
-        bb = lv.block[l]
+        bb = lv.param[l]
         ptr = lv.at[l, AT_COARSE]
         for a in range(rows):
             r = (i0 + a) // bb - lv.coarse_row0[l]
@@ -122,9 +136,9 @@ def _leaf_bits(l, qb, kb, lv, grid, rows, cols, gbits, gslot, out):
                 out[a, b] = gbits[gslot, a, b]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, packed, kclass,
-                pool, tag, buf, free):
+                pool, tag, buf, free, col_label):
     """Evaluate representative block t (see :func:`block_bits`)."""
     n_ops = ops.shape[0]
     qb = rep_qb[t]
@@ -147,7 +161,7 @@ def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_le
                 n_free -= 1
                 s = free[n_free]
                 g = gslot[t, pred_of_leaf[l]] if pred_of_leaf[l] >= 0 else 0
-                _leaf_bits(l, qb, kb, lv, grid, rows, cols, gbits, g, pool[s])
+                _leaf_bits(l, qb, kb, lv, grid, rows, cols, gbits, g, col_label, pool[s])
                 tag[sp] = PARTIAL
                 buf[sp] = s
             sp += 1
@@ -230,9 +244,10 @@ def block_bits(ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, 
         tag = np.empty(depth, dtype=np.int8)
         buf = np.empty(depth, dtype=np.int64)
         free = np.empty(depth, dtype=np.int64)
+        col_label = np.empty(cmax, dtype=np.int64)
         for t in range(ch * n // n_chunks, (ch + 1) * n // n_chunks):
             _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, packed, kclass,
-                        pool, tag, buf, free)
+                        pool, tag, buf, free, col_label)
 
 
 @njit(cache=True, parallel=True)

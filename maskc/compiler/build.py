@@ -16,7 +16,8 @@ Stages, each sized before it allocates (:class:`~maskc.compiler.budget.Budget`):
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit, prange
@@ -24,6 +25,7 @@ from numba import njit, prange
 from maskc.compiler import bits as B
 from maskc.compiler import codes
 from maskc.compiler.budget import Budget
+from maskc.compiler.order import leaf_estimates
 from maskc.compiler.program import build_program
 from maskc.compiler.rowwalk import count_rows, fill_rows
 from maskc.compiler.runs import arena_bytes
@@ -53,6 +55,13 @@ class CompileStats:
     bit_elements: int = 0
     predicate_calls: int = 0
     slice_dependent: bool = False
+    #: wall-clock seconds per stage (program, tables, walk, bits, finalize)
+    seconds: dict = field(default_factory=dict)
+
+    def _lap(self, stage: str, t0: float) -> float:
+        t = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + t - t0
+        return t
 
 
 @functools.lru_cache(maxsize=64)
@@ -162,6 +171,7 @@ def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: i
     """One-slice Layout of a batch- and head-free pattern at ``grid``."""
     stats.slices += 1
     stats.block_rows += grid.n_qb
+    t = time.perf_counter()
     prog = build_program(pattern, grid.q_total, grid.kv_len, budget)
     if any(leaf.kind == codes.T_PRED and leaf.data.arity == 4 for leaf in prog.leaves):
         stats.slice_dependent = True
@@ -169,23 +179,25 @@ def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: i
     def compile_inner(inner, q_len, kv_len, q_offset, block):
         return compile_slice(inner, make_grid(q_len, kv_len, q_offset, *block), budget, stats, b, h, text="")
 
-    lv = build_tables(prog, grid, budget, compile_inner)
-    ops, args, depth, interests = prog.instructions()
+    t = stats._lap("program", t)
+    lv = build_tables(prog.leaves, grid, budget, compile_inner)
+    t = time.perf_counter() if any(leaf.kind == codes.T_BLOCK for leaf in prog.leaves) else stats._lap("tables", t)
+    ops, args, depth, interests = prog.instructions(leaf_estimates(lv, grid), grid.n_kb)
     share = len(prog.leaves) <= codes.CTX_LEAVES
     n_qb = grid.n_qb
     threads = threads_for(n_qb * 64)
     budget.take(n_qb * 40 + (threads + 1) * arena_bytes(grid.n_kb, depth, interests), "the row walk's scratch")
     counts = np.zeros(n_qb, dtype=np.int64)
     uniq = np.zeros(n_qb, dtype=np.int64)
-    slot_kind, slot_tail, slot_ctx, work = count_rows(ops, args, lv, grid, share, depth, interests, counts, uniq)
+    slots, work = count_rows(ops, args, lv, grid, share, depth, interests, counts, uniq)
     stats.row_runs += 2 * int(work)
     row_ptr = np.zeros(n_qb + 1, dtype=np.int64)
     np.cumsum(counts, out=row_ptr[1:])
     uniq_ptr = np.zeros(n_qb + 1, dtype=np.int64)
     np.cumsum(uniq, out=uniq_ptr[1:])
     n_cand = int(row_ptr[-1])
-    slot_base = np.zeros(slot_kind.size + 1, dtype=np.int64)
-    np.cumsum(_slot_widths(slot_kind, lv, grid), out=slot_base[1:])
+    slot_base = np.zeros(slots.shape[1] + 1, dtype=np.int64)
+    np.cumsum(_slot_widths(slots[0], lv, grid), out=slot_base[1:])
     n_key_space = int(slot_base[-1] + uniq_ptr[-1])
     budget.take(n_cand * 9 + n_key_space * 8, f"the {n_cand:,} non-empty blocks and their content keys")
     if n_key_space >= 2**31 - 1:
@@ -197,13 +209,14 @@ def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: i
     rep = np.full(n_key_space, -1, dtype=np.int64)
     threads = threads_for(n_cand + 16 * n_qb)
     with kernel_threads(threads):
-        fill_rows(ops, args, lv, grid, share, depth, interests, row_ptr, uniq_ptr, slot_kind, slot_tail, slot_ctx,
-                  slot_base, max(1, min(n_qb, 8 * threads)) if threads > 1 else 1, cand_col, cand_cls, cand_key, rep)
+        fill_rows(ops, args, lv, grid, share, depth, interests, row_ptr, uniq_ptr, slots, slot_base, max(1, min(n_qb, 8 * threads)) if threads > 1 else 1, cand_col, cand_cls, cand_key, rep)
     used = np.flatnonzero(rep >= 0)
     rep_qb, rep_kb = rep[used] >> 32, rep[used] & 0xFFFFFFFF
     del rep
     stats.keys += used.size
+    t = stats._lap("walk", t)
     packed, kclass = _bits(prog, ops, args, lv, grid, rep_qb, rep_kb, budget, stats, b, h)
+    t = stats._lap("bits", t)
     part = np.flatnonzero(kclass == codes.PARTIAL)
     masks, ids = dedupe_packed(packed[part])
     del packed
@@ -214,6 +227,7 @@ def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: i
     kept = B.finalize(row_ptr, cand_col, cand_cls, cand_key, key_class, key_pid)
     if kept < n_cand:
         cand_col, cand_cls, cand_key = cand_col[:kept].copy(), cand_cls[:kept].copy(), cand_key[:kept].copy()
+    stats._lap("finalize", t)
     return Layout(q_len=grid.q_len, kv_len=grid.kv_len, block_q=grid.bq, block_k=grid.bk, row_ptr=row_ptr[None, :],
                   col_idx=cand_col, kind=cand_cls, partial_id=cand_key, masks=masks,
                   pattern_text=pattern.text() if text is None else text, q_offset=grid.q_offset)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from maskc.compiler.codes import FULL, PARTIAL
+from maskc.compiler.codes import EMPTY, FULL, PARTIAL
 
 
 @njit(cache=True)
@@ -266,3 +266,39 @@ def block_row_runs(c_ptr, c_lo, c_hi, b, row0, grid):
         n = _lifted_row(qb, c_ptr, c_lo, c_hi, b, row0, grid, u_lo, u_hi, i_lo, i_hi, t_lo, t_hi, lo, hi, cls, n)
         ptr[qb + 1] = n
     return ptr, lo[:n].copy(), hi[:n].copy(), cls[:n].copy()
+
+
+@njit(cache=True)
+def window_classes(memb, lo0, step, width, n_windows):
+    """Class of the count of ``memb`` over windows [lo0 + t step, lo0 + t step + width)
+    (clipped to the array; an empty window is EMPTY) for t < n_windows, by sliding sums."""
+    n = memb.shape[0]
+    out = np.empty(n_windows, dtype=np.int8)
+    a = min(max(lo0, 0), n)
+    b = min(max(lo0 + width, 0), n)
+    cur = 0
+    for x in range(a, b):
+        cur += memb[x]
+    for t in range(n_windows):
+        if t > 0:
+            L = lo0 + t * step
+            na = min(max(L, 0), n)
+            nb = min(max(L + width, 0), n)
+            if na > b:  # windows jumped apart: start over
+                cur = 0
+                for x in range(na, nb):
+                    cur += memb[x]
+            else:
+                for x in range(a, na):
+                    cur -= memb[x]
+                for x in range(b, nb):
+                    cur += memb[x]
+            a = na
+            b = nb
+        if cur == 0:
+            out[t] = EMPTY
+        elif cur == b - a:
+            out[t] = FULL
+        else:
+            out[t] = PARTIAL
+    return out

@@ -24,12 +24,13 @@ import numpy as np
 
 from maskc.compiler import codes
 from maskc.compiler.budget import Budget
+from maskc.compiler.order import Estimate, arrange
 from maskc.errors import TooLargeError
 from maskc.patterns import core as P
 
 _AXIS_KIND = {"D": codes.T_D, "S": codes.T_S, "R": codes.T_R, "C": codes.T_C}
-#: order in which an intersection evaluates its operands: the most selective first
-#: (a segment leaf leaves a row's own documents, a predicate rules out nothing)
+#: a guess of the fraction of blocks a leaf kind leaves non-empty, for programs built
+#: without estimates (a segment leaf leaves a row's own documents, a predicate everything)
 _SELECTIVITY = {codes.T_SEG: 0, codes.T_CELLS: 0, codes.T_BLOCK: 1, codes.T_R: 2, codes.T_C: 3,
                 codes.T_D: 4, codes.T_S: 4, codes.T_PRED: 9}
 
@@ -167,23 +168,32 @@ class Program:
         """Indices of the predicate leaves."""
         return [i for i, leaf in enumerate(self.leaves) if leaf.kind == codes.T_PRED]
 
-    def instructions(self) -> tuple[np.ndarray, np.ndarray, int, int]:
+    def instructions(self, estimates: list[Estimate] | None = None,
+                     n_kb: int = 1) -> tuple[np.ndarray, np.ndarray, int, int]:
         """``(ops, args, max_results, max_interests)`` of the instruction stream.
 
-        An intersection evaluates its most selective operand first and each further one
-        only where the result is not yet EMPTY (a union: not yet FULL); predicates come
-        last. ``max_results`` / ``max_interests`` are the deepest the evaluators' stacks go.
+        Each further operand of ``&`` is evaluated only where the result is not yet
+        EMPTY (of ``|``: not yet FULL). Operands come in the order of least estimated
+        work (:func:`maskc.compiler.order.arrange`, from per-leaf ``estimates`` for rows
+        of ``n_kb`` key blocks; without estimates, by kind), predicates last.
+        ``max_results`` / ``max_interests`` are the deepest the evaluators' stacks go.
         """
         ops: list[int] = []
         args: list[int] = []
+        if estimates is None:
+            estimates = [Estimate(_SELECTIVITY[leaf.kind] / 10, 0.0, 1.0, leaf.kind == codes.T_PRED)
+                         for leaf in self.leaves]
 
-        def score(node) -> int:
+        def plan(node) -> tuple[tuple, Estimate]:
+            """The node with its operands in evaluation order, and its estimate."""
             if node[0] == "leaf":
-                return _SELECTIVITY[self.leaves[node[1]].kind]
+                return node, estimates[node[1]]
             if node[0] == "not":
-                return 6
-            s = [score(c) for c in node[1]]
-            return min(s) if node[0] == "and" else max(s)
+                kid, est = plan(node[1])
+                return ("not", kid), est.negated()
+            planned = [plan(kid) for kid in node[1]]
+            order, est = arrange([e for _, e in planned], node[0] == "and", n_kb)
+            return (node[0], tuple(planned[i][0] for i in order)), est
 
         def emit(node) -> None:
             if node[0] == "leaf":
@@ -195,9 +205,8 @@ class Program:
                 args.append(0)
             else:
                 is_and = node[0] == "and"
-                kids = sorted(node[1], key=score) if is_and else sorted(node[1], key=lambda c: score(c) == 9)
-                emit(kids[0])
-                for kid in kids[1:]:
+                emit(node[1][0])
+                for kid in node[1][1:]:
                     at = len(ops)
                     ops.append(codes.OP_NARROW_AND if is_and else codes.OP_NARROW_OR)
                     args.append(-1)
@@ -206,7 +215,7 @@ class Program:
                     ops.append(codes.OP_AND if is_and else codes.OP_OR)
                     args.append(0)
 
-        emit(self.root)
+        emit(plan(self.root)[0])
         depth = interests = max_depth = max_interests = 0
         for op in ops:
             if op == codes.OP_LEAF:

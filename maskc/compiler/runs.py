@@ -24,7 +24,7 @@ from maskc.compiler.codes import (
     CODE_EMPTY, CODE_FULL, CODE_UNDECIDED, EMPTY, FULL, OP_AND, OP_LEAF, OP_NARROW_AND, OP_NARROW_OR, OP_NOT,
     PARTIAL, T_C, T_D, T_PRED, T_R, T_S, UNKNOWN,
 )
-from maskc.compiler.tables import AT_COUNT, AT_RUNS, AT_TAB
+from maskc.compiler.tables import AT_COUNT, AT_MEMB, AT_RUNS, AT_TAB
 
 
 class Arena(NamedTuple):
@@ -123,14 +123,24 @@ def count_class(count, total):
     return PARTIAL
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _prefix(lv, l, x):
+    """Allowed entries of leaf l's membership before index x."""
+    q = x >> 6
+    total = lv.count[lv.at[l, AT_COUNT] + q]
+    base = lv.at[l, AT_MEMB]
+    for y in range(q << 6, x):
+        total += lv.memb[base + y]
+    return total
+
+
+@njit(cache=True, inline="always")
 def axis_class(l, qb, kb, lv, grid):
-    """Class of an axis leaf (D, S, R, C) on block (qb, kb), from prefix counts."""
+    """Class of an axis leaf (D, S, R, C) on block (qb, kb), from its membership counts."""
     i0 = grid.q_offset + qb * grid.bq
     i1 = min(i0 + grid.bq, grid.q_total)
     j0 = kb * grid.bk
     j1 = min(j0 + grid.bk, grid.kv_len)
-    base = lv.at[l, AT_COUNT]
     t = lv.kind[l]
     if t == T_D:
         lo = i0 - (j1 - 1) + grid.kv_len - 1
@@ -144,10 +154,10 @@ def axis_class(l, qb, kb, lv, grid):
     else:
         lo = j0
         hi = j1 - 1
-    return count_class(lv.count[base + hi + 1] - lv.count[base + lo], hi - lo + 1)
+    return count_class(_prefix(lv, l, hi + 1) - _prefix(lv, l, lo), hi - lo + 1)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def run_class(l, qb, kb, lv):
     """Class of a run-list leaf (segments, block level, cells) on block (qb, kb)."""
     p = lv.at[l, AT_RUNS] + qb
@@ -159,7 +169,7 @@ def run_class(l, qb, kb, lv):
     return EMPTY
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _diagonal_runs(l, qb, s, e, lv, grid, ar, start, p, share):
     """Runs of a D or S leaf on key blocks [s, e) of row qb, from its tables."""
     is_d = lv.kind[l] == T_D
@@ -181,7 +191,7 @@ def _diagonal_runs(l, qb, s, e, lv, grid, ar, start, p, share):
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _listed_runs(l, qb, s, e, lv, ar, start, p, share):
     """Runs of a run-list leaf on key blocks [s, e) of row qb (gaps are EMPTY)."""
     q = lv.at[l, AT_RUNS] + qb
@@ -202,14 +212,14 @@ def _listed_runs(l, qb, s, e, lv, ar, start, p, share):
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def leaf_runs(l, qb, lv, grid, ar, i_from, i_to, p, share):
     """Append leaf l's runs on row qb over the interest intervals i_from..i_to at p."""
     t = lv.kind[l]
     start = p
     row_c = EMPTY
     if t == T_R:
-        row_c = axis_class(l, qb, 0, lv, grid)
+        row_c = lv.tab_cls[lv.at[l, AT_TAB] + qb]
     for iv in range(i_from, i_to):
         s = ar.iv_lo[iv]
         e = ar.iv_hi[iv]
@@ -232,7 +242,7 @@ def leaf_runs(l, qb, lv, grid, ar, i_from, i_to, p, share):
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _combine(ar, a0, a1, b0, p, is_and):
     """Runs of (A & B) or (A | B) at p: A's runs a0..a1 over the interest, B's from b0 over
     the positions where A does not decide the result."""
@@ -258,7 +268,7 @@ def _combine(ar, a0, a1, b0, p, is_and):
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def eval_row(qb, ops, args, lv, grid, ar, share):
     """Runs of the whole program on block row qb: ``(lo, hi, work)``, the runs being
     ``ar.lo[lo:hi]`` etc. over all key blocks; ``work`` counts runs and intervals made."""

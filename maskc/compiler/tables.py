@@ -38,7 +38,6 @@ import numpy as np
 from maskc.compiler import codes
 from maskc.compiler import prep
 from maskc.compiler.budget import Budget
-from maskc.compiler.program import Program
 
 # columns of LeafTables.at: where each leaf's data starts in the shared arrays
 AT_MEMB, AT_COUNT, AT_TAB, AT_RUNS, AT_IDS, AT_QSEG, AT_KSEG, AT_COARSE, AT_CELLS = range(9)
@@ -87,18 +86,19 @@ class LeafTables(NamedTuple):
     """
 
     kind: np.ndarray        # int64 [L] codes.T_*
-    block: np.ndarray       # int64 [L] coarse block of a T_BLOCK leaf
+    param: np.ndarray       # int64 [L] coarse block of a T_BLOCK leaf, pieces of a T_SEG leaf
     coarse_row0: np.ndarray  # int64 [L] first coarse row a T_BLOCK leaf's coarse runs hold
     at: np.ndarray          # int64 [L, N_AT]
     memb: np.ndarray        # uint8: D / S / R / C membership
-    count: np.ndarray       # int64: prefix counts of memb (one longer per leaf)
-    tab_cls: np.ndarray     # int8: D / S class per diagonal (2 variants x width); C per key block
+    count: np.ndarray       # int64: prefix counts of memb every 64 entries (block_counts)
+    tab_cls: np.ndarray     # int8: D / S class per diagonal (2 variants x width), R per block row, C per key block
     tab_steps: np.ndarray   # int64: steps along a block row the class stays the same
     run_ptr: np.ndarray     # int64 [n_qb + 1] per run leaf: the block row's runs
     run_lo: np.ndarray      # int64: first key block of a run
     run_hi: np.ndarray      # int64: one past its last key block
     run_cls: np.ndarray     # int8: PARTIAL or FULL
-    ids: np.ndarray         # int64: segment id per position
+    piece_start: np.ndarray  # int64 [P + 1]: positions where a segment leaf's id changes, then n
+    piece_label: np.ndarray  # int64 [P + 1]: the dense label of each piece
     q_pure: np.ndarray      # int64 [n_qb + 1]: the only segment label of a query block, or -1
     qinc_ptr: np.ndarray    # int64 [n_qb + 1]: labels in each query block
     qinc_lab: np.ndarray    # int64
@@ -144,32 +144,33 @@ def steps_up(c: np.ndarray, step: int) -> np.ndarray:
     return (_run_to_start(a) + 1)[::-1].reshape(-1)[: c.size].astype(np.int64)
 
 
-def _axis_tables(kind: int, memb: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Prefix counts, and class and steps tables (D / S / C; empty for R) of an axis leaf."""
-    count = np.zeros(memb.size + 1, dtype=np.int64)
-    np.cumsum(memb, out=count[1:])
+def _axis_tables(kind: int, memb: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Class and steps tables of an axis leaf: D / S per block diagonal (full-height rows,
+    then the ragged last row), R per block row, C per key block."""
     if kind == codes.T_R:
-        return count, np.zeros(0, np.int8), np.zeros(0, np.int64)
+        c = prep.window_classes(memb, grid.q_offset, grid.bq, grid.bq, grid.n_qb)
+        return c, np.ones(c.size, dtype=np.int64)
     if kind == codes.T_C:
-        j0 = np.arange(grid.n_kb, dtype=np.int64) * grid.bk
-        j1 = np.minimum(j0 + grid.bk, grid.kv_len)
-        c = class_of(count[j1] - count[j0], j1 - j0)
-        return count, c, steps_up(c, 1)
-    t = np.arange(grid.width, dtype=np.int64) * grid.g
+        c = prep.window_classes(memb, 0, grid.bk, grid.bk, grid.n_kb)
+        return c, steps_up(c, 1)
     cls, steps = [], []
     sx = grid.bk // grid.g
+    # a block's offsets are [i0 - j0 - bk + 1, i0 - j0 + h - 1] (index + kv_len - 1), its sums
+    # [i0 + j0, i0 + j0 + h + bk - 2]; diagonal x has i0 - j0 = q_offset + x g - (n_kb - 1) bk
+    lo0 = grid.q_offset - grid.n_kb * grid.bk + grid.kv_len if kind == codes.T_D else grid.q_offset
     for h in (grid.bq, grid.last_h):
-        if kind == codes.T_D:  # block offsets i - j in [i0 - j0 - bk + 1, i0 - j0 + h - 1], index + kv_len - 1
-            lo = grid.q_offset + t - grid.n_kb * grid.bk + grid.kv_len
-        else:  # sums i + j in [i0 + j0, i0 + j0 + h + bk - 2]
-            lo = grid.q_offset + t
-        hi = lo + h + grid.bk - 2
-        lo = np.clip(lo, 0, memb.size - 1)
-        hi = np.clip(hi, 0, memb.size - 1)
-        c = class_of(count[hi + 1] - count[lo], hi - lo + 1)
+        c = prep.window_classes(memb, lo0, grid.g, h + grid.bk - 1, grid.width)
         cls.append(c)
         steps.append(steps_down(c, sx) if kind == codes.T_D else steps_up(c, sx))
-    return count, np.concatenate(cls), np.concatenate(steps)
+    return np.concatenate(cls), np.concatenate(steps)
+
+
+def block_counts(memb: np.ndarray) -> np.ndarray:
+    """Prefix counts of ``memb`` every 64 entries: ``out[t] = memb[:64 t].sum()``."""
+    out = np.zeros(-(-memb.size // 64) + 1, dtype=np.int64)
+    if memb.size:
+        np.cumsum(np.add.reduceat(memb, np.arange(0, memb.size, 64), dtype=np.int64), out=out[1:])
+    return out
 
 
 def _segment_tables(ids: np.ndarray, grid: Grid) -> dict:
@@ -218,8 +219,9 @@ def _segment_tables(ids: np.ndarray, grid: Grid) -> dict:
     runs = prep.segment_row_runs(q_pure, q_ptr, q_lab, lab_ptr, blk[first], blk[last] + 1, cls[first])
     k_pure_count = np.zeros(grid.n_kb + 1, dtype=np.int64)
     np.cumsum(k_pure[:-1] >= 0, out=k_pure_count[1:])
-    return dict(runs=runs, ids=ids, q_pure=q_pure, qinc_ptr=q_ptr, qinc_lab=q_lab, k_pure=k_pure,
-                k_pure_count=k_pure_count, kinc_ptr=k_ptr, kinc_lab=k_lab)
+    return dict(runs=runs, piece_start=np.concatenate([starts, [n]]), piece_label=np.concatenate([labels, [-1]]),
+                q_pure=q_pure, qinc_ptr=q_ptr, qinc_lab=q_lab, k_pure=k_pure, k_pure_count=k_pure_count,
+                kinc_ptr=k_ptr, kinc_lab=k_lab)
 
 
 def _cell_tables(i: np.ndarray, j: np.ndarray, grid: Grid) -> dict:
@@ -277,21 +279,21 @@ class _Parts:
 
 
 _FIELDS = {"memb": np.uint8, "count": np.int64, "tab_cls": np.int8, "tab_steps": np.int64, "run_ptr": np.int64,
-           "run_lo": np.int64, "run_hi": np.int64, "run_cls": np.int8, "ids": np.int64, "q_pure": np.int64,
+           "run_lo": np.int64, "run_hi": np.int64, "run_cls": np.int8, "piece_start": np.int64, "piece_label": np.int64, "q_pure": np.int64,
            "qinc_ptr": np.int64, "qinc_lab": np.int64, "k_pure": np.int64, "k_pure_count": np.int64,
            "kinc_ptr": np.int64, "kinc_lab": np.int64, "coarse_ptr": np.int64, "coarse_lo": np.int64,
            "coarse_hi": np.int64, "cell_ptr": np.int64, "cell_col": np.int64}
 
 
-def build_tables(prog: Program, grid: Grid, budget: Budget, compile_inner: Callable) -> LeafTables:
-    """The :class:`LeafTables` of ``prog`` at ``grid``.
+def build_tables(leaves: list, grid: Grid, budget: Budget, compile_inner: Callable) -> LeafTables:
+    """The :class:`LeafTables` of a Program's leaves (:class:`maskc.compiler.program.Leaf`) at ``grid``.
 
     ``compile_inner(pattern, q_len, kv_len, q_offset, block)`` compiles a block-level
     leaf's inner pattern (one slice) at coarse resolution.
     """
-    L = len(prog.leaves)
+    L = len(leaves)
     at = np.full((L, N_AT), -1, dtype=np.int64)
-    block = np.zeros(L, dtype=np.int64)
+    param = np.zeros(L, dtype=np.int64)
     row0 = np.zeros(L, dtype=np.int64)
     f = {name: _Parts(dt) for name, dt in _FIELDS.items()}
 
@@ -302,20 +304,22 @@ def build_tables(prog: Program, grid: Grid, budget: Budget, compile_inner: Calla
         f["run_hi"].add(hi)
         f["run_cls"].add(cls)
 
-    for l, leaf in enumerate(prog.leaves):
+    for l, leaf in enumerate(leaves):
         if leaf.kind in (codes.T_D, codes.T_S, codes.T_R, codes.T_C):
-            n_tab = 2 * grid.width if leaf.kind in (codes.T_D, codes.T_S) else grid.n_kb
+            n_tab = {codes.T_D: 2 * grid.width, codes.T_S: 2 * grid.width, codes.T_R: grid.n_qb}.get(leaf.kind, grid.n_kb)
             budget.take(9 * n_tab, f"the block tables of {leaf.text}")
             memb = leaf.data.view(np.uint8)
             at[l, AT_MEMB] = f["memb"].add(memb)
-            count, cls, steps = _axis_tables(leaf.kind, memb, grid)
-            at[l, AT_COUNT] = f["count"].add(count)
+            cls, steps = _axis_tables(leaf.kind, memb, grid)
+            at[l, AT_COUNT] = f["count"].add(block_counts(memb))
             at[l, AT_TAB] = f["tab_cls"].add(cls)
             f["tab_steps"].add(steps)
         elif leaf.kind == codes.T_SEG:
             t = _segment_tables(leaf.data, grid)
             add_runs(l, t["runs"])
-            at[l, AT_IDS] = f["ids"].add(t["ids"])
+            at[l, AT_IDS] = f["piece_start"].add(t["piece_start"])
+            f["piece_label"].add(t["piece_label"])
+            param[l] = t["piece_start"].size - 1
             at[l, AT_QSEG] = f["q_pure"].add(t["q_pure"])
             f["qinc_ptr"].add(t["qinc_ptr"], shift=f["qinc_lab"].size)
             f["qinc_lab"].add(t["qinc_lab"])
@@ -331,11 +335,11 @@ def build_tables(prog: Program, grid: Grid, budget: Budget, compile_inner: Calla
             at[l, AT_COARSE] = f["coarse_ptr"].add(c_ptr, shift=f["coarse_lo"].size)
             f["coarse_lo"].add(c_lo)
             f["coarse_hi"].add(c_hi)
-            block[l], row0[l] = b, t["row0"]
+            param[l], row0[l] = b, t["row0"]
         elif leaf.kind == codes.T_CELLS:
             t = _cell_tables(*leaf.data, grid)
             add_runs(l, t["runs"])
             at[l, AT_CELLS] = f["cell_ptr"].add(t["cell_ptr"], shift=f["cell_col"].size)
             f["cell_col"].add(t["cell_col"])
-    kinds = np.array([leaf.kind for leaf in prog.leaves], dtype=np.int64)
-    return LeafTables(kinds, block, row0, at, **{name: p.array() for name, p in f.items()})
+    kinds = np.array([leaf.kind for leaf in leaves], dtype=np.int64)
+    return LeafTables(kinds, param, row0, at, **{name: p.array() for name, p in f.items()})
