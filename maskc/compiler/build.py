@@ -27,7 +27,7 @@ from maskc.compiler import codes
 from maskc.compiler.budget import Budget
 from maskc.compiler.order import leaf_estimates
 from maskc.compiler.program import build_program
-from maskc.compiler.rowwalk import count_rows, fill_rows
+from maskc.compiler.rowwalk import fill_rows, walk_rows
 from maskc.compiler.runs import arena_bytes
 from maskc.compiler.runtime import kernel_threads, threads_for
 from maskc.compiler.tables import AT_KSEG, AT_QSEG, Grid, build_tables, make_grid
@@ -35,6 +35,8 @@ from maskc.ir.layout import Layout
 
 #: Bytes of predicate bits evaluated per batch.
 _PRED_BATCH_BYTES = 1 << 26
+#: Bytes the row walk keeps per run (first and last key block, class, slot).
+_KEPT_RUN_BYTES = 13
 
 
 @dataclass
@@ -185,20 +187,25 @@ def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: i
     ops, args, depth, interests = prog.instructions(leaf_estimates(lv, grid), grid.n_kb)
     share = len(prog.leaves) <= codes.CTX_LEAVES
     n_qb = grid.n_qb
-    threads = threads_for(n_qb * 64)
-    budget.take(n_qb * 40 + (threads + 1) * arena_bytes(grid.n_kb, depth, interests), "the row walk's scratch")
+    budget.take(n_qb * 40 + arena_bytes(grid.n_kb, depth, interests), "the row walk's scratch")
     counts = np.zeros(n_qb, dtype=np.int64)
-    uniq = np.zeros(n_qb, dtype=np.int64)
-    slots, work = count_rows(ops, args, lv, grid, share, depth, interests, counts, uniq)
-    stats.row_runs += 2 * int(work)
+    owns = np.zeros(n_qb, dtype=np.int64)
+    keep_ptr = np.zeros(n_qb + 1, dtype=np.int64)
+    max_kept = max(0, budget.max_bytes - budget.used) // _KEPT_RUN_BYTES
+    slots, keep_lo, keep_hi, keep_cls, keep_slot, work = walk_rows(ops, args, lv, grid, share, depth, interests,
+                                                                  counts, owns, keep_ptr, max_kept)
+    if work < 0:
+        budget.take(budget.max_bytes + 1, "the row walk's runs")
+    budget.take(keep_lo.size * _KEPT_RUN_BYTES, "the row walk's runs")
+    stats.row_runs += int(work)
     row_ptr = np.zeros(n_qb + 1, dtype=np.int64)
     np.cumsum(counts, out=row_ptr[1:])
-    uniq_ptr = np.zeros(n_qb + 1, dtype=np.int64)
-    np.cumsum(uniq, out=uniq_ptr[1:])
+    own_ptr = np.zeros(n_qb + 1, dtype=np.int64)
+    np.cumsum(owns, out=own_ptr[1:])
     n_cand = int(row_ptr[-1])
     slot_base = np.zeros(slots.shape[1] + 1, dtype=np.int64)
     np.cumsum(_slot_widths(slots[0], lv, grid), out=slot_base[1:])
-    n_key_space = int(slot_base[-1] + uniq_ptr[-1])
+    n_key_space = int(slot_base[-1] + own_ptr[-1])
     budget.take(n_cand * 9 + n_key_space * 8, f"the {n_cand:,} non-empty blocks and their content keys")
     if n_key_space >= 2**31 - 1:
         raise ValueError(f"{n_key_space:,} block contents exceed the int32 mask ids; use a larger block")
@@ -207,9 +214,12 @@ def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: i
     cand_cls = np.empty(n_cand, dtype=np.int8)
     cand_key = np.empty(n_cand, dtype=np.int32)
     rep = np.full(n_key_space, -1, dtype=np.int64)
-    threads = threads_for(n_cand + 16 * n_qb)
+    threads = threads_for(n_cand + 4 * n_qb)
     with kernel_threads(threads):
-        fill_rows(ops, args, lv, grid, share, depth, interests, row_ptr, uniq_ptr, slots, slot_base, max(1, min(n_qb, 8 * threads)) if threads > 1 else 1, cand_col, cand_cls, cand_key, rep)
+        fill_rows(lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot,
+                  np.ascontiguousarray(slots[0]), slot_base, min(n_qb, 8 * threads) if threads > 1 else 1,
+                  cand_col, cand_cls, cand_key, rep)
+    del keep_lo, keep_hi, keep_cls, keep_slot
     used = np.flatnonzero(rep >= 0)
     rep_qb, rep_kb = rep[used] >> 32, rep[used] & 0xFFFFFFFF
     del rep

@@ -1,17 +1,15 @@
-"""numba: walk every block row, write the non-empty blocks and their content keys.
+"""numba: walk every block row, then write the non-empty blocks and their content keys.
 
-Two passes over the block rows, each evaluating the row's runs with
-:func:`maskc.compiler.runs.eval_row`:
+1. :func:`walk_rows` (serial) evaluates every block row on run lists
+   (:func:`maskc.compiler.runs.eval_row`) and keeps its non-empty runs, each with a
+   content-key *slot*; it counts blocks and own-key blocks per row.
+2. :func:`fill_rows` (parallel over rows) expands the kept runs into every non-empty
+   block's column, class and content key.
 
-1. :func:`count_rows` (serial): non-empty blocks per row, blocks needing a key of their
-   own per row, and the *slots* shared by undecided blocks.
-2. :func:`fill_rows` (parallel over rows): every non-empty block's column, class and
-   content key.
-
-Content keys. The bits of an undecided block (PARTIAL or UNKNOWN) are a function of
-what its leaves said (the run's context), its ragged extent, and the content of its
-undecided leaves. When those share one coordinate the key is ``slot_base[slot] +
-coordinate`` with slot = (kind, tail, context) and
+Content keys. The bits of an undecided block (PARTIAL or UNKNOWN) are a fixed function
+of its run's context S (see :mod:`maskc.compiler.runs`), its ragged extent, and the
+content of the leaves in S. When the leaves in S share one coordinate the key is
+``slot_base[slot] + coordinate`` with slot = (kind, tail, S) and
 
 ========================  =========================================================
 kind                      coordinate
@@ -34,24 +32,26 @@ import numpy as np
 from numba import njit, prange
 
 from maskc.compiler.codes import (
-    CODE_UNDECIDED, EMPTY, FULL, K_ANTI, K_COL, K_DIAG, K_ROW, K_SEG_COL, K_SEG_ROW, K_UNIQUE, T_C, T_D, T_R,
-    T_S, T_SEG,
+    EMPTY, FULL, K_ANTI, K_COL, K_DIAG, K_ROW, K_SEG_COL, K_SEG_ROW, K_UNIQUE, T_C, T_D, T_R, T_S, T_SEG,
 )
 from maskc.compiler.runs import eval_row, new_arena
 from maskc.compiler.tables import AT_KSEG, AT_QSEG
+
+#: slot of a kept run: FULL blocks, or undecided blocks with keys of their own
+SLOT_FULL, SLOT_OWN = -1, -2
 
 
 @njit(cache=True, inline="always")
 def run_kind(ctx, qb, lv, share):
     """Key kind of an undecided run of row qb with context ctx (see the module docstring)."""
-    if not share:
+    if not share or ctx == 0:
         return K_UNIQUE
     axes = 0
     seg = -1
     c = ctx
     l = 0
     while c != 0:
-        if c & 3 == CODE_UNDECIDED:
+        if c & 1:
             t = lv.kind[l]
             if t <= T_C:
                 axes |= 1 << t
@@ -59,7 +59,7 @@ def run_kind(ctx, qb, lv, share):
                 seg = l
             else:
                 return K_UNIQUE
-        c >>= 2
+        c >>= 1
         l += 1
     if seg < 0:
         if axes == 1 << T_D:
@@ -84,91 +84,111 @@ def _is_seg_row(kind):
 
 
 @njit(cache=True, inline="always")
-def _pure_key_blocks(kind, lv, a, b):
-    """Key blocks in [a, b) holding one segment only, for a K_SEG_ROW run."""
-    base = lv.at[(kind - K_SEG_ROW) // 2, AT_KSEG]
-    return lv.k_pure_count[base + b] - lv.k_pure_count[base + a]
-
-
-@njit(cache=True, inline="always")
-def _tail(qb, kb, grid):
-    return (2 if qb >= grid.full_rows else 0) + (1 if kb >= grid.full_cols else 0)
-
-
-@njit(cache=True, inline="always")
-def _find_slot(slot_kind, slot_tail, slot_ctx, n, kind, tail, ctx):
+def _find_slot(slots, n, kind, tail, ctx):
     for s in range(n):
-        if slot_kind[s] == kind and slot_tail[s] == tail and slot_ctx[s] == ctx:
+        if slots[0, s] == kind and slots[1, s] == tail and slots[2, s] == ctx:
             return s
     return -1
 
 
 @njit(cache=True, _nrt=False)
-def _count_row(qb, ops, args, lv, grid, ar, share, slots, n_slots):
-    """Blocks and own-key blocks of row qb, slots added to ``slots`` ([3, capacity]:
-    kind, tail, context); returns (blocks, own, n_slots, work), n_slots -1 when full."""
+def _walk_row(qb, ops, args, lv, grid, ar, share, slots, n_slots, keep_lo, keep_hi, keep_cls, keep_slot, n_kept):
+    """Evaluate row qb and keep its runs at n_kept; returns (blocks, own-key blocks,
+    n_slots, n_kept, work), n_slots -1 when the slot table or the kept runs are full."""
     lo, hi, work = eval_row(qb, ops, args, lv, grid, ar, share)
     cnt = 0
-    un = 0
+    own = 0
+    if n_kept + 2 * (hi - lo) > keep_lo.shape[0]:
+        return 0, 0, -1, n_kept, work
     for r in range(lo, hi):
         c = ar.cls[r]
-        if c == EMPTY:
-            continue
         a = ar.lo[r]
         b = ar.hi[r]
         cnt += b - a
         if c == FULL:
+            keep_lo[n_kept] = a
+            keep_hi[n_kept] = b
+            keep_cls[n_kept] = FULL
+            keep_slot[n_kept] = SLOT_FULL
+            n_kept += 1
             continue
         kind = run_kind(ar.ctx[r], qb, lv, share)
-        if kind == K_UNIQUE:
-            un += b - a
-            continue
         for part in range(2):  # full-width key blocks, then the ragged last one
             pa = a if part == 0 else max(a, grid.full_cols)
             pb = min(b, grid.full_cols) if part == 0 else b
             if pa >= pb:
                 continue
-            if _is_seg_row(kind):
-                pure = _pure_key_blocks(kind, lv, pa, pb)
-                un += pb - pa - pure
-                if pure == 0:
-                    continue
-            tail = _tail(qb, pa, grid)
-            if _find_slot(slots[0], slots[1], slots[2], n_slots, kind, tail, ar.ctx[r]) < 0:
-                if n_slots == slots.shape[1]:
-                    return cnt, un, -1, work
-                slots[0, n_slots] = kind
-                slots[1, n_slots] = tail
-                slots[2, n_slots] = ar.ctx[r]
-                n_slots += 1
-    return cnt, un, n_slots, work
+            slot = SLOT_OWN
+            if kind == K_UNIQUE:
+                own += pb - pa
+            else:
+                if _is_seg_row(kind):  # only key blocks inside one segment share
+                    base = lv.at[(kind - K_SEG_ROW) // 2, AT_KSEG]
+                    own += pb - pa - (lv.k_pure_count[base + pb] - lv.k_pure_count[base + pa])
+                tail = (2 if qb >= grid.full_rows else 0) + (1 if pa >= grid.full_cols else 0)
+                slot = _find_slot(slots, n_slots, kind, tail, ar.ctx[r])
+                if slot < 0:
+                    if n_slots == slots.shape[1]:
+                        return 0, 0, -1, n_kept, work
+                    slots[0, n_slots] = kind
+                    slots[1, n_slots] = tail
+                    slots[2, n_slots] = ar.ctx[r]
+                    slot = n_slots
+                    n_slots += 1
+            keep_lo[n_kept] = pa
+            keep_hi[n_kept] = pb
+            keep_cls[n_kept] = c
+            keep_slot[n_kept] = slot
+            n_kept += 1
+    return cnt, own, n_slots, n_kept, work
 
 
 @njit(cache=True)
-def count_rows(ops, args, lv, grid, share, depth, interests, counts, uniq):
-    """Pass 1: non-empty blocks per row into ``counts``, own-key blocks into ``uniq``.
+def walk_rows(ops, args, lv, grid, share, depth, interests, counts, owns, keep_ptr, max_kept):
+    """Pass 1: blocks per row into ``counts``, own-key blocks into ``owns``, kept runs
+    of row qb at ``keep_ptr[qb]:keep_ptr[qb + 1]``.
 
-    Returns ``(slots, work)``: the key slots found ([3, n]: kind, tail, context), and the
-    runs made (the row walk's work).
+    Returns ``(slots, keep_lo, keep_hi, keep_cls, keep_slot, work)``: the key slots
+    ([3, n]: kind, tail, context), the kept runs, and the runs made (the work), or
+    ``work = -1`` when more than ``max_kept`` runs would be kept.
     """
     ar = new_arena(grid.n_kb, depth, interests)
     slots = np.zeros((3, 16), dtype=np.int64)
+    cap = min(max_kept, max(1024, 4 * grid.n_qb))
+    keep_lo = np.empty(cap, dtype=np.int32)
+    keep_hi = np.empty(cap, dtype=np.int32)
+    keep_cls = np.empty(cap, dtype=np.int8)
+    keep_slot = np.empty(cap, dtype=np.int32)
     n_slots = 0
+    n_kept = 0
     work = 0
     qb = 0
     while qb < grid.n_qb:
-        cnt, un, n, w = _count_row(qb, ops, args, lv, grid, ar, share, slots, n_slots)
-        if n < 0:  # the slot table is full: grow it and do the row again
-            grown = np.zeros((3, 2 * slots.shape[1]), dtype=np.int64)
-            grown[:, :n_slots] = slots[:, :n_slots]
-            slots = grown
+        cnt, own, n, kept, w = _walk_row(qb, ops, args, lv, grid, ar, share, slots, n_slots, keep_lo, keep_hi,
+                                         keep_cls, keep_slot, n_kept)
+        if n < 0:  # a table is full: grow it and do the row again
+            if n_slots == slots.shape[1]:
+                grown = np.zeros((3, 2 * slots.shape[1]), dtype=np.int64)
+                grown[:, :n_slots] = slots[:, :n_slots]
+                slots = grown
+            else:
+                if keep_lo.shape[0] >= max_kept:
+                    return slots[:, :n_slots].copy(), keep_lo, keep_hi, keep_cls, keep_slot, -1
+                m = min(max_kept, 2 * keep_lo.shape[0] + 4 * grid.n_kb)
+                keep_lo = np.concatenate((keep_lo[:n_kept], np.empty(m - n_kept, np.int32)))
+                keep_hi = np.concatenate((keep_hi[:n_kept], np.empty(m - n_kept, np.int32)))
+                keep_cls = np.concatenate((keep_cls[:n_kept], np.empty(m - n_kept, np.int8)))
+                keep_slot = np.concatenate((keep_slot[:n_kept], np.empty(m - n_kept, np.int32)))
             continue
         n_slots = n
+        n_kept = kept
         work += w
         counts[qb] = cnt
-        uniq[qb] = un
+        owns[qb] = own
+        keep_ptr[qb + 1] = n_kept
         qb += 1
-    return slots[:, :n_slots].copy(), work
+    return (slots[:, :n_slots].copy(), keep_lo[:n_kept], keep_hi[:n_kept], keep_cls[:n_kept],
+            keep_slot[:n_kept], work)
 
 
 @njit(cache=True, inline="always")
@@ -218,28 +238,23 @@ def _step(kind, grid):
 
 
 @njit(cache=True, _nrt=False)
-def _fill_row(qb, ops, args, lv, grid, ar, share, row_ptr, uniq_ptr, slots, slot_base, cand_col, cand_cls,
-              cand_key, rep):
-    """Write row qb's non-empty blocks (see :func:`fill_rows`)."""
-    n_slots = slots.shape[1]
-    lo, hi, _ = eval_row(qb, ops, args, lv, grid, ar, share)
+def _fill_row(qb, lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot, slot_kind,
+              slot_base, cand_col, cand_cls, cand_key, rep):
+    """Write row qb's non-empty blocks from its kept runs (see :func:`fill_rows`)."""
     pos = row_ptr[qb]
-    own = slot_base[n_slots] + uniq_ptr[qb]
-    for r in range(lo, hi):
-        c = ar.cls[r]
-        if c == EMPTY:
-            continue
-        a = ar.lo[r]
-        b = ar.hi[r]
-        if c == FULL:
+    own = slot_base[slot_base.shape[0] - 1] + own_ptr[qb]
+    for r in range(keep_ptr[qb], keep_ptr[qb + 1]):
+        a = np.int64(keep_lo[r])
+        b = np.int64(keep_hi[r])
+        c = keep_cls[r]
+        slot = keep_slot[r]
+        if slot == SLOT_FULL:
             for kb in range(a, b):
                 cand_col[pos] = kb
                 cand_cls[pos] = FULL
                 cand_key[pos] = -1
                 pos += 1
-            continue
-        kind = run_kind(ar.ctx[r], qb, lv, share)
-        if kind == K_UNIQUE:
+        elif slot == SLOT_OWN:
             for kb in range(a, b):
                 cand_col[pos] = kb
                 cand_cls[pos] = c
@@ -247,27 +262,21 @@ def _fill_row(qb, ops, args, lv, grid, ar, share, row_ptr, uniq_ptr, slots, slot
                 rep[own] = (qb << 32) | kb
                 own += 1
                 pos += 1
-            continue
-        for part in range(2):  # full-width key blocks, then the ragged last one
-            pa = a if part == 0 else max(a, grid.full_cols)
-            pb = min(b, grid.full_cols) if part == 0 else b
-            if pa >= pb:
-                continue
-            slot = _find_slot(slots[0], slots[1], slots[2], n_slots, kind, _tail(qb, pa, grid), ar.ctx[r])
-            if kind <= K_COL:  # the coordinate moves by a fixed step along the row
-                key = slot_base[slot] + _coordinate(kind, qb, pa, lv, grid)
-                step = _step(kind, grid)
-                for kb in range(pa, pb):
-                    cand_col[pos] = kb
-                    cand_cls[pos] = c
-                    cand_key[pos] = key
-                    if rep[key] < 0:
-                        rep[key] = (qb << 32) | kb
-                    key += step
-                    pos += 1
-                continue
-            for kb in range(pa, pb):
-                coord = _coordinate(kind, qb, kb, lv, grid)
+        elif slot_kind[slot] <= K_COL:  # the coordinate moves by a fixed step along the row
+            kind = slot_kind[slot]
+            key = slot_base[slot] + _coordinate(kind, qb, a, lv, grid)
+            step = _step(kind, grid)
+            for kb in range(a, b):
+                cand_col[pos] = kb
+                cand_cls[pos] = c
+                cand_key[pos] = key
+                if rep[key] < 0:
+                    rep[key] = (qb << 32) | kb
+                key += step
+                pos += 1
+        else:
+            for kb in range(a, b):
+                coord = _coordinate(slot_kind[slot], qb, kb, lv, grid)
                 if coord >= 0:
                     key = slot_base[slot] + coord
                 else:
@@ -282,8 +291,8 @@ def _fill_row(qb, ops, args, lv, grid, ar, share, row_ptr, uniq_ptr, slots, slot
 
 
 @njit(cache=True, parallel=True)
-def fill_rows(ops, args, lv, grid, share, depth, interests, row_ptr, uniq_ptr, slots, slot_base, n_chunks,
-              cand_col, cand_cls, cand_key, rep):
+def fill_rows(lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot, slot_kind, slot_base,
+              n_chunks, cand_col, cand_cls, cand_key, rep):
     """Pass 2, parallel over chunks of rows: write each non-empty block's column, class
     (FULL, or PARTIAL / UNKNOWN for an undecided one) and key (-1 for FULL).
 
@@ -291,7 +300,6 @@ def fill_rows(ops, args, lv, grid, share, depth, interests, row_ptr, uniq_ptr, s
     may race to write it; any of them is a valid representative).
     """
     for ch in prange(n_chunks):
-        ar = new_arena(grid.n_kb, depth, interests)
         for qb in range(ch * grid.n_qb // n_chunks, (ch + 1) * grid.n_qb // n_chunks):
-            _fill_row(np.int64(qb), ops, args, lv, grid, ar, share, row_ptr, uniq_ptr, slots, slot_base,
-                      cand_col, cand_cls, cand_key, rep)
+            _fill_row(np.int64(qb), lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot,
+                      slot_kind, slot_base, cand_col, cand_cls, cand_key, rep)

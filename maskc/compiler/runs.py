@@ -1,12 +1,19 @@
 """numba: the verdict of a whole expression on one block row, as a list of runs.
 
-A *run* is a stretch of key blocks ``[lo, hi)`` of one class with one *context* (the
-code of every leaf on it, see :mod:`maskc.compiler.codes`). :func:`eval_row` evaluates
-the program's instruction stream on run lists: every leaf reports its runs over the
-current *interest* (a list of key-block intervals), and every operand of ``&`` after the
-first is asked only where the result so far is not EMPTY (of ``|``: not FULL), so
-stretches another operand already rules out are skipped, not walked. A row costs
-O(runs), never O(key blocks).
+A *run* is a stretch of key blocks ``[lo, hi)`` of one class (PARTIAL, FULL or UNKNOWN)
+with a *context*: the bit set of the leaves whose content it depends on. Stretches not
+covered by a run are EMPTY. :func:`eval_row` evaluates the program's instruction stream
+on run lists: every leaf reports its runs over the current *interest* (a list of
+key-block intervals), and every operand of ``&`` after the first is asked only where the
+result so far is not EMPTY (of ``|``: not FULL), so stretches another operand already
+rules out are skipped, not walked. A row costs O(runs), never O(key blocks).
+
+Contexts. A leaf's run depends on that leaf if it is undecided (PARTIAL or UNKNOWN), on
+nothing if FULL. Combining keeps the union of the undecided operands' contexts and drops
+the context of a constant result. So the context of an undecided run is exactly the set
+S of leaves still undecided after constant folding; the constants that remain around
+them are the operators' neutral elements, so the run's bits are a fixed function of the
+bits of the leaves in S, the same for every run with that context.
 
 Example (the kernels are called by :mod:`maskc.compiler.rowwalk`):
     >>> and_class(PARTIAL, FULL) == PARTIAL, or_class(PARTIAL, PARTIAL) == UNKNOWN
@@ -21,7 +28,7 @@ import numpy as np
 from numba import njit
 
 from maskc.compiler.codes import (
-    CODE_EMPTY, CODE_FULL, CODE_UNDECIDED, EMPTY, FULL, OP_AND, OP_LEAF, OP_NARROW_AND, OP_NARROW_OR, OP_NOT,
+    EMPTY, FULL, OP_AND, OP_LEAF, OP_NARROW_AND, OP_NARROW_OR, OP_NOT,
     PARTIAL, T_C, T_D, T_PRED, T_R, T_S, UNKNOWN,
 )
 from maskc.compiler.tables import AT_COUNT, AT_MEMB, AT_RUNS, AT_TAB
@@ -92,12 +99,11 @@ def not_class(a):
 
 
 @njit(cache=True, inline="always")
-def leaf_code(l, c, share):
-    """The context bits of leaf l saying class c (0 when content sharing is off)."""
-    if not share:
+def leaf_context(l, c, share):
+    """The context of leaf l's run of class c: the leaf itself when undecided."""
+    if not share or c == FULL or c == EMPTY:
         return np.int64(0)
-    code = CODE_EMPTY if c == EMPTY else (CODE_FULL if c == FULL else CODE_UNDECIDED)
-    return np.int64(code) << (2 * l)
+    return np.int64(1) << l
 
 
 @njit(cache=True, inline="always")
@@ -171,7 +177,7 @@ def run_class(l, qb, kb, lv):
 
 @njit(cache=True, inline="always")
 def _diagonal_runs(l, qb, s, e, lv, grid, ar, start, p, share):
-    """Runs of a D or S leaf on key blocks [s, e) of row qb, from its tables."""
+    """Non-empty runs of a D or S leaf on key blocks [s, e) of row qb, from its tables."""
     is_d = lv.kind[l] == T_D
     base = lv.at[l, AT_TAB] + (grid.width if qb >= grid.full_rows else 0)
     e_int = min(e, grid.full_cols)
@@ -183,95 +189,130 @@ def _diagonal_runs(l, qb, s, e, lv, grid, ar, start, p, share):
             x = (qb * grid.bq + kb * grid.bk) // grid.g
         c = lv.tab_cls[base + x]
         end = min(e_int, kb + lv.tab_steps[base + x])
-        p = _emit(ar, start, p, kb, end, c, leaf_code(l, c, share))
+        if c != EMPTY:
+            p = _emit(ar, start, p, kb, end, c, leaf_context(l, c, share))
         kb = end
     if kb < e:  # the ragged last key block
         c = axis_class(l, qb, kb, lv, grid)
-        p = _emit(ar, start, p, kb, e, c, leaf_code(l, c, share))
+        if c != EMPTY:
+            p = _emit(ar, start, p, kb, e, c, leaf_context(l, c, share))
     return p
 
 
 @njit(cache=True, inline="always")
 def _listed_runs(l, qb, s, e, lv, ar, start, p, share):
-    """Runs of a run-list leaf on key blocks [s, e) of row qb (gaps are EMPTY)."""
+    """Non-empty runs of a run-list leaf on key blocks [s, e) of row qb."""
     q = lv.at[l, AT_RUNS] + qb
     r1 = lv.run_ptr[q + 1]
     k = lv.run_ptr[q] + np.searchsorted(lv.run_hi[lv.run_ptr[q]:r1], s, side="right")
-    empty = leaf_code(l, EMPTY, share)
-    pos = s
-    while pos < e:
-        if k < r1 and lv.run_lo[k] <= pos:
-            end = min(lv.run_hi[k], e)
-            c = lv.run_cls[k]
-            p = _emit(ar, start, p, pos, end, c, leaf_code(l, c, share))
-            k += 1
-        else:
-            end = min(lv.run_lo[k], e) if k < r1 else e
-            p = _emit(ar, start, p, pos, end, EMPTY, empty)
-        pos = end
+    while k < r1 and lv.run_lo[k] < e:
+        c = lv.run_cls[k]
+        p = _emit(ar, start, p, max(lv.run_lo[k], s), min(lv.run_hi[k], e), c, leaf_context(l, c, share))
+        k += 1
     return p
 
 
 @njit(cache=True, inline="always")
 def leaf_runs(l, qb, lv, grid, ar, i_from, i_to, p, share):
-    """Append leaf l's runs on row qb over the interest intervals i_from..i_to at p."""
+    """Append leaf l's non-empty runs on row qb over the interest intervals i_from..i_to at p."""
     t = lv.kind[l]
     start = p
     row_c = EMPTY
     if t == T_R:
         row_c = lv.tab_cls[lv.at[l, AT_TAB] + qb]
+        if row_c == EMPTY:
+            return p
     for iv in range(i_from, i_to):
         s = ar.iv_lo[iv]
         e = ar.iv_hi[iv]
         if t == T_D or t == T_S:
             p = _diagonal_runs(l, qb, s, e, lv, grid, ar, start, p, share)
         elif t == T_R:
-            p = _emit(ar, start, p, s, e, row_c, leaf_code(l, row_c, share))
+            p = _emit(ar, start, p, s, e, row_c, leaf_context(l, row_c, share))
         elif t == T_C:
             base = lv.at[l, AT_TAB]
             kb = s
             while kb < e:
                 c = lv.tab_cls[base + kb]
                 end = min(e, kb + lv.tab_steps[base + kb])
-                p = _emit(ar, start, p, kb, end, c, leaf_code(l, c, share))
+                if c != EMPTY:
+                    p = _emit(ar, start, p, kb, end, c, leaf_context(l, c, share))
                 kb = end
         elif t == T_PRED:
-            p = _emit(ar, start, p, s, e, UNKNOWN, leaf_code(l, UNKNOWN, share))
+            p = _emit(ar, start, p, s, e, UNKNOWN, leaf_context(l, UNKNOWN, share))
         else:
             p = _listed_runs(l, qb, s, e, lv, ar, start, p, share)
     return p
 
 
 @njit(cache=True, inline="always")
-def _combine(ar, a0, a1, b0, p, is_and):
-    """Runs of (A & B) or (A | B) at p: A's runs a0..a1 over the interest, B's from b0 over
-    the positions where A does not decide the result."""
-    decided = EMPTY if is_and else FULL
+def _context_of(c, c1, x1, c2, x2):
+    """Context of a combined piece of class c from operands (c1, x1) and (c2, x2)."""
+    if c == FULL or c == EMPTY:
+        return np.int64(0)
+    u1 = c1 == PARTIAL or c1 == UNKNOWN
+    u2 = c2 == PARTIAL or c2 == UNKNOWN
+    if u1 and u2:
+        return x1 | x2
+    return x1 if u1 else x2
+
+
+@njit(cache=True, inline="always")
+def _merge(ar, a0, a1, b0, b1, p, is_and):
+    """Runs of (A & B) or (A | B) at p, sweeping A's runs a0..a1 and B's b0..b1 (absent = EMPTY)."""
     start = p
+    i = a0
     j = b0
-    for i in range(a0, a1):
-        lo = ar.lo[i]
-        hi = ar.hi[i]
-        c1 = ar.cls[i]
-        x1 = ar.ctx[i]
-        if c1 == decided:
-            p = _emit(ar, start, p, lo, hi, c1, x1)
+    big = np.int64(1) << 62
+    pos = min(ar.lo[i] if i < a1 else big, ar.lo[j] if j < b1 else big)
+    while i < a1 or j < b1:
+        in_a = i < a1 and ar.lo[i] <= pos
+        in_b = j < b1 and ar.lo[j] <= pos
+        if not in_a and not in_b:
+            pos = min(ar.lo[i] if i < a1 else big, ar.lo[j] if j < b1 else big)
             continue
-        pos = lo
-        while pos < hi:
-            while ar.hi[j] <= pos:
-                j += 1
-            end = min(hi, ar.hi[j])
-            c = and_class(c1, ar.cls[j]) if is_and else or_class(c1, ar.cls[j])
-            p = _emit(ar, start, p, pos, end, c, x1 | ar.ctx[j])
-            pos = end
+        end = min(ar.hi[i] if in_a else (ar.lo[i] if i < a1 else big),
+                  ar.hi[j] if in_b else (ar.lo[j] if j < b1 else big))
+        c1 = ar.cls[i] if in_a else EMPTY
+        c2 = ar.cls[j] if in_b else EMPTY
+        c = and_class(c1, c2) if is_and else or_class(c1, c2)
+        if c != EMPTY:
+            x1 = ar.ctx[i] if in_a else np.int64(0)
+            x2 = ar.ctx[j] if in_b else np.int64(0)
+            p = _emit(ar, start, p, pos, end, c, _context_of(c, c1, x1, c2, x2))
+        pos = end
+        if in_a and ar.hi[i] <= pos:
+            i += 1
+        if in_b and ar.hi[j] <= pos:
+            j += 1
+    return p
+
+
+@njit(cache=True, inline="always")
+def _complement(ar, r0, r1, i_from, i_to, p):
+    """Runs of ~R at p within the interest: gaps become FULL, FULL runs vanish."""
+    start = p
+    r = r0
+    for iv in range(i_from, i_to):
+        pos = ar.iv_lo[iv]
+        e = ar.iv_hi[iv]
+        while pos < e:
+            if r < r1 and ar.lo[r] <= pos:
+                if ar.cls[r] != FULL:
+                    p = _emit(ar, start, p, pos, ar.hi[r], ar.cls[r], ar.ctx[r])
+                pos = ar.hi[r]
+                r += 1
+            else:
+                end = min(ar.lo[r], e) if r < r1 else e
+                p = _emit(ar, start, p, pos, end, FULL, np.int64(0))
+                pos = end
     return p
 
 
 @njit(cache=True, _nrt=False)
 def eval_row(qb, ops, args, lv, grid, ar, share):
     """Runs of the whole program on block row qb: ``(lo, hi, work)``, the runs being
-    ``ar.lo[lo:hi]`` etc. over all key blocks; ``work`` counts runs and intervals made."""
+    ``ar.lo[lo:hi]`` etc. (non-empty, sorted); ``work`` counts runs and intervals made."""
     ar.iv_lo[0] = 0
     ar.iv_hi[0] = grid.n_kb
     ar.int_lo[0] = 0
@@ -291,13 +332,10 @@ def eval_row(qb, ops, args, lv, grid, ar, share):
             nr += 1
             work += q - p + i_to - i_from
             p = q
-        elif op == OP_NARROW_AND or op == OP_NARROW_OR:
-            decided = EMPTY if op == OP_NARROW_AND else FULL
+        elif op == OP_NARROW_AND:  # where the left operand is not EMPTY: its runs
             first = ar.int_hi[ni - 1]
             m = first
             for r in range(ar.res_lo[nr - 1], ar.res_hi[nr - 1]):
-                if ar.cls[r] == decided:
-                    continue
                 if m > first and ar.iv_hi[m - 1] == ar.lo[r]:
                     ar.iv_hi[m - 1] = ar.hi[r]
                 else:
@@ -308,14 +346,46 @@ def eval_row(qb, ops, args, lv, grid, ar, share):
             ar.int_hi[ni] = m
             ni += 1
             work += m - first
+        elif op == OP_NARROW_OR:  # where the left operand is not FULL: the interest minus its FULL runs
+            first = ar.int_hi[ni - 1]
+            m = first
+            r = ar.res_lo[nr - 1]
+            r1 = ar.res_hi[nr - 1]
+            for iv in range(ar.int_lo[ni - 1], ar.int_hi[ni - 1]):
+                pos = ar.iv_lo[iv]
+                e = ar.iv_hi[iv]
+                while True:
+                    while r < r1 and (ar.cls[r] != FULL or ar.hi[r] <= pos):
+                        r += 1
+                    stop = ar.lo[r] if r < r1 and ar.lo[r] < e else e
+                    if stop > pos:
+                        ar.iv_lo[m] = pos
+                        ar.iv_hi[m] = stop
+                        m += 1
+                    if stop == e:
+                        break
+                    pos = ar.hi[r]
+                    r += 1
+            ar.int_lo[ni] = first
+            ar.int_hi[ni] = m
+            ni += 1
+            work += m - first
         elif op == OP_NOT:
-            for r in range(ar.res_lo[nr - 1], ar.res_hi[nr - 1]):
-                ar.cls[r] = not_class(ar.cls[r])
-            work += ar.res_hi[nr - 1] - ar.res_lo[nr - 1]
+            r0 = ar.res_lo[nr - 1]
+            q = _complement(ar, r0, ar.res_hi[nr - 1], ar.int_lo[ni - 1], ar.int_hi[ni - 1], p)
+            n_out = q - p
+            for t in range(n_out):
+                ar.lo[r0 + t] = ar.lo[p + t]
+                ar.hi[r0 + t] = ar.hi[p + t]
+                ar.cls[r0 + t] = ar.cls[p + t]
+                ar.ctx[r0 + t] = ar.ctx[p + t]
+            ar.res_hi[nr - 1] = r0 + n_out
+            p = r0 + n_out
+            work += n_out
         else:
             ni -= 1
             a0 = ar.res_lo[nr - 2]
-            q = _combine(ar, a0, ar.res_hi[nr - 2], ar.res_lo[nr - 1], p, op == OP_AND)
+            q = _merge(ar, a0, ar.res_hi[nr - 2], ar.res_lo[nr - 1], ar.res_hi[nr - 1], p, op == OP_AND)
             n_out = q - p
             for t in range(n_out):
                 ar.lo[a0 + t] = ar.lo[p + t]
