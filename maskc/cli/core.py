@@ -1,24 +1,30 @@
-"""``maskc compile``, ``maskc info``, ``maskc patterns`` and ``maskc demo`` (the main job)."""
+"""``maskc compile``, ``maskc info``, ``maskc patterns``, ``maskc warmup`` and ``maskc demo`` (the main job)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
+import maskc as mc
+from maskc import viz
 from maskc.cli.common import add_source_args, load_source
+from maskc.compiler import warmup
+from maskc.patterns.sequences import sequence_doc, sequence_names
 
 
 def register(subparsers) -> None:
     """Add the core sub-commands to the ``maskc`` parser."""
     c = subparsers.add_parser("compile", help="compile a pattern expression to a layout file")
-    c.add_argument("source", metavar="EXPR", help="pattern expression, e.g. \"causal() & window(128)\"")
-    c.add_argument("--len", dest="q_len", type=int, required=True, help="query length")
-    c.add_argument("--kv-len", dest="kv_len", type=int, default=None, help="key length (default: --len)")
-    c.add_argument("--block", type=int, default=128, help="block size (default 128)")
+    add_source_args(c, files=False)
     c.add_argument("-o", "--output", required=True, help="output file (.npz or .safetensors)")
     c.set_defaults(func=run_compile)
+
+    w = subparsers.add_parser("warmup", help="build the compiler's numba kernels now (once per machine; "
+                              "otherwise the first compile does it)")
+    w.set_defaults(func=run_warmup)
 
     i = subparsers.add_parser("info", help="sizes, blocks, density and masks of a pattern or layout file")
     add_source_args(i, default_len=4096)
@@ -37,11 +43,7 @@ def register(subparsers) -> None:
 
 
 def run_compile(args: argparse.Namespace) -> int:
-    import maskc
-
-    t0 = time.perf_counter()
-    lay = maskc.compile(maskc.parse(args.source), args.q_len, args.kv_len, block=args.block)
-    dt = time.perf_counter() - t0
+    lay, dt = load_source(args)
     lay.save(args.output)
     print(lay.summary())
     print(f"  compiled in {dt * 1e3:.1f} ms; wrote {args.output} ({os.path.getsize(args.output):,} bytes)")
@@ -61,10 +63,14 @@ INFO_COLUMNS = ["pattern", "q x kv", "block", "heads", "blocks", "block %", "ful
                 "density", "compile ms", "bytes"]
 
 
+def run_warmup(args: argparse.Namespace) -> int:
+    """Build (or load from numba's disk cache) every kernel of the compiler, with progress."""
+    warmup(out=sys.stdout)
+    return 0
+
+
 def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     """A rich table on a terminal; aligned plain text otherwise (CI logs, pipes)."""
-    import sys
-
     if not sys.stdout.isatty():
         widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
         fmt = lambda cells: "  ".join(  # noqa: E731
@@ -94,12 +100,9 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_patterns(args: argparse.Namespace) -> int:
-    import maskc
-    from maskc.patterns.sequences import sequence_doc, sequence_names
-
     rows = []
-    for name in maskc.library_names():
-        fn = getattr(maskc.library, name)
+    for name in mc.library_names():
+        fn = getattr(mc.library, name)
         doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
         rows.append([name, doc])
     print_table("library patterns (maskc.library; also usable in the text form)", ["name", "rule"], rows)
@@ -110,8 +113,6 @@ def run_patterns(args: argparse.Namespace) -> int:
 
 def demo_patterns() -> dict:
     """The patterns the demo compiles: the seeds' patterns and the classical ones."""
-    import maskc as mc
-
     return {
         "prime_bird (token level)": mc.prime_bird(),
         "prime_bird (block level)": mc.causal() & (mc.window(0) | mc.offsets("primes")).at_block_level(128)
@@ -140,17 +141,11 @@ def run_demo(args: argparse.Namespace) -> int:
         on_cuda = False
     if not on_cuda:
         os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton's CPU interpreter, before triton loads
-    import maskc as mc
     from rich.progress import Progress
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    print("preparing maskc's numba kernels (compiled once per machine, then cached on disk) ...", flush=True)
-    warm = (mc.causal() & (mc.window(1) | mc.offsets("mian_chowla")) | mc.offsets("primes").at_block_level(64)
-            | mc.segments([100]) | mc.sums([5]))
-    mc.compile(warm, 300, block=64, cache=False)
-    print(f"  ready in {time.perf_counter() - t0:.1f} s")
+    warmup(out=sys.stdout)
     pats = demo_patterns()
     rows, layouts = [], {}
     print(f"maskc demo: compiling {len(pats)} patterns at {args.q_len} tokens, block {args.block}")
@@ -177,8 +172,6 @@ def run_demo(args: argparse.Namespace) -> int:
         rep = mc.crosscheck(p, q_len=args.check_len, block=32, dtype="float32", grads=True, heads=2)
         print(rep.table())
         all_passed &= rep.passed
-
-    from maskc import viz
 
     print(f"\nwriting pictures to {out}/")
     with Progress(transient=True) as prog:

@@ -231,31 +231,43 @@ def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_le
     kclass[t] = EMPTY if cnt == 0 else (FULL if cnt == rows * cols else PARTIAL)
 
 
+@njit(cache=True)
+def _bits_of_range(t0, t1, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, packed, kclass):
+    depth = ops.shape[0] + 1
+    cmax = min(grid.bk, grid.kv_len)
+    pool = np.empty((depth, min(grid.bq, grid.q_len), cmax), dtype=np.bool_)
+    tag = np.empty(depth, dtype=np.int8)
+    buf = np.empty(depth, dtype=np.int64)
+    free = np.empty(depth, dtype=np.int64)
+    col_label = np.empty(cmax, dtype=np.int64)
+    for t in range(t0, t1):
+        _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, packed, kclass,
+                    pool, tag, buf, free, col_label)
+
+
 @njit(cache=True, parallel=True)
 def block_bits(ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, n_chunks, packed, kclass):
     """Packed bits (``packed[t]``, zeroed by the caller) and true class (``kclass[t]``) of
     every representative block t, in parallel over ``n_chunks`` chunks."""
     n = rep_qb.shape[0]
-    depth = ops.shape[0] + 1
-    rmax = min(grid.bq, grid.q_len)
-    cmax = min(grid.bk, grid.kv_len)
     for ch in prange(n_chunks):
-        pool = np.empty((depth, rmax, cmax), dtype=np.bool_)
-        tag = np.empty(depth, dtype=np.int8)
-        buf = np.empty(depth, dtype=np.int64)
-        free = np.empty(depth, dtype=np.int64)
-        col_label = np.empty(cmax, dtype=np.int64)
-        for t in range(ch * n // n_chunks, (ch + 1) * n // n_chunks):
-            _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, packed, kclass,
-                        pool, tag, buf, free, col_label)
+        _bits_of_range(ch * n // n_chunks, (ch + 1) * n // n_chunks, ops, args, lv, grid, rep_qb, rep_kb, gbits,
+                       gslot, pred_of_leaf, packed, kclass)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
+def block_bits_serial(ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, packed, kclass):
+    """:func:`block_bits` on the calling thread (small compiles: no thread pool to start)."""
+    _bits_of_range(0, rep_qb.shape[0], ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, packed,
+                   kclass)
+
+
+@njit(cache=True)
 def mask_hashes(words):
     """A 64-bit hash of every row of ``words`` (uint64 [n, w])."""
     n, w = words.shape
     out = np.empty(n, dtype=np.uint64)
-    for t in prange(n):
+    for t in range(n):
         h = np.uint64(1469598103934665603)
         for e in range(w):
             h = (h ^ words[t, e]) * np.uint64(1099511628211)

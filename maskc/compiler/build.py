@@ -27,7 +27,7 @@ from maskc.compiler import codes
 from maskc.compiler.budget import Budget
 from maskc.compiler.order import leaf_estimates
 from maskc.compiler.program import build_program
-from maskc.compiler.rowwalk import fill_rows, walk_rows
+from maskc.compiler.rowwalk import fill_rows, fill_rows_serial, walk_rows
 from maskc.compiler.runs import arena_bytes
 from maskc.compiler.runtime import kernel_threads, threads_for
 from maskc.compiler.tables import AT_KSEG, AT_QSEG, Grid, build_tables, make_grid
@@ -67,17 +67,17 @@ class CompileStats:
 
 
 @functools.lru_cache(maxsize=64)
-def _predicate_kernel(fn, arity: int):
-    """A parallel kernel filling ``out[slot[t], a, c] = fn(..., i0[t] + a, j0[t] + c, *args)``."""
+def _predicate_kernel(fn, arity: int, parallel: bool):
+    """A kernel filling ``out[slot[t], a, c] = fn(..., i0[t] + a, j0[t] + c, *args)``."""
     if arity == 2:
-        @njit(parallel=True)
+        @njit(parallel=parallel)
         def kern(i0s, j0s, rows, cols, slots, out, b, h, args):
             for t in prange(i0s.shape[0]):
                 for a in range(rows[t]):
                     for c in range(cols[t]):
                         out[slots[t], a, c] = fn(i0s[t] + a, j0s[t] + c, *args)
     else:
-        @njit(parallel=True)
+        @njit(parallel=parallel)
         def kern(i0s, j0s, rows, cols, slots, out, b, h, args):
             for t in prange(i0s.shape[0]):
                 for a in range(rows[t]):
@@ -137,12 +137,20 @@ def _bits(prog, ops, args, lv, grid, rep_qb, rep_kb, budget, stats, b, h):
     threads = threads_for(n * rmax * cmax)
     budget.take(threads * (ops.size + 1) * rmax * cmax, "the block evaluators' scratch")
     stats.bit_elements += n * rmax * cmax
-    chunks = lambda m: max(1, min(m, 4 * threads))  # noqa: E731
+
+    def evaluate(s, e, gbits, gslot):
+        if threads == 1:
+            B.block_bits_serial(ops, args, lv, grid, rep_qb[s:e], rep_kb[s:e], gbits, gslot, pred_of_leaf,
+                                packed[s:e], kclass[s:e])
+        else:
+            with kernel_threads(threads):
+                B.block_bits(ops, args, lv, grid, rep_qb[s:e], rep_kb[s:e], gbits, gslot, pred_of_leaf,
+                             max(1, min(e - s, 4 * threads)), packed[s:e], kclass[s:e])
+
+    if not preds:
+        evaluate(0, n, np.zeros((1, 1, 1), np.bool_), np.zeros((1, 1), np.int64))
+        return packed, kclass
     with kernel_threads(threads):
-        if not preds:
-            B.block_bits(ops, args, lv, grid, rep_qb, rep_kb, np.zeros((1, 1, 1), np.bool_),
-                         np.zeros((1, 1), np.int64), pred_of_leaf, chunks(n), packed, kclass)
-            return packed, kclass
         need = np.zeros((n, len(preds)), dtype=np.bool_)
         B.predicates_needed(ops, args, lv, grid, pred_of_leaf, rep_qb, rep_kb, need)
         step = max(1, _PRED_BATCH_BYTES // (len(preds) * rmax * cmax))
@@ -160,11 +168,10 @@ def _bits(prog, ops, args, lv, grid, rep_qb, rep_kb, budget, stats, b, h):
                 rows = np.minimum(grid.bq, grid.q_len - qb * grid.bq)
                 cols = np.minimum(grid.bk, grid.kv_len - kb * grid.bk)
                 call = prog.leaves[leaf].data
-                _predicate_kernel(call.jit, call.arity)(grid.q_offset + qb * grid.bq, kb * grid.bk, rows, cols,
+                _predicate_kernel(call.jit, call.arity, threads > 1)(grid.q_offset + qb * grid.bq, kb * grid.bk, rows, cols,
                                                         gslot[t, p].copy(), gbits, b, h, call.args)
                 stats.predicate_calls += int((rows * cols).sum())
-            B.block_bits(ops, args, lv, grid, rep_qb[s:e], rep_kb[s:e], gbits, gslot, pred_of_leaf, chunks(e - s),
-                         packed[s:e], kclass[s:e])
+            evaluate(s, e, gbits, gslot)
     return packed, kclass
 
 
@@ -215,10 +222,13 @@ def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: i
     cand_key = np.empty(n_cand, dtype=np.int32)
     rep = np.full(n_key_space, -1, dtype=np.int64)
     threads = threads_for(n_cand + 4 * n_qb)
-    with kernel_threads(threads):
-        fill_rows(lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot,
-                  np.ascontiguousarray(slots[0]), slot_base, min(n_qb, 8 * threads) if threads > 1 else 1,
-                  cand_col, cand_cls, cand_key, rep)
+    kept = (lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot, np.ascontiguousarray(slots[0]),
+            slot_base)
+    if threads == 1:
+        fill_rows_serial(*kept, cand_col, cand_cls, cand_key, rep)
+    else:
+        with kernel_threads(threads):
+            fill_rows(*kept, min(n_qb, 8 * threads), cand_col, cand_cls, cand_key, rep)
     del keep_lo, keep_hi, keep_cls, keep_slot
     used = np.flatnonzero(rep >= 0)
     rep_qb, rep_kb = rep[used] >> 32, rep[used] & 0xFFFFFFFF

@@ -53,17 +53,21 @@ def _merge_slices(layouts: list[Layout], batch: int, text: str) -> Layout:
         masks, pids = first.masks, first.partial_id
         row_ptr, col_idx, kind = first.row_ptr, first.col_idx, first.kind
     else:
-        masks, ids = dedupe_packed(np.concatenate([lay.masks for lay in layouts]))
-        ptrs, pid_parts = [], []
-        base = mbase = 0
-        for lay in layouts:
-            ptrs.append(lay.row_ptr[0] + base)
+        distinct = list({id(lay): lay for lay in layouts}.values())  # equal slices are one object
+        masks, ids = dedupe_packed(np.concatenate([lay.masks for lay in distinct]))
+        mask_base = dict(zip((id(lay) for lay in distinct), np.cumsum([0] + [lay.masks.shape[0] for lay in distinct])))
+        remapped = {}
+        for lay in distinct:
             pid = lay.partial_id.astype(np.int64)
             part = pid >= 0
-            pid[part] = ids[pid[part] + mbase]
-            pid_parts.append(pid.astype(np.int32))
+            pid[part] = ids[pid[part] + mask_base[id(lay)]]
+            remapped[id(lay)] = pid.astype(np.int32)
+        ptrs, pid_parts = [], []
+        base = 0
+        for lay in layouts:
+            ptrs.append(lay.row_ptr[0] + base)
+            pid_parts.append(remapped[id(lay)])
             base += lay.nnz_blocks
-            mbase += lay.masks.shape[0]
         row_ptr, pids = np.stack(ptrs), np.concatenate(pid_parts)
         col_idx = np.concatenate([lay.col_idx for lay in layouts])
         kind = np.concatenate([lay.kind for lay in layouts])

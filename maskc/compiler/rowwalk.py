@@ -303,3 +303,12 @@ def fill_rows(lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, 
         for qb in range(ch * grid.n_qb // n_chunks, (ch + 1) * grid.n_qb // n_chunks):
             _fill_row(np.int64(qb), lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot,
                       slot_kind, slot_base, cand_col, cand_cls, cand_key, rep)
+
+
+@njit(cache=True)
+def fill_rows_serial(lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot, slot_kind,
+                     slot_base, cand_col, cand_cls, cand_key, rep):
+    """:func:`fill_rows` on the calling thread (small compiles: no thread pool to start)."""
+    for qb in range(grid.n_qb):
+        _fill_row(np.int64(qb), lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot,
+                  slot_kind, slot_base, cand_col, cand_cls, cand_key, rep)
