@@ -213,7 +213,7 @@ def _segment_tables(ids: np.ndarray, grid: Grid) -> dict:
     brk = np.ones(lab.size, dtype=bool)
     brk[1:] = (lab[1:] != lab[:-1]) | (blk[1:] != blk[:-1] + 1) | (cls[1:] != cls[:-1])
     first = np.flatnonzero(brk)
-    last = np.concatenate([first[1:], [lab.size]]) - 1
+    last = np.concatenate([first[1:], [lab.size]])[: first.size] - 1
     lab_ptr = np.zeros(n_labels + 1, dtype=np.int64)
     np.cumsum(np.bincount(lab[first], minlength=n_labels), out=lab_ptr[1:])
     runs = prep.segment_row_runs(q_pure, q_ptr, q_lab, lab_ptr, blk[first], blk[last] + 1, cls[first])
@@ -239,7 +239,7 @@ def _cell_tables(i: np.ndarray, j: np.ndarray, grid: Grid) -> dict:
     brk = np.ones(qb.size, dtype=bool)
     brk[1:] = (qb[1:] != qb[:-1]) | (kb[1:] != kb[:-1] + 1) | (cls[1:] != cls[:-1])
     first = np.flatnonzero(brk)
-    last = np.concatenate([first[1:], [qb.size]]) - 1
+    last = np.concatenate([first[1:], [qb.size]])[: first.size] - 1
     ptr = np.zeros(grid.n_qb + 1, dtype=np.int64)
     np.cumsum(np.bincount(qb[first], minlength=grid.n_qb), out=ptr[1:])
     cell_ptr = np.searchsorted(row, np.arange(grid.q_len + 1)).astype(np.int64)
