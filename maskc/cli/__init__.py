@@ -12,7 +12,7 @@ import sys
 #: sub-command -> the module that registers it
 COMMANDS = {
     "compile": "maskc.cli.core", "info": "maskc.cli.core", "patterns": "maskc.cli.core",
-    "demo": "maskc.cli.core", "warmup": "maskc.cli.core",
+    "warmup": "maskc.cli.core", "demo": "maskc.cli.demo",
     "show": "maskc.cli.show",
     "check": "maskc.cli.check", "backends": "maskc.cli.check",
     "export": "maskc.cli.export",

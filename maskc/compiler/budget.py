@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from maskc.limits import refuse_above
 
 #: Default cap on the compiler's working memory (bytes).
@@ -30,3 +32,20 @@ class Budget:
         total = self.used + int(nbytes)
         refuse_above(total, self.max_bytes, f"{what} (with the compiler's other working memory)", fix)
         self.used = total
+
+    @contextlib.contextmanager
+    def transient(self):
+        """Memory taken inside the block is given back at its end (freed working memory).
+
+        Example:
+            >>> b = Budget(1000)
+            >>> with b.transient():
+            ...     b.take(900, "scratch")
+            >>> b.used
+            0
+        """
+        used = self.used
+        try:
+            yield self
+        finally:
+            self.used = used

@@ -128,7 +128,7 @@ def _bits(prog, ops, args, lv, grid, rep_qb, rep_kb, budget, stats, b, h):
     n = rep_qb.size
     rmax, cmax = min(grid.bq, grid.q_len), min(grid.bk, grid.kv_len)
     pb = -(-grid.bk // 8)
-    budget.take(n * (grid.bq * pb + 1), f"the bits of {n:,} representative blocks")
+    budget.take(2 * n * (grid.bq * pb + 1), f"the bits of {n:,} representative blocks")
     packed = np.zeros((n, grid.bq, pb), dtype=np.uint8)
     kclass = np.zeros(n, dtype=np.int8)
     preds = prog.predicates
@@ -213,7 +213,7 @@ def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: i
     slot_base = np.zeros(slots.shape[1] + 1, dtype=np.int64)
     np.cumsum(_slot_widths(slots[0], lv, grid), out=slot_base[1:])
     n_key_space = int(slot_base[-1] + own_ptr[-1])
-    budget.take(n_cand * 9 + n_key_space * 8, f"the {n_cand:,} non-empty blocks and their content keys")
+    budget.take(n_cand * 9 + n_key_space * 17, f"the {n_cand:,} non-empty blocks and their content keys")
     if n_key_space >= 2**31 - 1:
         raise ValueError(f"{n_key_space:,} block contents exceed the int32 mask ids; use a larger block")
     stats.blocks += n_cand

@@ -144,10 +144,16 @@ def compile(pattern: Pattern, q_len: int, kv_len: int | None = None, block: int 
             one = element.for_head(h) if n_heads else element
             lay = done.get(one)
             if lay is None:
-                lay = compile_slice(one, grid, budget, stats, b, h, text="")
+                with budget.transient():
+                    lay = compile_slice(one, grid, budget, stats, b, h, text="")
+                budget.take(lay.nbytes, "the compiled slices")
                 if not stats.slice_dependent:
                     done[one] = lay
             layouts.append(lay)
+    if len(layouts) > 1:
+        distinct = {id(lay): lay for lay in layouts}.values()
+        budget.take(2 * sum(lay.masks.nbytes for lay in distinct) + 16 * sum(lay.nnz_blocks for lay in layouts),
+                    f"stacking {len(layouts):,} slices")
     lay = _merge_slices(layouts, n_batch or 1, pattern.text())
     mark_built()
     _LOCAL.stats = stats

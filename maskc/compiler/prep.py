@@ -115,18 +115,26 @@ def _fill_coarse_row(r, row_ptr, col_idx, kind, partial_id, masks, biq, bik, ck,
 
 
 @njit(cache=True)
-def coarse_row_runs(row_ptr, col_idx, kind, partial_id, masks, biq, bik, cq, ck):
-    """Runs ``[lo, hi)`` of allowed coarse columns of every coarse row of a one-slice layout."""
+def coarse_run_counts(row_ptr, col_idx, kind, partial_id, masks, biq, bik, cq, ck):
+    """Pointers of the runs of allowed coarse columns of every coarse row of a one-slice
+    layout (fill them with :func:`coarse_run_fill`)."""
     ptr = np.zeros(cq + 1, dtype=np.int64)
     n = 0
     for r in range(cq):
         n = _count_coarse_row(r, row_ptr, col_idx, kind, partial_id, masks, biq, bik, ck, n)
         ptr[r + 1] = n
+    return ptr
+
+
+@njit(cache=True)
+def coarse_run_fill(ptr, row_ptr, col_idx, kind, partial_id, masks, biq, bik, ck):
+    """Runs ``[lo, hi)`` of allowed coarse columns of every coarse row (see :func:`coarse_run_counts`)."""
+    n = ptr[ptr.shape[0] - 1]
     lo = np.empty(n, dtype=np.int64)
     hi = np.empty(n, dtype=np.int64)
-    for r in range(cq):
+    for r in range(ptr.shape[0] - 1):
         _fill_coarse_row(r, row_ptr, col_idx, kind, partial_id, masks, biq, bik, ck, lo, hi, ptr[r])
-    return ptr, lo, hi
+    return lo, hi
 
 
 @njit(cache=True)

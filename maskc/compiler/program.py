@@ -94,8 +94,10 @@ class Program:
         q, k = self.q_total, self.kv_len
         size = {codes.T_D: q + k - 1, codes.T_S: q + k - 1, codes.T_R: q, codes.T_C: k}[kind]
         text = _short(node.text())
-        # the pattern's bool array, our uint8 copy and int64 prefix counts
-        self.budget.take(10 * size, f"the membership array of {text}")
+        # the pattern's own temporaries (offsets, rule), its bool array, the tables' copy
+        self.budget.take(24 * size, f"the membership array of {text} ({size:,} entries)",
+                         "a leaf on one axis is evaluated at every offset of the sequences: use shorter "
+                         "lengths, or raise max_bytes")
         memb = np.asarray(_call_pattern(f"the membership array of {text}", node.membership, q, k))
         if memb.shape != (size,):
             raise ValueError(f"{text}: membership({q}, {k}) has shape {memb.shape}, expected ({size},)")
@@ -105,7 +107,8 @@ class Program:
         """seg(i) == seg(j) with ``node.segment_ids(n)`` (any integers; one id per position)."""
         n = max(self.q_total, self.kv_len)
         text = _short(node.text())
-        self.budget.take(48 * n, f"the segment tables of {text}")
+        self.budget.take(24 * n, f"the segment ids of {text} ({n:,} positions)",
+                         "use shorter lengths, or raise max_bytes")
         ids = np.asarray(_call_pattern(f"the segment ids of {text}", node.segment_ids, n))
         if ids.shape != (n,) or not np.issubdtype(ids.dtype, np.integer):
             raise ValueError(f"{text}: segment_ids({n}) must be {n} integers, got {ids.dtype} {ids.shape}")

@@ -250,14 +250,21 @@ def _inner_block(n: int) -> int:
     return 64 if n >= 64 else 16
 
 
-def _block_level_tables(inner, b: int, grid: Grid, compile_inner: Callable) -> dict:
+def _block_level_tables(inner, b: int, grid: Grid, budget: Budget, compile_inner: Callable) -> dict:
     """Compile the inner pattern on coarse cells; per-row runs of the lifted leaf."""
     row0 = grid.q_offset // b
     cq = -(-grid.q_total // b) - row0
     ck = -(-grid.kv_len // b)
     lay = compile_inner(inner, cq, ck, row0, (_inner_block(cq), _inner_block(ck)))
-    c_ptr, c_lo, c_hi = prep.coarse_row_runs(lay.row_ptr[0], lay.col_idx, lay.kind, lay.partial_id, lay.masks,
-                                             lay.block_q, lay.block_k, cq, ck)
+    layout = (lay.row_ptr[0], lay.col_idx, lay.kind, lay.partial_id, lay.masks, lay.block_q, lay.block_k)
+    c_ptr = prep.coarse_run_counts(*layout, cq, ck)
+    budget.take(16 * int(c_ptr[-1]), f"the {int(c_ptr[-1]):,} coarse runs of block_level(..., {b})")
+    c_lo, c_hi = prep.coarse_run_fill(c_ptr, *layout, ck)
+    i0 = grid.q_offset + np.arange(grid.n_qb, dtype=np.int64) * grid.bq
+    r0 = i0 // b - row0
+    r1 = (np.minimum(i0 + grid.bq, grid.q_total) - 1) // b - row0
+    bound = int((3 * (c_ptr[r1 + 1] - c_ptr[r0]) + 1).sum())
+    budget.take(17 * bound, f"the block-row runs of block_level(..., {b})")
     runs = prep.block_row_runs(c_ptr, c_lo, c_hi, b, row0, grid)
     return dict(runs=runs, coarse=(c_ptr, c_lo, c_hi), row0=row0)
 
@@ -307,7 +314,7 @@ def build_tables(leaves: list, grid: Grid, budget: Budget, compile_inner: Callab
     for l, leaf in enumerate(leaves):
         if leaf.kind in (codes.T_D, codes.T_S, codes.T_R, codes.T_C):
             n_tab = {codes.T_D: 2 * grid.width, codes.T_S: 2 * grid.width, codes.T_R: grid.n_qb}.get(leaf.kind, grid.n_kb)
-            budget.take(9 * n_tab, f"the block tables of {leaf.text}")
+            budget.take(48 * n_tab, f"the block tables of {leaf.text}")
             memb = leaf.data.view(np.uint8)
             at[l, AT_MEMB] = f["memb"].add(memb)
             cls, steps = _axis_tables(leaf.kind, memb, grid)
@@ -315,6 +322,7 @@ def build_tables(leaves: list, grid: Grid, budget: Budget, compile_inner: Callab
             at[l, AT_TAB] = f["tab_cls"].add(cls)
             f["tab_steps"].add(steps)
         elif leaf.kind == codes.T_SEG:
+            budget.take(48 * (grid.n_qb + grid.n_kb), f"the block tables of {leaf.text}")
             t = _segment_tables(leaf.data, grid)
             add_runs(l, t["runs"])
             at[l, AT_IDS] = f["piece_start"].add(t["piece_start"])
@@ -329,7 +337,7 @@ def build_tables(leaves: list, grid: Grid, budget: Budget, compile_inner: Callab
             f["kinc_lab"].add(t["kinc_lab"])
         elif leaf.kind == codes.T_BLOCK:
             inner, b = leaf.data
-            t = _block_level_tables(inner, b, grid, compile_inner)
+            t = _block_level_tables(inner, b, grid, budget, compile_inner)
             add_runs(l, t["runs"])
             c_ptr, c_lo, c_hi = t["coarse"]
             at[l, AT_COARSE] = f["coarse_ptr"].add(c_ptr, shift=f["coarse_lo"].size)

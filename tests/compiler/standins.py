@@ -20,22 +20,26 @@ def _set(obj, **values):
 
 
 class SegmentIds(P.Pattern):
-    """seg(i) == seg(j) with arbitrary integer ids (repeated to any length): not sorted,
-    negative, with gaps; a position's id is ``ids[x % len(ids)]``."""
+    """seg(i) == seg(j) with arbitrary integer ids: not sorted, negative, with gaps.
+
+    Position x has id ``ids[x % len(ids)] + (x // len(ids)) * shift``: with ``shift = 0``
+    the ids repeat, with a large shift every period has ids of its own.
+    """
 
     axis = "SEG"
 
-    def __init__(self, ids):
-        _set(self, ids=tuple(int(x) for x in ids))
+    def __init__(self, ids, shift=0):
+        _set(self, ids=tuple(int(x) for x in ids), shift=int(shift))
 
     def text(self):
-        return f"segment_ids_standin({list(self.ids)})"
+        return f"segment_ids_standin({list(self.ids)}, shift={self.shift})"
 
     def _key(self):
-        return (self.ids,)
+        return (self.ids, self.shift)
 
     def segment_ids(self, n):
-        return np.asarray(self.ids, dtype=np.int64)[np.arange(n) % len(self.ids)]
+        x = np.arange(n)
+        return np.asarray(self.ids, dtype=np.int64)[x % len(self.ids)] + (x // len(self.ids)) * self.shift
 
     def _eval(self, i, j, q, k):
         ids = self.segment_ids(max(q, k))
