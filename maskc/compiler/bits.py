@@ -29,7 +29,7 @@ def leaf_class_at(l, qb, kb, lv, grid):
         return axis_class(l, qb, kb, lv, grid)
     if t == T_PRED:
         return UNKNOWN
-    return run_class(l, qb, kb, lv)
+    return run_class(l, qb, kb, lv, grid)
 
 
 @njit(cache=True, _nrt=False)

@@ -176,22 +176,28 @@ def _bits(prog, ops, args, lv, grid, rep_qb, rep_kb, budget, stats, b, h):
 
 
 def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: int = 0, h: int = 0,
-                  text: str | None = None) -> Layout:
-    """One-slice Layout of a batch- and head-free pattern at ``grid``."""
+                  text: str | None = None, program=None) -> Layout:
+    """One-slice Layout of a batch- and head-free pattern at ``grid`` (``program``: the
+    pattern already lowered at these sizes)."""
     stats.slices += 1
     stats.block_rows += grid.n_qb
     t = time.perf_counter()
-    prog = build_program(pattern, grid.q_total, grid.kv_len, budget)
+    prog = build_program(pattern, grid.q_total, grid.kv_len, budget) if program is None else program
     if any(leaf.kind == codes.T_PRED and leaf.data.arity == 4 for leaf in prog.leaves):
         stats.slice_dependent = True
 
     def compile_inner(inner, q_len, kv_len, q_offset, block):
-        return compile_slice(inner, make_grid(q_len, kv_len, q_offset, *block), budget, stats, b, h, text="")
+        sub = build_program(inner, q_offset + q_len, kv_len, budget)
+        if sub.root[0] == "leaf" and sub.leaves[0].kind in (codes.T_D, codes.T_S, codes.T_R, codes.T_C):
+            return sub.leaves[0].kind, sub.leaves[0].data
+        return compile_slice(inner, make_grid(q_len, kv_len, q_offset, *block), budget, stats, b, h, text="",
+                             program=sub)
 
     t = stats._lap("program", t)
     lv = build_tables(prog.leaves, grid, budget, compile_inner)
     t = time.perf_counter() if any(leaf.kind == codes.T_BLOCK for leaf in prog.leaves) else stats._lap("tables", t)
-    ops, args, depth, interests = prog.instructions(leaf_estimates(lv, grid), grid.n_kb)
+    estimates = leaf_estimates(lv, grid)
+    ops, args, depth, interests = prog.instructions(estimates, grid.n_kb)
     share = len(prog.leaves) <= codes.CTX_LEAVES
     n_qb = grid.n_qb
     budget.take(n_qb * 40 + arena_bytes(grid.n_kb, depth, interests), "the row walk's scratch")
@@ -199,8 +205,10 @@ def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: i
     owns = np.zeros(n_qb, dtype=np.int64)
     keep_ptr = np.zeros(n_qb + 1, dtype=np.int64)
     max_kept = max(0, budget.max_bytes - budget.used) // _KEPT_RUN_BYTES
+    runs_per_row = min(sum(e.runs for e in estimates) + 2, 2 * grid.n_kb + 2)
     slots, keep_lo, keep_hi, keep_cls, keep_slot, work = walk_rows(ops, args, lv, grid, share, depth, interests,
-                                                                  counts, owns, keep_ptr, max_kept)
+                                                                  counts, owns, keep_ptr, max_kept,
+                                                                  int(n_qb * runs_per_row))
     if work < 0:
         budget.take(budget.max_bytes + 1, "the row walk's runs")
     budget.take(keep_lo.size * _KEPT_RUN_BYTES, "the row walk's runs")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from maskc.compiler import codes
-from maskc.compiler.tables import AT_RUNS, AT_TAB, Grid, LeafTables
+from maskc.compiler.tables import AT_COARSE, AT_RUNS, AT_TAB, Grid, LeafTables
 
 
 @dataclass(frozen=True)
@@ -52,13 +52,22 @@ def leaf_estimates(lv: LeafTables, grid: Grid) -> list[Estimate]:
             out.append(Estimate(float(np.mean(cls != codes.EMPTY)), float(np.mean(cls == codes.FULL)), max(runs, 1.0)))
         elif kind == codes.T_PRED:
             out.append(Estimate(1.0, 0.0, 1.0, predicate=True))
+        elif lv.at[l, AT_RUNS] < 0:  # block level on the grid: from its coarse runs (all FULL)
+            at = int(lv.at[l, AT_COARSE])
+            b = int(lv.param[l])
+            rows, cols = -(-grid.q_total // b) - grid.q_offset // b, -(-grid.kv_len // b)
+            ptr = lv.coarse_ptr[at: at + rows + 1]
+            lo, hi = (a[ptr[0]: ptr[-1]] for a in (lv.coarse_lo, lv.coarse_hi))
+            share = float(hi.sum() - lo.sum()) / (rows * cols)
+            out.append(Estimate(share, share, 1.0 + 2.0 * (ptr[-1] - ptr[0]) / rows))
         else:
             ptr = lv.run_ptr[int(lv.at[l, AT_RUNS]): int(lv.at[l, AT_RUNS]) + grid.n_qb + 1]
             lo, hi, cls = (a[ptr[0]: ptr[-1]] for a in (lv.run_lo, lv.run_hi, lv.run_cls))
             area = float(grid.n_qb * grid.n_kb)
-            width = hi - lo
-            out.append(Estimate(float(width.sum()) / area, float(width[cls == codes.FULL].sum()) / area,
-                                1.0 + 2.0 * (ptr[-1] - ptr[0]) / grid.n_qb))
+            full = cls == codes.FULL
+            covered = float(hi.sum() - lo.sum())
+            covered_full = float(np.sum(hi, where=full) - np.sum(lo, where=full))
+            out.append(Estimate(covered / area, covered_full / area, 1.0 + 2.0 * (ptr[-1] - ptr[0]) / grid.n_qb))
     return out
 
 

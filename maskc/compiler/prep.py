@@ -11,13 +11,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from maskc.compiler.codes import EMPTY, FULL, PARTIAL
+from maskc.compiler.codes import EMPTY, FULL, PARTIAL, T_D, T_R, T_S
 
 
-@njit(cache=True)
-def _append(lo, hi, cls, n, a, b, c):
-    """Append run [a, b) of class c, merging it into the previous run when they touch."""
-    if n > 0 and hi[n - 1] == a and cls[n - 1] == c:
+@njit(cache=True, inline="always")
+def _append(lo, hi, cls, start, n, a, b, c):
+    """Append run [a, b) of class c at n, merged into the previous run (from ``start`` on)
+    when they touch."""
+    if n > start and hi[n - 1] == a and cls[n - 1] == c:
         hi[n - 1] = b
         return n
     lo[n] = a
@@ -79,38 +80,47 @@ def segment_row_runs(q_pure, q_ptr, q_lab, lab_ptr, lab_lo, lab_hi, lab_cls):
                     cls[n] = PARTIAL
                     n += 1
         ptr[qb + 1] = n
-    return ptr, lo[:n].copy(), hi[:n].copy(), cls[:n].copy()
+    return ptr, lo[:n], hi[:n], cls[:n]  # views: the unused tail was never touched
 
 
-@njit(cache=True)
-def _fill_coarse_row(r, row_ptr, col_idx, kind, partial_id, masks, biq, bik, ck, lo, hi, n):
-    """Write the runs of allowed columns of coarse row r of a one-slice layout at n."""
+@njit(cache=True, _nrt=False)
+def _coarse_row(r, row_ptr, col_idx, kind, partial_id, masks, biq, bik, ck, lo, hi, n, write):
+    """Runs of allowed columns of coarse row r of a one-slice layout, written at n (when
+    ``write``) or only counted; returns the new n. Zero mask bytes are skipped whole."""
     ib = r // biq
     a = r % biq
-    end = -1  # one past the last allowed column written
+    end = -1  # one past the last allowed column seen
     for e in range(row_ptr[ib], row_ptr[ib + 1]):
         base = np.int64(col_idx[e]) * bik
         w = min(bik, ck - base)
         if kind[e] == FULL:
             if end == base:
-                hi[n - 1] = base + w
+                if write:
+                    hi[n - 1] = base + w
             else:
-                lo[n] = base
-                hi[n] = base + w
+                if write:
+                    lo[n] = base
+                    hi[n] = base + w
                 n += 1
             end = base + w
             continue
         bits = masks[partial_id[e], a]
-        for c in range(w):
-            if (bits[c >> 3] >> (c & 7)) & 1:
-                col = base + c
-                if end == col:
-                    hi[n - 1] = col + 1
-                else:
-                    lo[n] = col
-                    hi[n] = col + 1
-                    n += 1
-                end = col + 1
+        for byte in range((w + 7) >> 3):
+            v = bits[byte]
+            if v == 0:
+                continue
+            for c in range(byte << 3, min((byte + 1) << 3, w)):
+                if (v >> (c & 7)) & 1:
+                    col = base + c
+                    if end == col:
+                        if write:
+                            hi[n - 1] = col + 1
+                    else:
+                        if write:
+                            lo[n] = col
+                            hi[n] = col + 1
+                        n += 1
+                    end = col + 1
     return n
 
 
@@ -121,7 +131,7 @@ def coarse_run_counts(row_ptr, col_idx, kind, partial_id, masks, biq, bik, cq, c
     ptr = np.zeros(cq + 1, dtype=np.int64)
     n = 0
     for r in range(cq):
-        n = _count_coarse_row(r, row_ptr, col_idx, kind, partial_id, masks, biq, bik, ck, n)
+        n = _coarse_row(r, row_ptr, col_idx, kind, partial_id, masks, biq, bik, ck, ptr, ptr, n, False)
         ptr[r + 1] = n
     return ptr
 
@@ -133,31 +143,8 @@ def coarse_run_fill(ptr, row_ptr, col_idx, kind, partial_id, masks, biq, bik, ck
     lo = np.empty(n, dtype=np.int64)
     hi = np.empty(n, dtype=np.int64)
     for r in range(ptr.shape[0] - 1):
-        _fill_coarse_row(r, row_ptr, col_idx, kind, partial_id, masks, biq, bik, ck, lo, hi, ptr[r])
+        _coarse_row(r, row_ptr, col_idx, kind, partial_id, masks, biq, bik, ck, lo, hi, ptr[r], True)
     return lo, hi
-
-
-@njit(cache=True)
-def _count_coarse_row(r, row_ptr, col_idx, kind, partial_id, masks, biq, bik, ck, n):
-    """Number of runs of coarse row r, added to n."""
-    ib = r // biq
-    a = r % biq
-    end = -1  # one past the last allowed column seen
-    for e in range(row_ptr[ib], row_ptr[ib + 1]):
-        base = np.int64(col_idx[e]) * bik
-        w = min(bik, ck - base)
-        if kind[e] == FULL:
-            if end != base:
-                n += 1
-            end = base + w
-            continue
-        bits = masks[partial_id[e], a]
-        for c in range(w):
-            if (bits[c >> 3] >> (c & 7)) & 1:
-                if end != base + c:
-                    n += 1
-                end = base + c + 1
-    return n
 
 
 @njit(cache=True)
@@ -189,6 +176,15 @@ def _lifted_row(qb, c_ptr, c_lo, c_hi, b, row0, grid, u_lo, u_hi, i_lo, i_hi, t_
     r1 = (i1 - 1) // b - row0
     bk = grid.bk
     kv = grid.kv_len
+    if r0 == r1:  # one coarse row: its intervals are the union and the intersection
+        nu = 0
+        for e in range(c_ptr[r0], c_ptr[r0 + 1]):
+            u_lo[nu] = c_lo[e] * b
+            u_hi[nu] = min(c_hi[e] * b, kv)
+            i_lo[nu] = u_lo[nu]
+            i_hi[nu] = u_hi[nu]
+            nu += 1
+        return _emit_lifted(u_lo, u_hi, nu, i_lo, i_hi, nu, bk, kv, grid.n_kb, lo, hi, cls, n)
     # union of the rows' token intervals, and their intersection
     m = 0
     for r in range(r0, r1 + 1):
@@ -221,7 +217,13 @@ def _lifted_row(qb, c_ptr, c_lo, c_hi, b, row0, grid, u_lo, u_hi, i_lo, i_hi, t_
         ni = _intersect(i_lo, i_hi, ni, t_lo, t_hi, k, u_lo[nu:], u_hi[nu:])
         i_lo[:ni] = u_lo[nu:nu + ni]
         i_hi[:ni] = u_hi[nu:nu + ni]
-    # key blocks touching the union are PARTIAL, those inside the intersection FULL
+    return _emit_lifted(u_lo, u_hi, nu, i_lo, i_hi, ni, bk, kv, grid.n_kb, lo, hi, cls, n)
+
+
+@njit(cache=True, inline="always")
+def _emit_lifted(u_lo, u_hi, nu, i_lo, i_hi, ni, bk, kv, n_kb, lo, hi, cls, n):
+    """Key blocks touching the union intervals are PARTIAL, those inside an intersection
+    interval FULL; runs appended at n."""
     start = n
     last = 0
     f = 0
@@ -233,15 +235,15 @@ def _lifted_row(qb, c_ptr, c_lo, c_hi, b, row0, grid, u_lo, u_hi, i_lo, i_hi, t_
         pos = blo
         while f < ni and i_lo[f] < u_hi[t]:
             flo = max(-(-i_lo[f] // bk), pos)
-            fhi = grid.n_kb if i_hi[f] >= kv else i_hi[f] // bk
+            fhi = n_kb if i_hi[f] >= kv else i_hi[f] // bk
             if flo < fhi:
                 if pos < flo:
-                    n = _append(lo[start:], hi[start:], cls[start:], n - start, pos, flo, PARTIAL) + start
-                n = _append(lo[start:], hi[start:], cls[start:], n - start, flo, fhi, FULL) + start
+                    n = _append(lo, hi, cls, start, n, pos, flo, PARTIAL)
+                n = _append(lo, hi, cls, start, n, flo, fhi, FULL)
                 pos = fhi
             f += 1
         if pos < bhi:
-            n = _append(lo[start:], hi[start:], cls[start:], n - start, pos, bhi, PARTIAL) + start
+            n = _append(lo, hi, cls, start, n, pos, bhi, PARTIAL)
         last = bhi
     return n
 
@@ -273,7 +275,7 @@ def block_row_runs(c_ptr, c_lo, c_hi, b, row0, grid):
     for qb in range(grid.n_qb):
         n = _lifted_row(qb, c_ptr, c_lo, c_hi, b, row0, grid, u_lo, u_hi, i_lo, i_hi, t_lo, t_hi, lo, hi, cls, n)
         ptr[qb + 1] = n
-    return ptr, lo[:n].copy(), hi[:n].copy(), cls[:n].copy()
+    return ptr, lo[:n], hi[:n], cls[:n]  # views: the unused tail was never touched
 
 
 @njit(cache=True)
@@ -310,3 +312,61 @@ def window_classes(memb, lo0, step, width, n_windows):
         else:
             out[t] = PARTIAL
     return out
+
+
+@njit(cache=True, inline="always")
+def _axis_row(r, kind, run_lo, run_hi, ck, lo, hi, n, write):
+    """Runs of allowed coarse columns of coarse row r of a one-axis pattern whose
+    membership runs are [run_lo, run_hi) (see :func:`axis_coarse_runs`); returns the new n."""
+    m = run_lo.shape[0]
+    if kind == T_D:  # index x = r - c + ck - 1: columns [r - x_hi + ck, r - x_lo + ck), x decreasing
+        first = np.searchsorted(run_hi, r, side="right")
+        k = np.searchsorted(run_lo, r + ck, side="left") - 1
+        while k >= first:
+            a = max(r - run_hi[k] + ck, 0)
+            b = min(r - run_lo[k] + ck, ck)
+            if a < b:
+                if write:
+                    lo[n] = a
+                    hi[n] = b
+                n += 1
+            k -= 1
+    elif kind == T_S:  # index s = r + c: columns [s_lo - r, s_hi - r)
+        k = np.searchsorted(run_hi, r, side="right")
+        while k < m and run_lo[k] < r + ck:
+            if write:
+                lo[n] = max(run_lo[k] - r, 0)
+                hi[n] = min(run_hi[k] - r, ck)
+            n += 1
+            k += 1
+    elif kind == T_R:
+        k = np.searchsorted(run_hi, r, side="right")
+        if k < m and run_lo[k] <= r:
+            if write:
+                lo[n] = 0
+                hi[n] = ck
+            n += 1
+    else:
+        for k in range(m):
+            if write:
+                lo[n] = run_lo[k]
+                hi[n] = run_hi[k]
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def axis_coarse_runs(kind, run_lo, run_hi, row0, n_rows, ck):
+    """Coarse runs ``(ptr, lo, hi)`` of rows ``row0 .. row0 + n_rows - 1`` of a pattern on
+    one axis, from the runs of its membership: a block-level leaf whose inner pattern
+    needs no compile of its own."""
+    ptr = np.zeros(n_rows + 1, dtype=np.int64)
+    n = 0
+    for r in range(n_rows):
+        n = _axis_row(row0 + r, kind, run_lo, run_hi, ck, ptr, ptr, n, False)
+        ptr[r + 1] = n
+    lo = np.empty(n, dtype=np.int64)
+    hi = np.empty(n, dtype=np.int64)
+    for r in range(n_rows):
+        _axis_row(row0 + r, kind, run_lo, run_hi, ck, lo, hi, ptr[r], True)
+    return ptr, lo, hi

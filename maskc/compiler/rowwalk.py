@@ -144,17 +144,18 @@ def _walk_row(qb, ops, args, lv, grid, ar, share, slots, n_slots, keep_lo, keep_
 
 
 @njit(cache=True)
-def walk_rows(ops, args, lv, grid, share, depth, interests, counts, owns, keep_ptr, max_kept):
+def walk_rows(ops, args, lv, grid, share, depth, interests, counts, owns, keep_ptr, max_kept, first_cap):
     """Pass 1: blocks per row into ``counts``, own-key blocks into ``owns``, kept runs
     of row qb at ``keep_ptr[qb]:keep_ptr[qb + 1]``.
 
     Returns ``(slots, keep_lo, keep_hi, keep_cls, keep_slot, work)``: the key slots
     ([3, n]: kind, tail, context), the kept runs, and the runs made (the work), or
-    ``work = -1`` when more than ``max_kept`` runs would be kept.
+    ``work = -1`` when more than ``max_kept`` runs would be kept. ``first_cap`` is the
+    first capacity of the kept runs (an estimate: untouched capacity costs no memory).
     """
     ar = new_arena(grid.n_kb, depth, interests)
     slots = np.zeros((3, 16), dtype=np.int64)
-    cap = min(max_kept, max(1024, 4 * grid.n_qb))
+    cap = min(max_kept, max(1024, first_cap))
     keep_lo = np.empty(cap, dtype=np.int32)
     keep_hi = np.empty(cap, dtype=np.int32)
     keep_cls = np.empty(cap, dtype=np.int8)

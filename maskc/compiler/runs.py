@@ -31,7 +31,7 @@ from maskc.compiler.codes import (
     EMPTY, FULL, OP_AND, OP_LEAF, OP_NARROW_AND, OP_NARROW_OR, OP_NOT,
     PARTIAL, T_C, T_D, T_PRED, T_R, T_S, UNKNOWN,
 )
-from maskc.compiler.tables import AT_COUNT, AT_MEMB, AT_RUNS, AT_TAB
+from maskc.compiler.tables import AT_COARSE, AT_COUNT, AT_MEMB, AT_RUNS, AT_TAB
 
 
 class Arena(NamedTuple):
@@ -164,8 +164,33 @@ def axis_class(l, qb, kb, lv, grid):
 
 
 @njit(cache=True, inline="always")
-def run_class(l, qb, kb, lv):
+def _coarse_row_span(l, qb, lv, grid):
+    """Coarse runs of the coarse row holding block row qb, of a block-level leaf on the grid."""
+    r = (grid.q_offset + qb * grid.bq) // lv.param[l] - lv.coarse_row0[l]
+    base = lv.at[l, AT_COARSE]
+    return lv.coarse_ptr[base + r], lv.coarse_ptr[base + r + 1]
+
+
+@njit(cache=True, inline="always")
+def _coarse_runs(l, qb, s, e, lv, grid, ar, start, p):
+    """Runs of a block-level leaf on the block grid: its coarse row's runs, scaled."""
+    sc = lv.param[l] // grid.bk
+    c0, c1 = _coarse_row_span(l, qb, lv, grid)
+    k = c0 + np.searchsorted(lv.coarse_hi[c0:c1], s // sc, side="right")
+    while k < c1 and lv.coarse_lo[k] * sc < e:
+        p = _emit(ar, start, p, max(lv.coarse_lo[k] * sc, s), min(lv.coarse_hi[k] * sc, e), FULL, np.int64(0))
+        k += 1
+    return p
+
+
+@njit(cache=True, inline="always")
+def run_class(l, qb, kb, lv, grid):
     """Class of a run-list leaf (segments, block level, cells) on block (qb, kb)."""
+    if lv.at[l, AT_RUNS] < 0:  # a block-level leaf on the grid: its coarse cell
+        c = kb // (lv.param[l] // grid.bk)
+        c0, c1 = _coarse_row_span(l, qb, lv, grid)
+        k = c0 + np.searchsorted(lv.coarse_hi[c0:c1], c, side="right")
+        return FULL if k < c1 and lv.coarse_lo[k] <= c else EMPTY
     p = lv.at[l, AT_RUNS] + qb
     r0 = lv.run_ptr[p]
     r1 = lv.run_ptr[p + 1]
@@ -240,6 +265,8 @@ def leaf_runs(l, qb, lv, grid, ar, i_from, i_to, p, share):
                 kb = end
         elif t == T_PRED:
             p = _emit(ar, start, p, s, e, UNKNOWN, leaf_context(l, UNKNOWN, share))
+        elif lv.at[l, AT_RUNS] < 0:
+            p = _coarse_runs(l, qb, s, e, lv, grid, ar, start, p)
         else:
             p = _listed_runs(l, qb, s, e, lv, ar, start, p, share)
     return p
@@ -258,8 +285,21 @@ def _context_of(c, c1, x1, c2, x2):
 
 
 @njit(cache=True, inline="always")
+def _pass_through(ar, start, p, k, k1, pos, lim):
+    """Copy the runs k.. of a list that end by ``lim`` (the first clipped to start at ``pos``)
+    where the other operand is neutral (FULL for ``&``, absent for ``|``); returns (p, k)."""
+    while k < k1 and ar.hi[k] <= lim:
+        p = _emit(ar, start, p, max(ar.lo[k], pos), ar.hi[k], ar.cls[k], ar.ctx[k])
+        k += 1
+    return p, k
+
+
+@njit(cache=True, inline="always")
 def _merge(ar, a0, a1, b0, b1, p, is_and):
-    """Runs of (A & B) or (A | B) at p, sweeping A's runs a0..a1 and B's b0..b1 (absent = EMPTY)."""
+    """Runs of (A & B) or (A | B) at p, sweeping A's runs a0..a1 and B's b0..b1 (absent = EMPTY).
+
+    Where one operand is neutral over a stretch (a FULL run of it for ``&``, a gap in it
+    for ``|``), the other's runs inside the stretch are copied without the sweep."""
     start = p
     i = a0
     j = b0
@@ -271,6 +311,32 @@ def _merge(ar, a0, a1, b0, b1, p, is_and):
         if not in_a and not in_b:
             pos = min(ar.lo[i] if i < a1 else big, ar.lo[j] if j < b1 else big)
             continue
+        if is_and and in_a and ar.cls[i] == FULL and not (in_b and ar.hi[j] > ar.hi[i]):
+            lim = ar.hi[i]
+            p, j = _pass_through(ar, start, p, j, b1, pos, lim)
+            pos = max(pos, min(lim, ar.lo[j]) if j < b1 else lim)
+            if pos >= lim:
+                i += 1
+            continue
+        if is_and and in_b and ar.cls[j] == FULL and not (in_a and ar.hi[i] > ar.hi[j]):
+            lim = ar.hi[j]
+            p, i = _pass_through(ar, start, p, i, a1, pos, lim)
+            pos = max(pos, min(lim, ar.lo[i]) if i < a1 else lim)
+            if pos >= lim:
+                j += 1
+            continue
+        if not is_and and not in_a:  # a gap in A: B's runs up to A's next start pass through
+            lim = ar.lo[i] if i < a1 else big
+            if not (in_b and ar.hi[j] > lim):
+                p, j = _pass_through(ar, start, p, j, b1, pos, lim)
+                pos = max(pos, min(lim, ar.lo[j]) if j < b1 else lim)
+                continue
+        if not is_and and not in_b:
+            lim = ar.lo[j] if j < b1 else big
+            if not (in_a and ar.hi[i] > lim):
+                p, i = _pass_through(ar, start, p, i, a1, pos, lim)
+                pos = max(pos, min(lim, ar.lo[i]) if i < a1 else lim)
+                continue
         end = min(ar.hi[i] if in_a else (ar.lo[i] if i < a1 else big),
                   ar.hi[j] if in_b else (ar.lo[j] if j < b1 else big))
         c1 = ar.cls[i] if in_a else EMPTY

@@ -15,8 +15,10 @@ tables here make each answer cost O(runs), not O(key blocks):
   key block holds that id only). A block row inside one segment u gets u's runs; a
   row holding several ids gets the union of theirs (PARTIAL). Built in O(N) once.
 * **Block-level leaves**: the inner pattern is compiled at coarse resolution; its rows
-  become runs of coarse columns, and each block row's runs follow from the coarse rows
-  it covers (union for non-empty, intersection for FULL).
+  become runs of coarse columns. On the block grid (the coarse block a multiple of both
+  block sizes) a block row reads its coarse row's runs directly; otherwise each block
+  row's runs follow from the coarse rows it covers (union for non-empty, intersection
+  for FULL).
 * **Cells**: allowed pairs counted per block.
 
 Example:
@@ -251,15 +253,25 @@ def _inner_block(n: int) -> int:
 
 
 def _block_level_tables(inner, b: int, grid: Grid, budget: Budget, compile_inner: Callable) -> dict:
-    """Compile the inner pattern on coarse cells; per-row runs of the lifted leaf."""
+    """Per-row runs of a block-level leaf from its inner pattern's coarse rows: straight
+    from the membership when the inner pattern is one axis leaf, else compiled on cells."""
     row0 = grid.q_offset // b
     cq = -(-grid.q_total // b) - row0
     ck = -(-grid.kv_len // b)
-    lay = compile_inner(inner, cq, ck, row0, (_inner_block(cq), _inner_block(ck)))
-    layout = (lay.row_ptr[0], lay.col_idx, lay.kind, lay.partial_id, lay.masks, lay.block_q, lay.block_k)
-    c_ptr = prep.coarse_run_counts(*layout, cq, ck)
-    budget.take(16 * int(c_ptr[-1]), f"the {int(c_ptr[-1]):,} coarse runs of block_level(..., {b})")
-    c_lo, c_hi = prep.coarse_run_fill(c_ptr, *layout, ck)
+    sub = compile_inner(inner, cq, ck, row0, (_inner_block(cq), _inner_block(ck)))
+    if isinstance(sub, tuple):  # (kind, membership) of a one-axis inner pattern
+        kind, memb = sub
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], memb.view(np.uint8), [0]]).astype(np.int8)))
+        c_ptr, c_lo, c_hi = prep.axis_coarse_runs(kind, edges[0::2], edges[1::2], row0, cq, ck)
+        budget.take(16 * int(c_ptr[-1]), f"the {int(c_ptr[-1]):,} coarse runs of block_level(..., {b})")
+    else:
+        layout = (sub.row_ptr[0], sub.col_idx, sub.kind, sub.partial_id, sub.masks, sub.block_q, sub.block_k)
+        c_ptr = prep.coarse_run_counts(*layout, cq, ck)
+        budget.take(16 * int(c_ptr[-1]), f"the {int(c_ptr[-1]):,} coarse runs of block_level(..., {b})")
+        c_lo, c_hi = prep.coarse_run_fill(c_ptr, *layout, ck)
+    if b % grid.bq == 0 and b % grid.bk == 0 and grid.q_offset % grid.bq == 0:
+        # on the block grid (every block inside one coarse cell): rows read the coarse runs directly
+        return dict(runs=None, coarse=(c_ptr, c_lo, c_hi), row0=row0)
     i0 = grid.q_offset + np.arange(grid.n_qb, dtype=np.int64) * grid.bq
     r0 = i0 // b - row0
     r1 = (np.minimum(i0 + grid.bq, grid.q_total) - 1) // b - row0
@@ -282,6 +294,8 @@ class _Parts:
         return at
 
     def array(self) -> np.ndarray:
+        if len(self.parts) == 1:  # no copy of a single leaf's (possibly large) array
+            return np.ascontiguousarray(self.parts[0])
         return np.concatenate(self.parts) if self.parts else np.zeros(1, dtype=self.dtype)
 
 
@@ -295,8 +309,9 @@ _FIELDS = {"memb": np.uint8, "count": np.int64, "tab_cls": np.int8, "tab_steps":
 def build_tables(leaves: list, grid: Grid, budget: Budget, compile_inner: Callable) -> LeafTables:
     """The :class:`LeafTables` of a Program's leaves (:class:`maskc.compiler.program.Leaf`) at ``grid``.
 
-    ``compile_inner(pattern, q_len, kv_len, q_offset, block)`` compiles a block-level
-    leaf's inner pattern (one slice) at coarse resolution.
+    ``compile_inner(pattern, q_len, kv_len, q_offset, block)`` gives a block-level leaf's
+    inner pattern at coarse resolution: ``(kind, membership)`` when it lowers to one axis
+    leaf, else its one-slice Layout.
     """
     L = len(leaves)
     at = np.full((L, N_AT), -1, dtype=np.int64)
@@ -338,7 +353,8 @@ def build_tables(leaves: list, grid: Grid, budget: Budget, compile_inner: Callab
         elif leaf.kind == codes.T_BLOCK:
             inner, b = leaf.data
             t = _block_level_tables(inner, b, grid, budget, compile_inner)
-            add_runs(l, t["runs"])
+            if t["runs"] is not None:
+                add_runs(l, t["runs"])
             c_ptr, c_lo, c_hi = t["coarse"]
             at[l, AT_COARSE] = f["coarse_ptr"].add(c_ptr, shift=f["coarse_lo"].size)
             f["coarse_lo"].add(c_lo)

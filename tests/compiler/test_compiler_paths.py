@@ -150,3 +150,10 @@ def test_equal_batch_elements_are_compiled_once():
 @pytest.mark.parametrize("block", [1, 8, 13, (32, 5)])
 def test_fixed_examples_of_each_run_list_leaf(pattern, block):
     _check(pattern, 177, 149, block)
+
+
+@pytest.mark.parametrize("q_offset", [0, 15, 16, 100])
+@pytest.mark.parametrize("inner, b", [(mc.causal(), 16), (mc.offsets([0, 1, 4]), 32), (mc.window(1) | mc.rows([2]), 16)])
+def test_block_level_on_the_block_grid_with_offsets(inner, b, q_offset):
+    # b a multiple of the block: a block row lies in one coarse row only when q_offset keeps it there
+    _check(inner.at_block_level(b), 70, 150, 16, q_offset=q_offset)
