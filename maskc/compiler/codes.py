@@ -27,10 +27,8 @@ left operand does not already decide the result (not EMPTY for ``&``, not FULL f
 evaluators may jump over the operand); ``OP_AND`` / ``OP_OR`` combine the top two
 results; ``OP_NOT`` complements the top one.
 
-Leaf codes in a run's *context* (2 bits per leaf, leaf l at bits 2l, 2l+1) record what
-each leaf said on the run: ``CODE_SKIPPED`` (not evaluated: the rest of the expression
-decided the result without it), ``CODE_EMPTY``, ``CODE_UNDECIDED`` (PARTIAL or UNKNOWN),
-``CODE_FULL``.
+A run's *context* is a bit set of leaves (bit l for leaf l): those its content depends on
+(see :mod:`maskc.compiler.runs`).
 """
 
 from __future__ import annotations
@@ -43,9 +41,8 @@ RUN_KINDS = (T_SEG, T_BLOCK, T_CELLS)
 
 OP_LEAF, OP_NARROW_AND, OP_NARROW_OR, OP_AND, OP_OR, OP_NOT = 0, 1, 2, 3, 4, 5
 
-CODE_SKIPPED, CODE_EMPTY, CODE_UNDECIDED, CODE_FULL = 0, 1, 2, 3
-#: most leaves whose codes fit a 64-bit context; beyond it content sharing is off
-CTX_LEAVES = 31
+#: most leaves a 64-bit context holds; beyond it content sharing is off
+CTX_LEAVES = 63
 
 # Content-key kinds: what determines the bits of an undecided block.
 #: the block diagonal (undecided leaves all T_D)

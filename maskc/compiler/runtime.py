@@ -77,6 +77,11 @@ def mark_built() -> None:
         pass
 
 
+def expect_build() -> None:
+    """The caller reports the build itself (``maskc warmup``): no first-compile notice."""
+    _state["checked"] = True
+
+
 def announce_first_build() -> bool:
     """Print one line to stderr before the first compile on a machine; True if it did."""
     if _state["checked"]:

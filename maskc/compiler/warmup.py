@@ -13,7 +13,7 @@ import time
 from typing import Callable, TextIO
 
 from maskc.compiler.compile import compile
-from maskc.compiler.runtime import _stamp, mark_built
+from maskc.compiler.runtime import _stamp, expect_build, mark_built
 from maskc.patterns import core as P
 
 
@@ -43,6 +43,7 @@ def warmup(out: TextIO | None = sys.stderr) -> float:
         True
     """
     t0 = time.perf_counter()
+    expect_build()
     steps = _steps()
     if out is not None:
         print("maskc warmup: building the compiler's numba kernels (cached on disk after the first time)",
@@ -57,5 +58,5 @@ def warmup(out: TextIO | None = sys.stderr) -> float:
     mark_built()
     seconds = time.perf_counter() - t0
     if out is not None:
-        print(f"maskc warmup: ready in {seconds:.1f} s ({_stamp().parent})", file=out, flush=True)
+        print(f"maskc warmup: ready in {seconds:.1f} s (kernels cached in {_stamp().parent})", file=out, flush=True)
     return seconds
