@@ -17,7 +17,8 @@ from maskc.compiler.codes import (
     EMPTY, FULL, OP_AND, OP_LEAF, OP_NARROW_AND, OP_NARROW_OR, OP_NOT, PARTIAL, T_BLOCK, T_C, T_CELLS, T_D,
     T_PRED, T_R, T_S, T_SEG, UNKNOWN,
 )
-from maskc.compiler.runs import and_class, axis_class, not_class, or_class, run_class
+from maskc.compiler.leafruns import axis_class, run_class
+from maskc.compiler.runs import and_class, not_class, or_class
 from maskc.compiler.tables import AT_CELLS, AT_COARSE, AT_IDS, AT_MEMB
 
 

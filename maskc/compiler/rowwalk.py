@@ -1,7 +1,7 @@
 """numba: walk every block row, then write the non-empty blocks and their content keys.
 
 1. :func:`walk_rows` (serial) evaluates every block row on run lists
-   (:func:`maskc.compiler.runs.eval_row`) and keeps its non-empty runs, each with a
+   (:func:`maskc.compiler.evalrow.eval_row`) and keeps its non-empty runs, each with a
    content-key *slot*; it counts blocks and own-key blocks per row.
 2. :func:`fill_rows` (parallel over rows) expands the kept runs into every non-empty
    block's column, class and content key.
@@ -32,9 +32,10 @@ import numpy as np
 from numba import njit, prange
 
 from maskc.compiler.codes import (
-    EMPTY, FULL, K_ANTI, K_COL, K_DIAG, K_ROW, K_SEG_COL, K_SEG_ROW, K_UNIQUE, T_C, T_D, T_R, T_S, T_SEG,
+    FULL, K_ANTI, K_COL, K_DIAG, K_ROW, K_SEG_COL, K_SEG_ROW, K_UNIQUE, T_C, T_D, T_R, T_S, T_SEG,
 )
-from maskc.compiler.runs import eval_row, new_arena
+from maskc.compiler.evalrow import eval_row
+from maskc.compiler.runs import new_arena
 from maskc.compiler.tables import AT_KSEG, AT_QSEG
 
 #: slot of a kept run: FULL blocks, or undecided blocks with keys of their own
