@@ -18,7 +18,7 @@ from maskc.compiler.codes import (
     T_PRED, T_R, T_S, T_SEG, UNKNOWN,
 )
 from maskc.compiler.leafruns import axis_class, run_class
-from maskc.compiler.runs import and_class, not_class, or_class
+from maskc.compiler.runs import not_class
 from maskc.compiler.tables import AT_CELLS, AT_COARSE, AT_IDS, AT_MEMB
 
 
@@ -33,39 +33,17 @@ def leaf_class_at(l, qb, kb, lv, grid):
     return run_class(l, qb, kb, lv, grid)
 
 
-@njit(cache=True, _nrt=False)
-def _mark_needed(t, ops, args, lv, grid, pred_of_leaf, qb, kb, stack, need):
-    n_ops = ops.shape[0]
-    sp = 0
-    k = 0
-    while k < n_ops:
-        op = ops[k]
-        if op == OP_LEAF:
-            l = args[k]
-            if pred_of_leaf[l] >= 0:
-                need[t, pred_of_leaf[l]] = True
-            stack[sp] = leaf_class_at(l, qb, kb, lv, grid)
-            sp += 1
-        elif op == OP_NARROW_AND or op == OP_NARROW_OR:
-            if stack[sp - 1] == (EMPTY if op == OP_NARROW_AND else FULL):
-                k = args[k] + 1
-                continue
-        elif op == OP_NOT:
-            stack[sp - 1] = not_class(stack[sp - 1])
-        else:
-            sp -= 1
-            a = stack[sp - 1]
-            stack[sp - 1] = and_class(a, stack[sp]) if op == OP_AND else or_class(a, stack[sp])
-        k += 1
-
-
 @njit(cache=True)
 def predicates_needed(ops, args, lv, grid, pred_of_leaf, rep_qb, rep_kb, need):
-    """``need[t, p]`` = True where block t's evaluation reaches predicate p (the others
-    are decided without it)."""
-    stack = np.empty(ops.shape[0] + 1, dtype=np.int8)
+    """``need[t, p]`` = 1 (int64) where block t's evaluation reaches predicate p (the others
+    are decided without it): :func:`_eval_block` walking classes only."""
+    depth = ops.shape[0] + 1
+    tag = np.empty(depth, dtype=np.int8)
+    scratch = np.empty(depth, dtype=np.int64)
+    none = np.zeros((1, 1, 1), dtype=np.bool_)
     for t in range(rep_qb.shape[0]):
-        _mark_needed(t, ops, args, lv, grid, pred_of_leaf, rep_qb[t], rep_kb[t], stack, need)
+        _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, none, need, pred_of_leaf,
+                    none.view(np.uint8), tag, none, tag, scratch, scratch, scratch, True)
 
 
 @njit(cache=True, inline="always")
@@ -139,8 +117,9 @@ def _leaf_bits(l, qb, kb, lv, grid, rows, cols, gbits, gslot, col_label, out):
 
 @njit(cache=True, _nrt=False)
 def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, packed, kclass,
-                pool, tag, buf, free, col_label):
-    """Evaluate representative block t (see :func:`block_bits`)."""
+                pool, tag, buf, free, col_label, mark):
+    """Evaluate representative block t (see :func:`block_bits`). With ``mark``, walk the
+    classes only and set ``gslot[t, p] = 1`` for every predicate p the walk reaches."""
     n_ops = ops.shape[0]
     qb = rep_qb[t]
     kb = rep_kb[t]
@@ -158,6 +137,10 @@ def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_le
             c = leaf_class_at(l, qb, kb, lv, grid)
             if c == EMPTY or c == FULL:
                 tag[sp] = c
+            elif mark:
+                if pred_of_leaf[l] >= 0:
+                    gslot[t, pred_of_leaf[l]] = 1
+                tag[sp] = PARTIAL
             else:
                 n_free -= 1
                 s = free[n_free]
@@ -167,12 +150,12 @@ def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_le
                 buf[sp] = s
             sp += 1
         elif op == OP_NARROW_AND or op == OP_NARROW_OR:
-            if tag[sp - 1] == (EMPTY if op == OP_NARROW_AND else FULL):
+            if tag[sp - 1] == (EMPTY if op == OP_NARROW_AND else FULL):  # the operand cannot matter
                 k = args[k] + 1
                 continue
         elif op == OP_NOT:
             tag[sp - 1] = not_class(tag[sp - 1])
-            if tag[sp - 1] == PARTIAL:
+            if tag[sp - 1] == PARTIAL and not mark:
                 x = pool[buf[sp - 1]]
                 for a in range(rows):
                     for b in range(cols):
@@ -184,10 +167,10 @@ def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_le
             cb = tag[sp]
             absorb = EMPTY if is_and else FULL
             if ca == absorb or cb == absorb:
-                if ca == PARTIAL:
+                if ca == PARTIAL and not mark:
                     free[n_free] = buf[sp - 1]
                     n_free += 1
-                if cb == PARTIAL:
+                if cb == PARTIAL and not mark:
                     free[n_free] = buf[sp]
                     n_free += 1
                 tag[sp - 1] = absorb
@@ -196,7 +179,7 @@ def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_le
             elif ca != PARTIAL:
                 tag[sp - 1] = PARTIAL
                 buf[sp - 1] = buf[sp]
-            else:
+            elif not mark:
                 x = pool[buf[sp - 1]]
                 y = pool[buf[sp]]
                 if is_and:
@@ -210,6 +193,8 @@ def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_le
                 free[n_free] = buf[sp]
                 n_free += 1
         k += 1
+    if mark:
+        return
     if tag[0] != PARTIAL:
         kclass[t] = tag[0]
         return
@@ -243,7 +228,7 @@ def _bits_of_range(t0, t1, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pr
     col_label = np.empty(cmax, dtype=np.int64)
     for t in range(t0, t1):
         _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, packed, kclass,
-                    pool, tag, buf, free, col_label)
+                    pool, tag, buf, free, col_label, False)
 
 
 @njit(cache=True, parallel=True)

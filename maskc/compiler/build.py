@@ -151,8 +151,9 @@ def _bits(prog, ops, args, lv, grid, rep_qb, rep_kb, budget, stats, b, h):
         evaluate(0, n, np.zeros((1, 1, 1), np.bool_), np.zeros((1, 1), np.int64))
         return packed, kclass
     with kernel_threads(threads):
-        need = np.zeros((n, len(preds)), dtype=np.bool_)
+        need = np.zeros((n, len(preds)), dtype=np.int64)
         B.predicates_needed(ops, args, lv, grid, pred_of_leaf, rep_qb, rep_kb, need)
+        need = need > 0
         step = max(1, _PRED_BATCH_BYTES // (len(preds) * rmax * cmax))
         for s in range(0, n, step):
             e = min(n, s + step)

@@ -16,7 +16,7 @@ from maskc.compiler.codes import (
     EMPTY, FULL, OP_AND, OP_LEAF, OP_NARROW_AND, OP_NARROW_OR, OP_NOT, PARTIAL, UNKNOWN,
 )
 from maskc.compiler.leafruns import leaf_runs
-from maskc.compiler.runs import and_class, emit_run, or_class
+from maskc.compiler.runs import combine_class, emit_run
 
 
 @njit(cache=True, inline="always")
@@ -34,11 +34,12 @@ def _context_of(c, c1, x1, c2, x2):
 @njit(cache=True, inline="always")
 def _pass_through(ar, start, p, k, k1, pos, lim):
     """Copy the runs k.. of a list that end by ``lim`` (the first clipped to start at ``pos``)
-    where the other operand is neutral (FULL for ``&``, absent for ``|``); returns (p, k)."""
+    where the other operand is neutral (FULL for ``&``, absent for ``|``); returns
+    (p, k, the position reached)."""
     while k < k1 and ar.hi[k] <= lim:
         p = emit_run(ar, start, p, max(ar.lo[k], pos), ar.hi[k], ar.cls[k], ar.ctx[k])
         k += 1
-    return p, k
+    return p, k, max(pos, min(lim, ar.lo[k]) if k < k1 else lim)
 
 
 @njit(cache=True, inline="always")
@@ -59,36 +60,26 @@ def _merge(ar, a0, a1, b0, b1, p, is_and):
             pos = min(ar.lo[i] if i < a1 else big, ar.lo[j] if j < b1 else big)
             continue
         if is_and and in_a and ar.cls[i] == FULL and not (in_b and ar.hi[j] > ar.hi[i]):
-            lim = ar.hi[i]
-            p, j = _pass_through(ar, start, p, j, b1, pos, lim)
-            pos = max(pos, min(lim, ar.lo[j]) if j < b1 else lim)
-            if pos >= lim:
-                i += 1
+            p, j, pos = _pass_through(ar, start, p, j, b1, pos, ar.hi[i])
+            i += 1 if pos >= ar.hi[i] else 0
             continue
         if is_and and in_b and ar.cls[j] == FULL and not (in_a and ar.hi[i] > ar.hi[j]):
-            lim = ar.hi[j]
-            p, i = _pass_through(ar, start, p, i, a1, pos, lim)
-            pos = max(pos, min(lim, ar.lo[i]) if i < a1 else lim)
-            if pos >= lim:
-                j += 1
+            p, i, pos = _pass_through(ar, start, p, i, a1, pos, ar.hi[j])
+            j += 1 if pos >= ar.hi[j] else 0
             continue
-        if not is_and and not in_a:  # a gap in A: B's runs up to A's next start pass through
-            lim = ar.lo[i] if i < a1 else big
-            if not (in_b and ar.hi[j] > lim):
-                p, j = _pass_through(ar, start, p, j, b1, pos, lim)
-                pos = max(pos, min(lim, ar.lo[j]) if j < b1 else lim)
-                continue
-        if not is_and and not in_b:
-            lim = ar.lo[j] if j < b1 else big
-            if not (in_a and ar.hi[i] > lim):
-                p, i = _pass_through(ar, start, p, i, a1, pos, lim)
-                pos = max(pos, min(lim, ar.lo[i]) if i < a1 else lim)
-                continue
+        gap_a = ar.lo[i] if i < a1 else big  # for |: up to where A has no run, B passes through
+        if not is_and and not in_a and not (in_b and ar.hi[j] > gap_a):
+            p, j, pos = _pass_through(ar, start, p, j, b1, pos, gap_a)
+            continue
+        gap_b = ar.lo[j] if j < b1 else big
+        if not is_and and not in_b and not (in_a and ar.hi[i] > gap_b):
+            p, i, pos = _pass_through(ar, start, p, i, a1, pos, gap_b)
+            continue
         end = min(ar.hi[i] if in_a else (ar.lo[i] if i < a1 else big),
                   ar.hi[j] if in_b else (ar.lo[j] if j < b1 else big))
         c1 = ar.cls[i] if in_a else EMPTY
         c2 = ar.cls[j] if in_b else EMPTY
-        c = and_class(c1, c2) if is_and else or_class(c1, c2)
+        c = combine_class(c1, c2, is_and)
         if c != EMPTY:
             x1 = ar.ctx[i] if in_a else np.int64(0)
             x2 = ar.ctx[j] if in_b else np.int64(0)
@@ -120,6 +111,18 @@ def _complement(ar, r0, r1, i_from, i_to, p):
                 p = emit_run(ar, start, p, pos, end, FULL, np.int64(0))
                 pos = end
     return p
+
+
+@njit(cache=True, inline="always")
+def _move_down(ar, p, q, to):
+    """Move the runs p..q (a new result) down to ``to`` (over the operands it replaces);
+    returns its new end."""
+    for t in range(q - p):
+        ar.lo[to + t] = ar.lo[p + t]
+        ar.hi[to + t] = ar.hi[p + t]
+        ar.cls[to + t] = ar.cls[p + t]
+        ar.ctx[to + t] = ar.ctx[p + t]
+    return to + q - p
 
 
 @njit(cache=True, _nrt=False)
@@ -186,27 +189,15 @@ def eval_row(qb, ops, args, lv, grid, ar, share):
         elif op == OP_NOT:
             r0 = ar.res_lo[nr - 1]
             q = _complement(ar, r0, ar.res_hi[nr - 1], ar.int_lo[ni - 1], ar.int_hi[ni - 1], p)
-            n_out = q - p
-            for t in range(n_out):
-                ar.lo[r0 + t] = ar.lo[p + t]
-                ar.hi[r0 + t] = ar.hi[p + t]
-                ar.cls[r0 + t] = ar.cls[p + t]
-                ar.ctx[r0 + t] = ar.ctx[p + t]
-            ar.res_hi[nr - 1] = r0 + n_out
-            p = r0 + n_out
-            work += n_out
+            p = _move_down(ar, p, q, r0)
+            ar.res_hi[nr - 1] = p
+            work += p - r0
         else:
             ni -= 1
             a0 = ar.res_lo[nr - 2]
             q = _merge(ar, a0, ar.res_hi[nr - 2], ar.res_lo[nr - 1], ar.res_hi[nr - 1], p, op == OP_AND)
-            n_out = q - p
-            for t in range(n_out):
-                ar.lo[a0 + t] = ar.lo[p + t]
-                ar.hi[a0 + t] = ar.hi[p + t]
-                ar.cls[a0 + t] = ar.cls[p + t]
-                ar.ctx[a0 + t] = ar.ctx[p + t]
+            p = _move_down(ar, p, q, a0)
             nr -= 1
-            ar.res_hi[nr - 1] = a0 + n_out
-            p = a0 + n_out
-            work += n_out
+            ar.res_hi[nr - 1] = p
+            work += p - a0
     return ar.res_lo[0], ar.res_hi[0], work

@@ -11,7 +11,7 @@ run's bits are a fixed function of the bits of the leaves in S, the same for eve
 with that context.
 
 Example:
-    >>> and_class(PARTIAL, FULL) == PARTIAL, or_class(PARTIAL, PARTIAL) == UNKNOWN
+    >>> combine_class(PARTIAL, FULL, True) == PARTIAL, combine_class(PARTIAL, PARTIAL, False) == UNKNOWN
     (True, True)
 """
 
@@ -56,25 +56,14 @@ def arena_bytes(n_kb: int, depth: int, interests: int) -> int:
 
 
 @njit(cache=True, inline="always")
-def and_class(a, b):
-    """Class of x & y from the classes of x and y."""
-    if a == EMPTY or b == EMPTY:
-        return EMPTY
-    if a == FULL:
+def combine_class(a, b, is_and):
+    """Class of x & y (``is_and``) or x | y from the classes of x and y."""
+    absorbing = EMPTY if is_and else FULL
+    if a == absorbing or b == absorbing:
+        return absorbing
+    if a == FULL - absorbing:  # the neutral element: FULL for &, EMPTY for |
         return b
-    if b == FULL:
-        return a
-    return UNKNOWN
-
-
-@njit(cache=True, inline="always")
-def or_class(a, b):
-    """Class of x | y from the classes of x and y."""
-    if a == FULL or b == FULL:
-        return FULL
-    if a == EMPTY:
-        return b
-    if b == EMPTY:
+    if b == FULL - absorbing:
         return a
     return UNKNOWN
 

@@ -33,17 +33,13 @@ def _structured_leaves():
     )
 
 
+_OPS = {"|": lambda a, b: a | b, "&": lambda a, b: a & b, "-": lambda a, b: a - b, "~": lambda a, b: ~a}
+
+
 def _patterns(max_leaves=5):
-    return st.recursive(
-        _structured_leaves(),
-        lambda kids: st.one_of(
-            st.builds(lambda a, b: a | b, kids, kids),
-            st.builds(lambda a, b: a & b, kids, kids),
-            st.builds(lambda a, b: a - b, kids, kids),
-            st.builds(lambda a: ~a, kids),
-        ),
-        max_leaves=max_leaves,
-    )
+    """Expression trees over the leaves with | & - ~ (``~`` ignores its second operand)."""
+    grow = lambda kids: st.builds(lambda op, a, b: _OPS[op](a, b), st.sampled_from(sorted(_OPS)), kids, kids)  # noqa: E731
+    return st.recursive(_structured_leaves(), grow, max_leaves=max_leaves)
 
 
 def _check(p, q, k, block, q_offset=0):
