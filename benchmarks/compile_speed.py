@@ -146,8 +146,7 @@ def table_documents(sizes: list[int], reps: int, limit: float) -> None:
           "| ratio | same blocks |")
     print("|---:|---:|---:|---:|---:|---:|---:|---|")
     mc.compile(mc.causal(), 4096, block=BLOCK)
-    eager_next = compiled_next = 0.0  # predicted seconds of the next size
-    prev_n = None
+    measured = {False: (1, 0.0), True: (1, 0.0)}  # (tokens, seconds) of the last create_block_mask run
     for n in sizes:
         lengths = document_lengths(n)
         p = mc.document_mask(lengths)
@@ -159,11 +158,11 @@ def table_documents(sizes: list[int], reps: int, limit: float) -> None:
         best = min(times)
         doc = torch.from_numpy(np.repeat(np.arange(len(lengths)), lengths))[None]
         mm = torch_document_mask_mod(doc)
-        grow = (n / prev_n) ** 2 if prev_n else 1.0
         cells = []
         same = "-"
-        for compiled, predicted in ((False, eager_next * grow), (True, compiled_next * grow)):
-            if predicted > limit:
+        for compiled in (False, True):
+            m, sec = measured[compiled]
+            if sec * (n / m) ** 2 > limit:  # its time grows with the square of the length
                 cells += ["> limit", "-"]
                 continue
             t = time.perf_counter()
@@ -172,10 +171,7 @@ def table_documents(sizes: list[int], reps: int, limit: float) -> None:
                 t = time.perf_counter()
                 bm = create_block_mask(mm, None, None, n, n, device="cpu", BLOCK_SIZE=BLOCK, _compile=True)
             sec = time.perf_counter() - t
-            if compiled:
-                compiled_next = sec
-            else:
-                eager_next = sec
+            measured[compiled] = (n, sec)
             cells += [f"{sec:.2f}", f"{sec / best:.0f}x"]
             n_b = -(-n // BLOCK)
             ours = np.zeros((n_b, n_b), np.int8)
@@ -185,7 +181,6 @@ def table_documents(sizes: list[int], reps: int, limit: float) -> None:
                 theirs[-1][theirs[-1] == 1] = ours[-1][theirs[-1] == 1]
                 theirs[:, -1][theirs[:, -1] == 1] = ours[:, -1][theirs[:, -1] == 1]
             same = "yes" if np.array_equal(ours, theirs) else "NO"
-        prev_n = n
         print(f"| {n:,} | {len(lengths)} | {best * 1e3:.1f} | {' | '.join(cells)} | {same} |", flush=True)
 
 

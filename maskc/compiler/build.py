@@ -105,12 +105,14 @@ def dedupe_packed(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(packed[first]), group
 
 
-def _slot_widths(kinds: np.ndarray, lv, grid: Grid) -> np.ndarray:
-    """Coordinate range of every key slot's kind."""
-    out = np.empty(kinds.size, dtype=np.int64)
+def _slot_widths(slots: np.ndarray, lv, grid: Grid) -> np.ndarray:
+    """Coordinate range of every key slot (columns of ``slots``: kind, tail, context)."""
+    out = np.empty(slots.shape[1], dtype=np.int64)
     from_tables = {codes.K_DIAG: grid.width, codes.K_ANTI: grid.width, codes.K_ROW: grid.n_qb, codes.K_COL: grid.n_kb}
-    for s, kind in enumerate(kinds.tolist()):
-        if kind in from_tables:
+    for s, (kind, ctx) in enumerate(zip(slots[0].tolist(), slots[2].tolist())):
+        if kind == codes.K_CONTENT:  # the product of the leaves' distinct contents
+            out[s] = int(np.prod([max(int(lv.param[l]), 1) for l in range(len(lv.kind)) if ctx >> l & 1]))
+        elif kind in from_tables:
             out[s] = from_tables[kind]
         else:
             leaf = (kind - codes.K_SEG_COL) // 2
@@ -220,7 +222,7 @@ def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: i
     np.cumsum(owns, out=own_ptr[1:])
     n_cand = int(row_ptr[-1])
     slot_base = np.zeros(slots.shape[1] + 1, dtype=np.int64)
-    np.cumsum(_slot_widths(slots[0], lv, grid), out=slot_base[1:])
+    np.cumsum(_slot_widths(slots, lv, grid), out=slot_base[1:])
     n_key_space = int(slot_base[-1] + own_ptr[-1])
     budget.take(n_cand * 9 + n_key_space * 17, f"the {n_cand:,} non-empty blocks and their content keys")
     if n_key_space >= 2**31 - 1:
@@ -232,7 +234,7 @@ def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: i
     rep = np.full(n_key_space, -1, dtype=np.int64)
     threads = threads_for(n_cand + 4 * n_qb)
     kept = (lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot, np.ascontiguousarray(slots[0]),
-            slot_base)
+            np.ascontiguousarray(slots[2]), slot_base)
     if threads == 1:
         fill_rows_serial(*kept, cand_col, cand_cls, cand_key, rep)
     else:

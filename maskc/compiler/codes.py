@@ -55,6 +55,8 @@ K_ROW = 2
 K_COL = 3
 #: nothing shared: the block gets a key of its own
 K_UNIQUE = 4
+#: a full-size block whose undecided leaves are axis leaves: key (content id of each)
+K_CONTENT = 5
 #: segment leaf s undecided, query block inside one segment u: key (key block, u);
 #: encoded as K_SEG_COL + 2 * s
 K_SEG_COL = 8

@@ -20,7 +20,12 @@ K_ROW (all R)             the block row
 K_COL (all C)             the key block
 K_SEG_COL (segments, C)   (key block, the query block's only segment): its incidence
 K_SEG_ROW (segments, R)   (query block, the key block's only segment): its incidence
+K_CONTENT (1-3 axis)      the content ids of each leaf's window on the block
 ========================  =========================================================
+
+A full-size block whose undecided leaves are axis leaves with content ids (the distinct
+membership windows, see :func:`maskc.compiler.tables.content_ids`) is keyed by them:
+blocks far apart whose windows hold the same bits share one key.
 
 so blocks with equal keys provably hold equal bits and one representative per key is
 evaluated. Every other undecided block gets a key of its own.
@@ -32,11 +37,14 @@ import numpy as np
 from numba import njit, prange
 
 from maskc.compiler.codes import (
-    FULL, K_ANTI, K_COL, K_DIAG, K_ROW, K_SEG_COL, K_SEG_ROW, K_UNIQUE, T_C, T_D, T_R, T_S, T_SEG,
+    FULL, K_ANTI, K_COL, K_CONTENT, K_DIAG, K_ROW, K_SEG_COL, K_SEG_ROW, K_UNIQUE, T_C, T_D, T_R, T_S, T_SEG,
 )
 from maskc.compiler.evalrow import eval_row
 from maskc.compiler.runs import new_arena
-from maskc.compiler.tables import AT_KSEG, AT_QSEG
+from maskc.compiler.tables import AT_CONTENT, AT_KSEG, AT_QSEG
+
+#: Most keys one content slot may span (the product of its leaves' distinct contents).
+MAX_CONTENT_KEYS = 1 << 24
 
 #: slot of a kept run: FULL blocks, or undecided blocks with keys of their own
 SLOT_FULL, SLOT_OWN = -1, -2
@@ -80,6 +88,61 @@ def run_kind(ctx, qb, lv, share):
 
 
 @njit(cache=True, inline="always")
+def _by_content(ctx, lv):
+    """True when a full-size block of context ctx can be keyed by its leaves' content ids:
+    one to three axis leaves, each with ids, few enough keys."""
+    if ctx == 0:
+        return False
+    keys = 1
+    count = 0
+    c = ctx
+    l = 0
+    while c != 0:
+        if c & 1:
+            if lv.kind[l] > T_C or lv.at[l, AT_CONTENT] < 0:
+                return False
+            count += 1
+            keys *= max(lv.param[l], 1)
+            if count > 3 or keys > MAX_CONTENT_KEYS:
+                return False
+        c >>= 1
+        l += 1
+    return True
+
+
+@njit(cache=True, inline="always")
+def _nth_leaf(ctx, n):
+    """The n-th leaf (from 0) of context ctx, or -1."""
+    l = 0
+    c = ctx
+    while c != 0:
+        if c & 1:
+            if n == 0:
+                return l
+            n -= 1
+        c >>= 1
+        l += 1
+    return -1
+
+
+@njit(cache=True, inline="always")
+def _content_walk(l, qb, kb, lv, grid):
+    """(index of block (qb, kb)'s content id of leaf l, its step from kb to kb + 1, radix)."""
+    if l < 0:
+        return 0, 0, 1
+    t = lv.kind[l]
+    base = lv.at[l, AT_CONTENT]
+    if t == T_D:
+        return base + (qb * grid.bq - kb * grid.bk + (grid.n_kb - 1) * grid.bk) // grid.g, -(grid.bk // grid.g), \
+            lv.param[l]
+    if t == T_S:
+        return base + (qb * grid.bq + kb * grid.bk) // grid.g, grid.bk // grid.g, lv.param[l]
+    if t == T_R:
+        return base + qb, 0, lv.param[l]
+    return base + kb, 1, lv.param[l]
+
+
+@njit(cache=True, inline="always")
 def _is_seg_row(kind):
     return kind >= K_SEG_COL and (kind - K_SEG_COL) % 2 == 1
 
@@ -120,18 +183,19 @@ def _walk_row(qb, ops, args, lv, grid, ar, share, slots, n_slots, keep_lo, keep_
             if pa >= pb:
                 continue
             slot = SLOT_OWN
-            if kind == K_UNIQUE:
+            tail = (2 if qb >= grid.full_rows else 0) + (1 if pa >= grid.full_cols else 0)
+            part_kind = K_CONTENT if tail == 0 and _by_content(ar.ctx[r], lv) else kind
+            if part_kind == K_UNIQUE:
                 own += pb - pa
             else:
-                if _is_seg_row(kind):  # only key blocks inside one segment share
-                    base = lv.at[(kind - K_SEG_ROW) // 2, AT_KSEG]
+                if _is_seg_row(part_kind):  # only key blocks inside one segment share
+                    base = lv.at[(part_kind - K_SEG_ROW) // 2, AT_KSEG]
                     own += pb - pa - (lv.k_pure_count[base + pb] - lv.k_pure_count[base + pa])
-                tail = (2 if qb >= grid.full_rows else 0) + (1 if pa >= grid.full_cols else 0)
-                slot = _find_slot(slots, n_slots, kind, tail, ar.ctx[r])
+                slot = _find_slot(slots, n_slots, part_kind, tail, ar.ctx[r])
                 if slot < 0:
                     if n_slots == slots.shape[1]:
                         return 0, 0, -1, n_kept, work
-                    slots[0, n_slots] = kind
+                    slots[0, n_slots] = part_kind
                     slots[1, n_slots] = tail
                     slots[2, n_slots] = ar.ctx[r]
                     slot = n_slots
@@ -241,7 +305,7 @@ def _step(kind, grid):
 
 @njit(cache=True, _nrt=False)
 def _fill_row(qb, lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot, slot_kind,
-              slot_base, cand_col, cand_cls, cand_key, rep):
+              slot_ctx, slot_base, cand_col, cand_cls, cand_key, rep):
     """Write row qb's non-empty blocks from its kept runs (see :func:`fill_rows`)."""
     pos = row_ptr[qb]
     own = slot_base[slot_base.shape[0] - 1] + own_ptr[qb]
@@ -263,6 +327,29 @@ def _fill_row(qb, lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_c
                 cand_key[pos] = own
                 rep[own] = (qb << 32) | kb
                 own += 1
+                pos += 1
+        elif slot_kind[slot] == K_CONTENT:  # up to three leaves, each id walking by a fixed step
+            ctx = slot_ctx[slot]
+            e1, s1, _ = _content_walk(_nth_leaf(ctx, 0), qb, a, lv, grid)
+            e2, s2, r2 = _content_walk(_nth_leaf(ctx, 1), qb, a, lv, grid)
+            e3, s3, r3 = _content_walk(_nth_leaf(ctx, 2), qb, a, lv, grid)
+            two = _nth_leaf(ctx, 1) >= 0
+            three = _nth_leaf(ctx, 2) >= 0
+            for kb in range(a, b):
+                off = lv.content[e1]
+                if two:
+                    off = off * r2 + lv.content[e2]
+                    if three:
+                        off = off * r3 + lv.content[e3]
+                e1 += s1
+                e2 += s2
+                e3 += s3
+                key = slot_base[slot] + off
+                cand_col[pos] = kb
+                cand_cls[pos] = c
+                cand_key[pos] = key
+                if rep[key] < 0:
+                    rep[key] = (qb << 32) | kb
                 pos += 1
         elif slot_kind[slot] <= K_COL:  # the coordinate moves by a fixed step along the row
             kind = slot_kind[slot]
@@ -293,8 +380,8 @@ def _fill_row(qb, lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_c
 
 
 @njit(cache=True, parallel=True)
-def fill_rows(lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot, slot_kind, slot_base,
-              n_chunks, cand_col, cand_cls, cand_key, rep):
+def fill_rows(lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot, slot_kind, slot_ctx,
+              slot_base, n_chunks, cand_col, cand_cls, cand_key, rep):
     """Pass 2, parallel over chunks of rows: write each non-empty block's column, class
     (FULL, or PARTIAL / UNKNOWN for an undecided one) and key (-1 for FULL).
 
@@ -304,13 +391,13 @@ def fill_rows(lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, 
     for ch in prange(n_chunks):
         for qb in range(ch * grid.n_qb // n_chunks, (ch + 1) * grid.n_qb // n_chunks):
             _fill_row(np.int64(qb), lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot,
-                      slot_kind, slot_base, cand_col, cand_cls, cand_key, rep)
+                      slot_kind, slot_ctx, slot_base, cand_col, cand_cls, cand_key, rep)
 
 
 @njit(cache=True)
 def fill_rows_serial(lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot, slot_kind,
-                     slot_base, cand_col, cand_cls, cand_key, rep):
+                     slot_ctx, slot_base, cand_col, cand_cls, cand_key, rep):
     """:func:`fill_rows` on the calling thread (small compiles: no thread pool to start)."""
     for qb in range(grid.n_qb):
         _fill_row(np.int64(qb), lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot,
-                  slot_kind, slot_base, cand_col, cand_cls, cand_key, rep)
+                  slot_kind, slot_ctx, slot_base, cand_col, cand_cls, cand_key, rep)

@@ -42,8 +42,10 @@ from maskc.compiler import prep
 from maskc.compiler.budget import Budget
 
 # columns of LeafTables.at: where each leaf's data starts in the shared arrays
-AT_MEMB, AT_COUNT, AT_TAB, AT_RUNS, AT_IDS, AT_QSEG, AT_KSEG, AT_COARSE, AT_CELLS = range(9)
-N_AT = 9
+AT_MEMB, AT_COUNT, AT_TAB, AT_RUNS, AT_IDS, AT_QSEG, AT_KSEG, AT_COARSE, AT_CELLS, AT_CONTENT = range(10)
+N_AT = 10
+#: Most entries compared to check the content ids of one axis leaf (beyond it: coordinates only).
+MAX_CONTENT_CHECK = 1 << 27
 
 
 class Grid(NamedTuple):
@@ -88,7 +90,7 @@ class LeafTables(NamedTuple):
     """
 
     kind: np.ndarray        # int64 [L] codes.T_*
-    param: np.ndarray       # int64 [L] coarse block of a T_BLOCK leaf, pieces of a T_SEG leaf
+    param: np.ndarray       # int64 [L] coarse block (T_BLOCK), pieces (T_SEG), distinct contents (axis leaves)
     coarse_row0: np.ndarray  # int64 [L] first coarse row a T_BLOCK leaf's coarse runs hold
     at: np.ndarray          # int64 [L, N_AT]
     memb: np.ndarray        # uint8: D / S / R / C membership
@@ -113,6 +115,7 @@ class LeafTables(NamedTuple):
     coarse_hi: np.ndarray   # int64
     cell_ptr: np.ndarray    # int64 [q_len + 1]: cells of each layout row
     cell_col: np.ndarray    # int64
+    content: np.ndarray     # int64: content id of a full-size block's window of an axis leaf (-1 unless PARTIAL)
 
 
 def class_of(count: np.ndarray, total: np.ndarray) -> np.ndarray:
@@ -165,6 +168,38 @@ def _axis_tables(kind: int, memb: np.ndarray, grid: Grid) -> tuple[np.ndarray, n
         cls.append(c)
         steps.append(steps_down(c, sx) if kind == codes.T_D else steps_up(c, sx))
     return np.concatenate(cls), np.concatenate(steps)
+
+
+def content_ids(kind: int, memb: np.ndarray, cls: np.ndarray, grid: Grid) -> tuple[np.ndarray, int]:
+    """Ids of the distinct membership windows of an axis leaf's PARTIAL full-size blocks
+    (per diagonal, anti-diagonal, block row or key block; -1 elsewhere) and how many there
+    are; ``(None, 0)`` when checking them would cost more than :data:`MAX_CONTENT_CHECK`.
+
+    Blocks whose windows are equal hold equal bits of that leaf, wherever they are.
+    Hashes group the windows; every member is then compared with its group's first
+    entry, so ids are exact (a collision turns the ids off).
+    """
+    if kind == codes.T_R:
+        lo0, step, width, n = grid.q_offset, grid.bq, grid.bq, grid.n_qb
+    elif kind == codes.T_C:
+        lo0, step, width, n = 0, grid.bk, grid.bk, grid.n_kb
+    else:
+        lo0 = grid.q_offset - grid.n_kb * grid.bk + grid.kv_len if kind == codes.T_D else grid.q_offset
+        step, width, n = grid.g, grid.bq + grid.bk - 1, grid.width
+    cls = cls[:n]
+    partial = np.flatnonzero(cls == codes.PARTIAL)
+    if partial.size * width > MAX_CONTENT_CHECK:
+        return None, 0
+    ids = np.full(n, -1, dtype=np.int64)
+    if partial.size:
+        hashes = prep.window_hashes(memb, lo0, step, width, n)[partial]
+        _, first, group = np.unique(hashes, return_index=True, return_inverse=True)
+        group = group.reshape(-1)
+        if not prep.windows_equal(memb, lo0, step, width, partial, partial[first[group]]):
+            return None, 0
+        ids[partial] = group
+        return ids, int(first.size)
+    return ids, 0
 
 
 def block_counts(memb: np.ndarray) -> np.ndarray:
@@ -303,7 +338,7 @@ _FIELDS = {"memb": np.uint8, "count": np.int64, "tab_cls": np.int8, "tab_steps":
            "run_lo": np.int64, "run_hi": np.int64, "run_cls": np.int8, "piece_start": np.int64, "piece_label": np.int64, "q_pure": np.int64,
            "qinc_ptr": np.int64, "qinc_lab": np.int64, "k_pure": np.int64, "k_pure_count": np.int64,
            "kinc_ptr": np.int64, "kinc_lab": np.int64, "coarse_ptr": np.int64, "coarse_lo": np.int64,
-           "coarse_hi": np.int64, "cell_ptr": np.int64, "cell_col": np.int64}
+           "coarse_hi": np.int64, "cell_ptr": np.int64, "cell_col": np.int64, "content": np.int64}
 
 
 def build_tables(leaves: list, grid: Grid, budget: Budget, compile_inner: Callable) -> LeafTables:
@@ -335,6 +370,10 @@ def build_tables(leaves: list, grid: Grid, budget: Budget, compile_inner: Callab
             cls, steps = _axis_tables(leaf.kind, memb, grid)
             at[l, AT_COUNT] = f["count"].add(block_counts(memb))
             at[l, AT_TAB] = f["tab_cls"].add(cls)
+            ids, n_ids = content_ids(leaf.kind, memb, cls, grid)
+            if ids is not None:
+                at[l, AT_CONTENT] = f["content"].add(ids)
+                param[l] = n_ids
             f["tab_steps"].add(steps)
         elif leaf.kind == codes.T_SEG:
             budget.take(48 * (grid.n_qb + grid.n_kb), f"the block tables of {leaf.text}")

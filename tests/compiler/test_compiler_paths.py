@@ -153,3 +153,23 @@ def test_fixed_examples_of_each_run_list_leaf(pattern, block):
 def test_block_level_on_the_block_grid_with_offsets(inner, b, q_offset):
     # b a multiple of the block: a block row lies in one coarse row only when q_offset keeps it there
     _check(inner.at_block_level(b), 70, 150, 16, q_offset=q_offset)
+
+
+@pytest.mark.parametrize("pattern, most_keys", [
+    (mc.causal() & mc.stride(64), 8),                                   # every diagonal holds one of a few windows
+    (mc.window(300, 300) & mc.sums(range(0, 1 << 30, 256)), 16),        # offset and sum leaves mixed
+    (mc.causal() & (mc.window(63) | mc.global_tokens(range(0, 1 << 30, 2048))), 40),  # rows and columns mixed
+])
+def test_blocks_with_equal_windows_share_one_key_wherever_they_are(pattern, most_keys):
+    from maskc.compiler import last_stats
+
+    lay = _check(pattern, 1536, 1536, 64)
+    assert last_stats().keys <= most_keys < lay.n_partial
+
+
+def test_a_hash_collision_between_windows_turns_content_ids_off(monkeypatch):
+    from maskc.compiler import prep
+
+    monkeypatch.setattr(prep, "window_hashes", lambda memb, lo0, step, width, n: np.zeros(n, np.uint64))
+    _check(mc.causal() & (mc.offsets([0, 5, 9, 100, 101]) | mc.stride(17)), 700, 650, 32)
+    _check(mc.window(40, 40) & mc.sums(range(0, 1 << 20, 64)), 500, 500, 16)
