@@ -19,7 +19,7 @@ from maskc.compiler.codes import (
 )
 from maskc.compiler.leafruns import axis_class, run_class
 from maskc.compiler.runs import not_class
-from maskc.compiler.tables import AT_CELLS, AT_COARSE, AT_IDS, AT_MEMB
+from maskc.compiler.grid import AT_CELLS, AT_COARSE, AT_IDS, AT_MEMB
 
 
 @njit(cache=True, inline="always")

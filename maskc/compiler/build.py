@@ -30,7 +30,8 @@ from maskc.compiler.program import build_program
 from maskc.compiler.rowwalk import fill_rows, fill_rows_serial, walk_rows
 from maskc.compiler.runs import arena_bytes
 from maskc.compiler.runtime import kernel_threads, threads_for
-from maskc.compiler.tables import AT_KSEG, AT_QSEG, Grid, build_tables, make_grid
+from maskc.compiler.grid import AT_KSEG, AT_QSEG, Grid, make_grid
+from maskc.compiler.tables import build_tables
 from maskc.ir.layout import Layout
 
 #: Bytes of predicate bits evaluated per batch.

@@ -17,7 +17,7 @@ import numpy as np
 from maskc.compiler.budget import DEFAULT_MAX_BYTES, Budget
 from maskc.compiler.build import CompileStats, compile_slice, dedupe_packed
 from maskc.compiler.runtime import announce_first_build, mark_built
-from maskc.compiler.tables import make_grid
+from maskc.compiler.grid import make_grid
 from maskc.ir.layout import Layout, normalize_block
 from maskc.limits import MAX_HEADS, MAX_LEN, check_int
 from maskc.patterns.core import Pattern

@@ -14,7 +14,7 @@ from numba import njit
 
 from maskc.compiler.codes import EMPTY, FULL, T_C, T_D, T_PRED, T_R, T_S, UNKNOWN
 from maskc.compiler.runs import count_class, emit_run, leaf_context
-from maskc.compiler.tables import AT_COARSE, AT_COUNT, AT_MEMB, AT_RUNS, AT_TAB
+from maskc.compiler.grid import AT_COARSE, AT_COUNT, AT_MEMB, AT_RUNS, AT_TAB
 
 
 @njit(cache=True, inline="always")

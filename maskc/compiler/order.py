@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from maskc.compiler import codes
-from maskc.compiler.tables import AT_COARSE, AT_RUNS, AT_TAB, Grid, LeafTables
+from maskc.compiler.grid import AT_COARSE, AT_RUNS, AT_TAB, Grid, LeafTables
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from maskc.compiler.codes import EMPTY, FULL, PARTIAL, T_D, T_R, T_S
+from maskc.compiler.codes import FULL, PARTIAL, T_D, T_R, T_S
 
 
 @njit(cache=True, inline="always")
@@ -278,42 +278,6 @@ def block_row_runs(c_ptr, c_lo, c_hi, b, row0, grid):
     return ptr, lo[:n], hi[:n], cls[:n]  # views: the unused tail was never touched
 
 
-@njit(cache=True)
-def window_classes(memb, lo0, step, width, n_windows):
-    """Class of the count of ``memb`` over windows [lo0 + t step, lo0 + t step + width)
-    (clipped to the array; an empty window is EMPTY) for t < n_windows, by sliding sums."""
-    n = memb.shape[0]
-    out = np.empty(n_windows, dtype=np.int8)
-    a = min(max(lo0, 0), n)
-    b = min(max(lo0 + width, 0), n)
-    cur = 0
-    for x in range(a, b):
-        cur += memb[x]
-    for t in range(n_windows):
-        if t > 0:
-            L = lo0 + t * step
-            na = min(max(L, 0), n)
-            nb = min(max(L + width, 0), n)
-            if na > b:  # windows jumped apart: start over
-                cur = 0
-                for x in range(na, nb):
-                    cur += memb[x]
-            else:
-                for x in range(a, na):
-                    cur -= memb[x]
-                for x in range(b, nb):
-                    cur += memb[x]
-            a = na
-            b = nb
-        if cur == 0:
-            out[t] = EMPTY
-        elif cur == b - a:
-            out[t] = FULL
-        else:
-            out[t] = PARTIAL
-    return out
-
-
 @njit(cache=True, inline="always")
 def _axis_row(r, kind, run_lo, run_hi, ck, lo, hi, n, write):
     """Runs of allowed coarse columns of coarse row r of a one-axis pattern whose
@@ -370,45 +334,3 @@ def axis_coarse_runs(kind, run_lo, run_hi, row0, n_rows, ck):
     for r in range(n_rows):
         _axis_row(row0 + r, kind, run_lo, run_hi, ck, lo, hi, ptr[r], True)
     return ptr, lo, hi
-
-
-@njit(cache=True)
-def window_hashes(memb, lo0, step, width, n_windows):
-    """A polynomial hash of the windows [lo0 + t step, lo0 + t step + width) of ``memb``
-    (entries outside the array count as 0), by rolling sums: O(array + windows)."""
-    n = memb.shape[0]
-    base = np.uint64(0x9E3779B97F4A7C15)
-    top = np.uint64(1)  # base ** (width - 1)
-    for _ in range(width - 1):
-        top *= base
-    out = np.empty(n_windows, dtype=np.uint64)
-    h = np.uint64(0)
-    lo = lo0
-    for x in range(lo, lo + width):
-        h = h * base + (np.uint64(memb[x]) if 0 <= x < n else np.uint64(0))
-    for t in range(n_windows):
-        if t > 0:
-            for _ in range(step):  # slide one entry: drop lo, take lo + width
-                old = np.uint64(memb[lo]) if 0 <= lo < n else np.uint64(0)
-                new = np.uint64(memb[lo + width]) if 0 <= lo + width < n else np.uint64(0)
-                h = (h - old * top) * base + new
-                lo += 1
-        out[t] = h
-    return out
-
-
-@njit(cache=True)
-def windows_equal(memb, lo0, step, width, which, leader):
-    """True when window ``which[t]`` equals window ``leader[t]`` for every t (no collision)."""
-    n = memb.shape[0]
-    for t in range(which.shape[0]):
-        a = lo0 + which[t] * step
-        b = lo0 + leader[t] * step
-        if a == b:
-            continue
-        for k in range(width):
-            va = memb[a + k] if 0 <= a + k < n else 0
-            vb = memb[b + k] if 0 <= b + k < n else 0
-            if va != vb:
-                return False
-    return True

@@ -6,29 +6,8 @@
 2. :func:`fill_rows` (parallel over rows) expands the kept runs into every non-empty
    block's column, class and content key.
 
-Content keys. The bits of an undecided block (PARTIAL or UNKNOWN) are a fixed function
-of its run's context S (see :mod:`maskc.compiler.runs`), its ragged extent, and the
-content of the leaves in S. When the leaves in S share one coordinate the key is
-``slot_base[slot] + coordinate`` with slot = (kind, tail, S) and
-
-========================  =========================================================
-kind                      coordinate
-========================  =========================================================
-K_DIAG (all D)            the block diagonal x
-K_ANTI (all S)            the block anti-diagonal
-K_ROW (all R)             the block row
-K_COL (all C)             the key block
-K_SEG_COL (segments, C)   (key block, the query block's only segment): its incidence
-K_SEG_ROW (segments, R)   (query block, the key block's only segment): its incidence
-K_CONTENT (1-3 axis)      the content ids of each leaf's window on the block
-========================  =========================================================
-
-A full-size block whose undecided leaves are axis leaves with content ids (the distinct
-membership windows, see :func:`maskc.compiler.tables.content_ids`) is keyed by them:
-blocks far apart whose windows hold the same bits share one key.
-
-so blocks with equal keys provably hold equal bits and one representative per key is
-evaluated. Every other undecided block gets a key of its own.
+Content keys (which undecided blocks share one evaluated representative) are in
+:mod:`maskc.compiler.keys`.
 """
 
 from __future__ import annotations
@@ -36,115 +15,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from maskc.compiler.codes import (
-    FULL, K_ANTI, K_COL, K_CONTENT, K_DIAG, K_ROW, K_SEG_COL, K_SEG_ROW, K_UNIQUE, T_C, T_D, T_R, T_S, T_SEG,
-)
+from maskc.compiler.codes import FULL, K_COL, K_CONTENT, K_SEG_ROW, K_UNIQUE
 from maskc.compiler.evalrow import eval_row
+from maskc.compiler.grid import AT_KSEG
+from maskc.compiler.keys import by_content, content_walk, coordinate, coordinate_step, is_seg_row, nth_leaf, run_kind
 from maskc.compiler.runs import new_arena
-from maskc.compiler.tables import AT_CONTENT, AT_KSEG, AT_QSEG
-
-#: Most keys one content slot may span (the product of its leaves' distinct contents).
-MAX_CONTENT_KEYS = 1 << 24
 
 #: slot of a kept run: FULL blocks, or undecided blocks with keys of their own
 SLOT_FULL, SLOT_OWN = -1, -2
-
-
-@njit(cache=True, inline="always")
-def run_kind(ctx, qb, lv, share):
-    """Key kind of an undecided run of row qb with context ctx (see the module docstring)."""
-    if not share or ctx == 0:
-        return K_UNIQUE
-    axes = 0
-    seg = -1
-    c = ctx
-    l = 0
-    while c != 0:
-        if c & 1:
-            t = lv.kind[l]
-            if t <= T_C:
-                axes |= 1 << t
-            elif t == T_SEG and seg < 0:
-                seg = l
-            else:
-                return K_UNIQUE
-        c >>= 1
-        l += 1
-    if seg < 0:
-        if axes == 1 << T_D:
-            return K_DIAG
-        if axes == 1 << T_S:
-            return K_ANTI
-        if axes == 1 << T_R:
-            return K_ROW
-        if axes == 1 << T_C:
-            return K_COL
-        return K_UNIQUE
-    if axes & ~(1 << T_C) == 0 and lv.q_pure[lv.at[seg, AT_QSEG] + qb] >= 0:
-        return K_SEG_COL + 2 * seg
-    if axes & ~(1 << T_R) == 0:
-        return K_SEG_ROW + 2 * seg
-    return K_UNIQUE
-
-
-@njit(cache=True, inline="always")
-def _by_content(ctx, lv):
-    """True when a full-size block of context ctx can be keyed by its leaves' content ids:
-    one to three axis leaves, each with ids, few enough keys."""
-    if ctx == 0:
-        return False
-    keys = 1
-    count = 0
-    c = ctx
-    l = 0
-    while c != 0:
-        if c & 1:
-            if lv.kind[l] > T_C or lv.at[l, AT_CONTENT] < 0:
-                return False
-            count += 1
-            keys *= max(lv.param[l], 1)
-            if count > 3 or keys > MAX_CONTENT_KEYS:
-                return False
-        c >>= 1
-        l += 1
-    return True
-
-
-@njit(cache=True, inline="always")
-def _nth_leaf(ctx, n):
-    """The n-th leaf (from 0) of context ctx, or -1."""
-    l = 0
-    c = ctx
-    while c != 0:
-        if c & 1:
-            if n == 0:
-                return l
-            n -= 1
-        c >>= 1
-        l += 1
-    return -1
-
-
-@njit(cache=True, inline="always")
-def _content_walk(l, qb, kb, lv, grid):
-    """(index of block (qb, kb)'s content id of leaf l, its step from kb to kb + 1, radix)."""
-    if l < 0:
-        return 0, 0, 1
-    t = lv.kind[l]
-    base = lv.at[l, AT_CONTENT]
-    if t == T_D:
-        return base + (qb * grid.bq - kb * grid.bk + (grid.n_kb - 1) * grid.bk) // grid.g, -(grid.bk // grid.g), \
-            lv.param[l]
-    if t == T_S:
-        return base + (qb * grid.bq + kb * grid.bk) // grid.g, grid.bk // grid.g, lv.param[l]
-    if t == T_R:
-        return base + qb, 0, lv.param[l]
-    return base + kb, 1, lv.param[l]
-
-
-@njit(cache=True, inline="always")
-def _is_seg_row(kind):
-    return kind >= K_SEG_COL and (kind - K_SEG_COL) % 2 == 1
 
 
 @njit(cache=True, inline="always")
@@ -184,11 +62,11 @@ def _walk_row(qb, ops, args, lv, grid, ar, share, slots, n_slots, keep_lo, keep_
                 continue
             slot = SLOT_OWN
             tail = (2 if qb >= grid.full_rows else 0) + (1 if pa >= grid.full_cols else 0)
-            part_kind = K_CONTENT if tail == 0 and _by_content(ar.ctx[r], lv) else kind
+            part_kind = K_CONTENT if tail == 0 and by_content(ar.ctx[r], lv) else kind
             if part_kind == K_UNIQUE:
                 own += pb - pa
             else:
-                if _is_seg_row(part_kind):  # only key blocks inside one segment share
+                if is_seg_row(part_kind):  # only key blocks inside one segment share
                     base = lv.at[(part_kind - K_SEG_ROW) // 2, AT_KSEG]
                     own += pb - pa - (lv.k_pure_count[base + pb] - lv.k_pure_count[base + pa])
                 slot = _find_slot(slots, n_slots, part_kind, tail, ar.ctx[r])
@@ -258,49 +136,14 @@ def walk_rows(ops, args, lv, grid, share, depth, interests, counts, owns, keep_p
 
 
 @njit(cache=True, inline="always")
-def _index_of(values, lo, hi, v):
-    for e in range(lo, hi):
-        if values[e] == v:
-            return e
-    return -1
-
-
-@njit(cache=True, inline="always")
-def _coordinate(kind, qb, kb, lv, grid):
-    """Coordinate of block (qb, kb) for a slotted kind (-1: this block needs its own key)."""
-    if kind == K_DIAG:
-        return (qb * grid.bq - kb * grid.bk + (grid.n_kb - 1) * grid.bk) // grid.g
-    if kind == K_ANTI:
-        return (qb * grid.bq + kb * grid.bk) // grid.g
-    if kind == K_ROW:
-        return qb
-    if kind == K_COL:
-        return kb
-    if _is_seg_row(kind):
-        s = (kind - K_SEG_ROW) // 2
-        v = lv.k_pure[lv.at[s, AT_KSEG] + kb]
-        if v < 0:
-            return -1
-        base = lv.at[s, AT_QSEG]
-        e = _index_of(lv.qinc_lab, lv.qinc_ptr[base + qb], lv.qinc_ptr[base + qb + 1], v)
-        return e - lv.qinc_ptr[base]
-    s = (kind - K_SEG_COL) // 2
-    u = lv.q_pure[lv.at[s, AT_QSEG] + qb]
-    base = lv.at[s, AT_KSEG]
-    e = _index_of(lv.kinc_lab, lv.kinc_ptr[base + kb], lv.kinc_ptr[base + kb + 1], u)
-    return e - lv.kinc_ptr[base]
-
-
-@njit(cache=True, inline="always")
-def _step(kind, grid):
-    """How the coordinate of K_DIAG / K_ANTI / K_ROW / K_COL moves from kb to kb + 1."""
-    if kind == K_DIAG:
-        return -(grid.bk // grid.g)
-    if kind == K_ANTI:
-        return grid.bk // grid.g
-    if kind == K_ROW:
-        return 0
-    return 1
+def _put(cand_col, cand_cls, cand_key, rep, pos, qb, kb, c, key):
+    """Write block (qb, kb) of class c and key (-1: FULL) at pos; make it the key's
+    representative if the key has none yet."""
+    cand_col[pos] = kb
+    cand_cls[pos] = c
+    cand_key[pos] = key
+    if key >= 0 and rep[key] < 0:
+        rep[key] = (qb << 32) | kb
 
 
 @njit(cache=True, _nrt=False)
@@ -316,25 +159,20 @@ def _fill_row(qb, lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_c
         slot = keep_slot[r]
         if slot == SLOT_FULL:
             for kb in range(a, b):
-                cand_col[pos] = kb
-                cand_cls[pos] = FULL
-                cand_key[pos] = -1
+                _put(cand_col, cand_cls, cand_key, rep, pos, qb, kb, FULL, -1)
                 pos += 1
         elif slot == SLOT_OWN:
             for kb in range(a, b):
-                cand_col[pos] = kb
-                cand_cls[pos] = c
-                cand_key[pos] = own
-                rep[own] = (qb << 32) | kb
+                _put(cand_col, cand_cls, cand_key, rep, pos, qb, kb, c, own)
                 own += 1
                 pos += 1
         elif slot_kind[slot] == K_CONTENT:  # up to three leaves, each id walking by a fixed step
             ctx = slot_ctx[slot]
-            e1, s1, _ = _content_walk(_nth_leaf(ctx, 0), qb, a, lv, grid)
-            e2, s2, r2 = _content_walk(_nth_leaf(ctx, 1), qb, a, lv, grid)
-            e3, s3, r3 = _content_walk(_nth_leaf(ctx, 2), qb, a, lv, grid)
-            two = _nth_leaf(ctx, 1) >= 0
-            three = _nth_leaf(ctx, 2) >= 0
+            e1, s1, _ = content_walk(nth_leaf(ctx, 0), qb, a, lv, grid)
+            e2, s2, r2 = content_walk(nth_leaf(ctx, 1), qb, a, lv, grid)
+            e3, s3, r3 = content_walk(nth_leaf(ctx, 2), qb, a, lv, grid)
+            two = nth_leaf(ctx, 1) >= 0
+            three = nth_leaf(ctx, 2) >= 0
             for kb in range(a, b):
                 off = lv.content[e1]
                 if two:
@@ -344,38 +182,25 @@ def _fill_row(qb, lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_c
                 e1 += s1
                 e2 += s2
                 e3 += s3
-                key = slot_base[slot] + off
-                cand_col[pos] = kb
-                cand_cls[pos] = c
-                cand_key[pos] = key
-                if rep[key] < 0:
-                    rep[key] = (qb << 32) | kb
+                _put(cand_col, cand_cls, cand_key, rep, pos, qb, kb, c, slot_base[slot] + off)
                 pos += 1
         elif slot_kind[slot] <= K_COL:  # the coordinate moves by a fixed step along the row
             kind = slot_kind[slot]
-            key = slot_base[slot] + _coordinate(kind, qb, a, lv, grid)
-            step = _step(kind, grid)
+            key = slot_base[slot] + coordinate(kind, qb, a, lv, grid)
+            step = coordinate_step(kind, grid)
             for kb in range(a, b):
-                cand_col[pos] = kb
-                cand_cls[pos] = c
-                cand_key[pos] = key
-                if rep[key] < 0:
-                    rep[key] = (qb << 32) | kb
+                _put(cand_col, cand_cls, cand_key, rep, pos, qb, kb, c, key)
                 key += step
                 pos += 1
         else:
             for kb in range(a, b):
-                coord = _coordinate(slot_kind[slot], qb, kb, lv, grid)
+                coord = coordinate(slot_kind[slot], qb, kb, lv, grid)
                 if coord >= 0:
                     key = slot_base[slot] + coord
                 else:
                     key = own
                     own += 1
-                cand_col[pos] = kb
-                cand_cls[pos] = c
-                cand_key[pos] = key
-                if rep[key] < 0:
-                    rep[key] = (qb << 32) | kb
+                _put(cand_col, cand_cls, cand_key, rep, pos, qb, kb, c, key)
                 pos += 1
 
 

@@ -23,7 +23,7 @@ import numba
 #: Below this many units of work (blocks to write, bits to evaluate) a kernel runs on one thread.
 PARALLEL_MIN_WORK = 1 << 16
 
-_KERNEL_MODULES = ("codes", "tables", "prep", "runs", "leafruns", "evalrow", "rowwalk", "bits")
+_KERNEL_MODULES = ("codes", "grid", "axis", "tables", "prep", "runs", "leafruns", "evalrow", "keys", "rowwalk", "bits")
 _state = {"checked": False}
 
 

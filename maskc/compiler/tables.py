@@ -4,12 +4,10 @@ The row walk (:mod:`maskc.compiler.rowwalk`) asks every leaf, for one block row 
 time, for its verdict on stretches of key blocks: runs of EMPTY / PARTIAL / FULL. The
 tables here make each answer cost O(runs), not O(key blocks):
 
-* **D / S leaves** (offsets, sums): the class of a full-size block depends only on its
-  diagonal (anti-diagonal), so one table holds the class of every block diagonal and how
-  many steps along a block row it stays the same (one table for full-height rows, one
-  for the ragged last row). Prefix counts of the membership answer the ragged last
-  column directly.
-* **R / C leaves** (rows, columns): prefix counts per row; a class table over key blocks.
+* **Axis leaves** (offsets, sums, rows, columns; :mod:`maskc.compiler.axis`): class
+  tables per block diagonal, anti-diagonal, block row or key block, with how many steps
+  along a block row a class lasts, content ids of their windows, and counts of the
+  membership every 64 entries for the ragged last column.
 * **Segment leaves**: the positions split into *pieces* of equal id. Each key block
   lists the ids it holds; each id lists the runs of key blocks it touches (FULL where the
   key block holds that id only). A block row inside one segment u gets u's runs; a
@@ -22,192 +20,26 @@ tables here make each answer cost O(runs), not O(key blocks):
 * **Cells**: allowed pairs counted per block.
 
 Example:
-    >>> import numpy as np
-    >>> grid = make_grid(q_len=10, kv_len=10, q_offset=0, bq=4, bk=4)
-    >>> (grid.n_qb, grid.full_rows, grid.last_h, grid.width)
-    (3, 2, 2, 5)
-    >>> steps_down(np.array([0, 0, 1, 1, 1], np.int8), 1).tolist()
-    [1, 2, 1, 2, 3]
+    >>> import maskc as mc
+    >>> from maskc.compiler.grid import make_grid
+    >>> from maskc.compiler.program import build_program
+    >>> grid = make_grid(q_len=64, kv_len=64, q_offset=0, bq=16, bk=16)
+    >>> lv = build_tables(build_program(mc.segments([20, 44]), 64, 64).leaves, grid, Budget(), None)
+    >>> lv.run_ptr.tolist()  # runs per block row: two documents over four key blocks
+    [0, 2, 3, 5, 7]
 """
 
 from __future__ import annotations
 
-import math
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import numpy as np
 
-from maskc.compiler import codes
-from maskc.compiler import prep
+from maskc.compiler import codes, prep
+from maskc.compiler.axis import axis_tables, block_counts, content_ids
 from maskc.compiler.budget import Budget
-
-# columns of LeafTables.at: where each leaf's data starts in the shared arrays
-AT_MEMB, AT_COUNT, AT_TAB, AT_RUNS, AT_IDS, AT_QSEG, AT_KSEG, AT_COARSE, AT_CELLS, AT_CONTENT = range(10)
-N_AT = 10
-#: Most entries compared to check the content ids of one axis leaf (beyond it: coordinates only).
-MAX_CONTENT_CHECK = 1 << 27
-
-
-class Grid(NamedTuple):
-    """Sizes of one compile. Query rows are absolute positions ``q_offset ..
-    q_offset + q_len - 1`` (``q_total = q_offset + q_len``); block row ``qb`` holds
-    rows ``q_offset + qb * bq ..``; key block ``kb`` holds columns ``kb * bk ..``."""
-
-    q_len: int
-    kv_len: int
-    q_offset: int
-    q_total: int
-    bq: int
-    bk: int
-    n_qb: int
-    n_kb: int
-    #: gcd(bq, bk): block diagonals are ``g`` apart
-    g: int
-    #: number of block diagonals (and anti-diagonals), indexed x = (qb*bq - kb*bk + (n_kb-1)*bk) / g
-    width: int
-    #: block rows of full height bq, key blocks of full width bk
-    full_rows: int
-    full_cols: int
-    #: height of the last block row, width of the last key block
-    last_h: int
-    last_w: int
-
-
-def make_grid(q_len: int, kv_len: int, q_offset: int, bq: int, bk: int) -> Grid:
-    """The :class:`Grid` of a compile."""
-    n_qb, n_kb = -(-q_len // bq), -(-kv_len // bk)
-    g = math.gcd(bq, bk)
-    width = ((n_qb - 1) * bq + (n_kb - 1) * bk) // g + 1
-    return Grid(q_len, kv_len, q_offset, q_offset + q_len, bq, bk, n_qb, n_kb, g, width,
-                q_len // bq, kv_len // bk, q_len - (n_qb - 1) * bq, kv_len - (n_kb - 1) * bk)
-
-
-class LeafTables(NamedTuple):
-    """Every leaf's data, concatenated; ``at[l, AT_*]`` is where leaf l's part starts.
-
-    Pointer arrays (``run_ptr``, ``qinc_ptr``, ``kinc_ptr``, ``coarse_ptr``,
-    ``cell_ptr``) hold global indices into their value arrays.
-    """
-
-    kind: np.ndarray        # int64 [L] codes.T_*
-    param: np.ndarray       # int64 [L] coarse block (T_BLOCK), pieces (T_SEG), distinct contents (axis leaves)
-    coarse_row0: np.ndarray  # int64 [L] first coarse row a T_BLOCK leaf's coarse runs hold
-    at: np.ndarray          # int64 [L, N_AT]
-    memb: np.ndarray        # uint8: D / S / R / C membership
-    count: np.ndarray       # int64: prefix counts of memb every 64 entries (block_counts)
-    tab_cls: np.ndarray     # int8: D / S class per diagonal (2 variants x width), R per block row, C per key block
-    tab_steps: np.ndarray   # int64: steps along a block row the class stays the same
-    run_ptr: np.ndarray     # int64 [n_qb + 1] per run leaf: the block row's runs
-    run_lo: np.ndarray      # int64: first key block of a run
-    run_hi: np.ndarray      # int64: one past its last key block
-    run_cls: np.ndarray     # int8: PARTIAL or FULL
-    piece_start: np.ndarray  # int64 [P + 1]: positions where a segment leaf's id changes, then n
-    piece_label: np.ndarray  # int64 [P + 1]: the dense label of each piece
-    q_pure: np.ndarray      # int64 [n_qb + 1]: the only segment label of a query block, or -1
-    qinc_ptr: np.ndarray    # int64 [n_qb + 1]: labels in each query block
-    qinc_lab: np.ndarray    # int64
-    k_pure: np.ndarray      # int64 [n_kb + 1]: the only segment label of a key block, or -1
-    k_pure_count: np.ndarray  # int64 [n_kb + 1]: prefix count of single-label key blocks
-    kinc_ptr: np.ndarray    # int64 [n_kb + 1]: labels in each key block
-    kinc_lab: np.ndarray    # int64
-    coarse_ptr: np.ndarray  # int64: runs of allowed coarse columns per coarse row
-    coarse_lo: np.ndarray   # int64
-    coarse_hi: np.ndarray   # int64
-    cell_ptr: np.ndarray    # int64 [q_len + 1]: cells of each layout row
-    cell_col: np.ndarray    # int64
-    content: np.ndarray     # int64: content id of a full-size block's window of an axis leaf (-1 unless PARTIAL)
-
-
-def class_of(count: np.ndarray, total: np.ndarray) -> np.ndarray:
-    """EMPTY / PARTIAL / FULL from a count of allowed pairs out of ``total``."""
-    return np.where(count == 0, codes.EMPTY, np.where(count == total, codes.FULL, codes.PARTIAL)).astype(np.int8)
-
-
-def _run_to_start(a: np.ndarray) -> np.ndarray:
-    """Along axis 0: the distance of each entry to the start of its run of equal values."""
-    idx = np.arange(a.shape[0]).reshape((-1,) + (1,) * (a.ndim - 1))
-    start = np.ones(a.shape, dtype=bool)
-    start[1:] = a[1:] != a[:-1]
-    return idx - np.maximum.accumulate(np.where(start, idx, 0), axis=0)
-
-
-def _by_residue(c: np.ndarray, step: int) -> np.ndarray:
-    m = -(-c.size // step)
-    a = np.full(m * step, -1, dtype=np.int16)
-    a[: c.size] = c
-    return a.reshape(m, step)
-
-
-def steps_down(c: np.ndarray, step: int) -> np.ndarray:
-    """For each x: how many of x, x - step, x - 2 step, ... share the class ``c[x]``."""
-    return (_run_to_start(_by_residue(c, step)) + 1).reshape(-1)[: c.size].astype(np.int64)
-
-
-def steps_up(c: np.ndarray, step: int) -> np.ndarray:
-    """For each x: how many of x, x + step, x + 2 step, ... share the class ``c[x]``."""
-    a = _by_residue(c, step)[::-1]
-    return (_run_to_start(a) + 1)[::-1].reshape(-1)[: c.size].astype(np.int64)
-
-
-def _axis_tables(kind: int, memb: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """Class and steps tables of an axis leaf: D / S per block diagonal (full-height rows,
-    then the ragged last row), R per block row, C per key block."""
-    if kind == codes.T_R:
-        c = prep.window_classes(memb, grid.q_offset, grid.bq, grid.bq, grid.n_qb)
-        return c, np.ones(c.size, dtype=np.int64)
-    if kind == codes.T_C:
-        c = prep.window_classes(memb, 0, grid.bk, grid.bk, grid.n_kb)
-        return c, steps_up(c, 1)
-    cls, steps = [], []
-    sx = grid.bk // grid.g
-    # a block's offsets are [i0 - j0 - bk + 1, i0 - j0 + h - 1] (index + kv_len - 1), its sums
-    # [i0 + j0, i0 + j0 + h + bk - 2]; diagonal x has i0 - j0 = q_offset + x g - (n_kb - 1) bk
-    lo0 = grid.q_offset - grid.n_kb * grid.bk + grid.kv_len if kind == codes.T_D else grid.q_offset
-    for h in (grid.bq, grid.last_h):
-        c = prep.window_classes(memb, lo0, grid.g, h + grid.bk - 1, grid.width)
-        cls.append(c)
-        steps.append(steps_down(c, sx) if kind == codes.T_D else steps_up(c, sx))
-    return np.concatenate(cls), np.concatenate(steps)
-
-
-def content_ids(kind: int, memb: np.ndarray, cls: np.ndarray, grid: Grid) -> tuple[np.ndarray, int]:
-    """Ids of the distinct membership windows of an axis leaf's PARTIAL full-size blocks
-    (per diagonal, anti-diagonal, block row or key block; -1 elsewhere) and how many there
-    are; ``(None, 0)`` when checking them would cost more than :data:`MAX_CONTENT_CHECK`.
-
-    Blocks whose windows are equal hold equal bits of that leaf, wherever they are.
-    Hashes group the windows; every member is then compared with its group's first
-    entry, so ids are exact (a collision turns the ids off).
-    """
-    if kind == codes.T_R:
-        lo0, step, width, n = grid.q_offset, grid.bq, grid.bq, grid.n_qb
-    elif kind == codes.T_C:
-        lo0, step, width, n = 0, grid.bk, grid.bk, grid.n_kb
-    else:
-        lo0 = grid.q_offset - grid.n_kb * grid.bk + grid.kv_len if kind == codes.T_D else grid.q_offset
-        step, width, n = grid.g, grid.bq + grid.bk - 1, grid.width
-    cls = cls[:n]
-    partial = np.flatnonzero(cls == codes.PARTIAL)
-    if partial.size * width > MAX_CONTENT_CHECK:
-        return None, 0
-    ids = np.full(n, -1, dtype=np.int64)
-    if partial.size:
-        hashes = prep.window_hashes(memb, lo0, step, width, n)[partial]
-        _, first, group = np.unique(hashes, return_index=True, return_inverse=True)
-        group = group.reshape(-1)
-        if not prep.windows_equal(memb, lo0, step, width, partial, partial[first[group]]):
-            return None, 0
-        ids[partial] = group
-        return ids, int(first.size)
-    return ids, 0
-
-
-def block_counts(memb: np.ndarray) -> np.ndarray:
-    """Prefix counts of ``memb`` every 64 entries: ``out[t] = memb[:64 t].sum()``."""
-    out = np.zeros(-(-memb.size // 64) + 1, dtype=np.int64)
-    if memb.size:
-        np.cumsum(np.add.reduceat(memb, np.arange(0, memb.size, 64), dtype=np.int64), out=out[1:])
-    return out
+from maskc.compiler.grid import AT_CELLS, AT_COARSE, AT_CONTENT, AT_COUNT, AT_IDS, AT_KSEG, AT_MEMB, AT_QSEG, AT_RUNS, \
+    AT_TAB, N_AT, Grid, LeafTables
 
 
 def _segment_tables(ids: np.ndarray, grid: Grid) -> dict:
@@ -367,7 +199,7 @@ def build_tables(leaves: list, grid: Grid, budget: Budget, compile_inner: Callab
             budget.take(48 * n_tab, f"the block tables of {leaf.text}")
             memb = leaf.data.view(np.uint8)
             at[l, AT_MEMB] = f["memb"].add(memb)
-            cls, steps = _axis_tables(leaf.kind, memb, grid)
+            cls, steps = axis_tables(leaf.kind, memb, grid)
             at[l, AT_COUNT] = f["count"].add(block_counts(memb))
             at[l, AT_TAB] = f["tab_cls"].add(cls)
             ids, n_ids = content_ids(leaf.kind, memb, cls, grid)

@@ -168,8 +168,8 @@ def test_blocks_with_equal_windows_share_one_key_wherever_they_are(pattern, most
 
 
 def test_a_hash_collision_between_windows_turns_content_ids_off(monkeypatch):
-    from maskc.compiler import prep
+    from maskc.compiler import axis
 
-    monkeypatch.setattr(prep, "window_hashes", lambda memb, lo0, step, width, n: np.zeros(n, np.uint64))
+    monkeypatch.setattr(axis, "window_hashes", lambda memb, lo0, step, width, n: np.zeros(n, np.uint64))
     _check(mc.causal() & (mc.offsets([0, 5, 9, 100, 101]) | mc.stride(17)), 700, 650, 32)
     _check(mc.window(40, 40) & mc.sums(range(0, 1 << 20, 64)), 500, 500, 16)
