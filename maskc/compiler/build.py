@@ -27,7 +27,7 @@ from maskc.compiler import codes
 from maskc.compiler.budget import Budget
 from maskc.compiler.order import leaf_estimates
 from maskc.compiler.program import build_program
-from maskc.compiler.rowwalk import fill_rows, fill_rows_serial, walk_rows
+from maskc.compiler.rowwalk import Blocks, Slots, fill_rows, fill_rows_serial, walk_rows
 from maskc.compiler.runs import arena_bytes
 from maskc.compiler.runtime import kernel_threads, threads_for
 from maskc.compiler.grid import AT_KSEG, AT_QSEG, Grid, make_grid
@@ -207,15 +207,13 @@ def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: i
     budget.take(n_qb * 40 + arena_bytes(grid.n_kb, depth, interests), "the row walk's scratch")
     counts = np.zeros(n_qb, dtype=np.int64)
     owns = np.zeros(n_qb, dtype=np.int64)
-    keep_ptr = np.zeros(n_qb + 1, dtype=np.int64)
     max_kept = max(0, budget.max_bytes - budget.used) // _KEPT_RUN_BYTES
     runs_per_row = min(sum(e.runs for e in estimates) + 2, 2 * grid.n_kb + 2)
-    slots, keep_lo, keep_hi, keep_cls, keep_slot, work = walk_rows(ops, args, lv, grid, share, depth, interests,
-                                                                  counts, owns, keep_ptr, max_kept,
-                                                                  int(n_qb * runs_per_row))
+    slots, kept, work = walk_rows(ops, args, lv, grid, share, depth, interests, counts, owns, max_kept,
+                                  int(n_qb * runs_per_row))
     if work < 0:
         budget.take(budget.max_bytes + 1, "the row walk's runs")
-    budget.take(keep_lo.size * _KEPT_RUN_BYTES, "the row walk's runs")
+    budget.take(kept.lo.size * _KEPT_RUN_BYTES, "the row walk's runs")
     stats.row_runs += int(work)
     row_ptr = np.zeros(n_qb + 1, dtype=np.int64)
     np.cumsum(counts, out=row_ptr[1:])
@@ -229,19 +227,17 @@ def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: i
     if n_key_space >= 2**31 - 1:
         raise ValueError(f"{n_key_space:,} block contents exceed the int32 mask ids; use a larger block")
     stats.blocks += n_cand
-    cand_col = np.empty(n_cand, dtype=np.int32)
-    cand_cls = np.empty(n_cand, dtype=np.int8)
-    cand_key = np.empty(n_cand, dtype=np.int32)
-    rep = np.full(n_key_space, -1, dtype=np.int64)
+    out = Blocks(row_ptr, own_ptr, np.empty(n_cand, dtype=np.int32), np.empty(n_cand, dtype=np.int8),
+                 np.empty(n_cand, dtype=np.int32), np.full(n_key_space, -1, dtype=np.int64))
+    key_slots = Slots(np.ascontiguousarray(slots[0]), np.ascontiguousarray(slots[2]), slot_base)
     threads = threads_for(n_cand + 4 * n_qb)
-    kept = (lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot, np.ascontiguousarray(slots[0]),
-            np.ascontiguousarray(slots[2]), slot_base)
     if threads == 1:
-        fill_rows_serial(*kept, cand_col, cand_cls, cand_key, rep)
+        fill_rows_serial(lv, grid, kept, key_slots, out)
     else:
         with kernel_threads(threads):
-            fill_rows(*kept, min(n_qb, 8 * threads), cand_col, cand_cls, cand_key, rep)
-    del keep_lo, keep_hi, keep_cls, keep_slot
+            fill_rows(lv, grid, kept, key_slots, out, min(n_qb, 8 * threads))
+    del kept
+    cand_col, cand_cls, cand_key, rep = out.col, out.cls, out.key, out.rep
     used = np.flatnonzero(rep >= 0)
     rep_qb, rep_kb = rep[used] >> 32, rep[used] & 0xFFFFFFFF
     del rep

@@ -12,6 +12,8 @@ Content keys (which undecided blocks share one evaluated representative) are in
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit, prange
 
@@ -23,6 +25,36 @@ from maskc.compiler.runs import new_arena
 
 #: slot of a kept run: FULL blocks, or undecided blocks with keys of their own
 SLOT_FULL, SLOT_OWN = -1, -2
+
+
+class KeptRuns(NamedTuple):
+    """The non-empty runs pass 1 keeps: those of row qb are ``ptr[qb]:ptr[qb + 1]``."""
+
+    ptr: np.ndarray   # int64 [n_qb + 1]
+    lo: np.ndarray    # int32 first key block
+    hi: np.ndarray    # int32 one past the last
+    cls: np.ndarray   # int8 FULL, PARTIAL or UNKNOWN
+    slot: np.ndarray  # int32 content-key slot, SLOT_FULL or SLOT_OWN
+
+
+class Slots(NamedTuple):
+    """Content-key slots: a slot's keys are ``base[s] .. base[s + 1]``; own keys follow."""
+
+    kind: np.ndarray  # int64 [n] K_*
+    ctx: np.ndarray   # int64 [n] the leaves the content depends on
+    base: np.ndarray  # int64 [n + 1]
+
+
+class Blocks(NamedTuple):
+    """The output of pass 2: every non-empty block of row qb at ``row_ptr[qb]..``, and the
+    representative of every key (``qb << 32 | kb``, -1 for unused keys)."""
+
+    row_ptr: np.ndarray  # int64 [n_qb + 1]
+    own_ptr: np.ndarray  # int64 [n_qb + 1] first own key of each row, after the slots' keys
+    col: np.ndarray      # int32 key block
+    cls: np.ndarray      # int8 FULL, PARTIAL or UNKNOWN
+    key: np.ndarray      # int32 content key, -1 for FULL
+    rep: np.ndarray      # int64 [keys]
 
 
 @njit(cache=True, inline="always")
@@ -87,15 +119,15 @@ def _walk_row(qb, ops, args, lv, grid, ar, share, slots, n_slots, keep_lo, keep_
 
 
 @njit(cache=True)
-def walk_rows(ops, args, lv, grid, share, depth, interests, counts, owns, keep_ptr, max_kept, first_cap):
-    """Pass 1: blocks per row into ``counts``, own-key blocks into ``owns``, kept runs
-    of row qb at ``keep_ptr[qb]:keep_ptr[qb + 1]``.
+def walk_rows(ops, args, lv, grid, share, depth, interests, counts, owns, max_kept, first_cap):
+    """Pass 1: blocks per row into ``counts``, own-key blocks into ``owns``.
 
-    Returns ``(slots, keep_lo, keep_hi, keep_cls, keep_slot, work)``: the key slots
-    ([3, n]: kind, tail, context), the kept runs, and the runs made (the work), or
-    ``work = -1`` when more than ``max_kept`` runs would be kept. ``first_cap`` is the
-    first capacity of the kept runs (an estimate: untouched capacity costs no memory).
+    Returns ``(slots, kept, work)``: the key slots found ([3, n]: kind, tail, context),
+    the :class:`KeptRuns`, and the runs made (the work), or ``work = -1`` when more than
+    ``max_kept`` runs would be kept. ``first_cap`` is the first capacity of the kept runs
+    (an estimate: untouched capacity costs no memory).
     """
+    keep_ptr = np.zeros(grid.n_qb + 1, dtype=np.int64)
     ar = new_arena(grid.n_kb, depth, interests)
     slots = np.zeros((3, 16), dtype=np.int64)
     cap = min(max_kept, max(1024, first_cap))
@@ -108,8 +140,8 @@ def walk_rows(ops, args, lv, grid, share, depth, interests, counts, owns, keep_p
     work = 0
     qb = 0
     while qb < grid.n_qb:
-        cnt, own, n, kept, w = _walk_row(qb, ops, args, lv, grid, ar, share, slots, n_slots, keep_lo, keep_hi,
-                                         keep_cls, keep_slot, n_kept)
+        cnt, own, n, n_now, w = _walk_row(qb, ops, args, lv, grid, ar, share, slots, n_slots, keep_lo, keep_hi,
+                                          keep_cls, keep_slot, n_kept)
         if n < 0:  # a table is full: grow it and do the row again
             if n_slots == slots.shape[1]:
                 grown = np.zeros((3, 2 * slots.shape[1]), dtype=np.int64)
@@ -117,7 +149,7 @@ def walk_rows(ops, args, lv, grid, share, depth, interests, counts, owns, keep_p
                 slots = grown
             else:
                 if keep_lo.shape[0] >= max_kept:
-                    return slots[:, :n_slots].copy(), keep_lo, keep_hi, keep_cls, keep_slot, -1
+                    return slots[:, :n_slots].copy(), KeptRuns(keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot), -1
                 m = min(max_kept, 2 * keep_lo.shape[0] + 4 * grid.n_kb)
                 keep_lo = np.concatenate((keep_lo[:n_kept], np.empty(m - n_kept, np.int32)))
                 keep_hi = np.concatenate((keep_hi[:n_kept], np.empty(m - n_kept, np.int32)))
@@ -125,14 +157,14 @@ def walk_rows(ops, args, lv, grid, share, depth, interests, counts, owns, keep_p
                 keep_slot = np.concatenate((keep_slot[:n_kept], np.empty(m - n_kept, np.int32)))
             continue
         n_slots = n
-        n_kept = kept
+        n_kept = n_now
         work += w
         counts[qb] = cnt
         owns[qb] = own
         keep_ptr[qb + 1] = n_kept
         qb += 1
-    return (slots[:, :n_slots].copy(), keep_lo[:n_kept], keep_hi[:n_kept], keep_cls[:n_kept],
-            keep_slot[:n_kept], work)
+    kept = KeptRuns(keep_ptr, keep_lo[:n_kept], keep_hi[:n_kept], keep_cls[:n_kept], keep_slot[:n_kept])
+    return slots[:, :n_slots].copy(), kept, work
 
 
 @njit(cache=True, inline="always")
@@ -147,16 +179,17 @@ def _put(cand_col, cand_cls, cand_key, rep, pos, qb, kb, c, key):
 
 
 @njit(cache=True, _nrt=False)
-def _fill_row(qb, lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot, slot_kind,
-              slot_ctx, slot_base, cand_col, cand_cls, cand_key, rep):
+def _fill_row(qb, lv, grid, kept, slots, out):
     """Write row qb's non-empty blocks from its kept runs (see :func:`fill_rows`)."""
-    pos = row_ptr[qb]
-    own = slot_base[slot_base.shape[0] - 1] + own_ptr[qb]
-    for r in range(keep_ptr[qb], keep_ptr[qb + 1]):
-        a = np.int64(keep_lo[r])
-        b = np.int64(keep_hi[r])
-        c = keep_cls[r]
-        slot = keep_slot[r]
+    pos = out.row_ptr[qb]
+    own = slots.base[slots.base.shape[0] - 1] + out.own_ptr[qb]
+    cand_col, cand_cls, cand_key, rep = out.col, out.cls, out.key, out.rep
+    slot_kind, slot_ctx, slot_base = slots.kind, slots.ctx, slots.base
+    for r in range(kept.ptr[qb], kept.ptr[qb + 1]):
+        a = np.int64(kept.lo[r])
+        b = np.int64(kept.hi[r])
+        c = kept.cls[r]
+        slot = kept.slot[r]
         if slot == SLOT_FULL:
             for kb in range(a, b):
                 _put(cand_col, cand_cls, cand_key, rep, pos, qb, kb, FULL, -1)
@@ -205,24 +238,21 @@ def _fill_row(qb, lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_c
 
 
 @njit(cache=True, parallel=True)
-def fill_rows(lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot, slot_kind, slot_ctx,
-              slot_base, n_chunks, cand_col, cand_cls, cand_key, rep):
+def fill_rows(lv, grid, kept, slots, out, n_chunks):
     """Pass 2, parallel over chunks of rows: write each non-empty block's column, class
-    (FULL, or PARTIAL / UNKNOWN for an undecided one) and key (-1 for FULL).
+    (FULL, or PARTIAL / UNKNOWN for an undecided one) and key (-1 for FULL) into ``out``
+    (:class:`Blocks`).
 
-    ``rep[key]`` receives some block holding the key, packed ``qb << 32 | kb`` (threads
-    may race to write it; any of them is a valid representative).
+    ``out.rep[key]`` receives some block holding the key (threads may race to write it;
+    any of them is a valid representative).
     """
     for ch in prange(n_chunks):
         for qb in range(ch * grid.n_qb // n_chunks, (ch + 1) * grid.n_qb // n_chunks):
-            _fill_row(np.int64(qb), lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot,
-                      slot_kind, slot_ctx, slot_base, cand_col, cand_cls, cand_key, rep)
+            _fill_row(np.int64(qb), lv, grid, kept, slots, out)
 
 
 @njit(cache=True)
-def fill_rows_serial(lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot, slot_kind,
-                     slot_ctx, slot_base, cand_col, cand_cls, cand_key, rep):
+def fill_rows_serial(lv, grid, kept, slots, out):
     """:func:`fill_rows` on the calling thread (small compiles: no thread pool to start)."""
     for qb in range(grid.n_qb):
-        _fill_row(np.int64(qb), lv, grid, row_ptr, own_ptr, keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot,
-                  slot_kind, slot_ctx, slot_base, cand_col, cand_cls, cand_key, rep)
+        _fill_row(np.int64(qb), lv, grid, kept, slots, out)
