@@ -29,7 +29,7 @@ from maskc.compiler.order import leaf_estimates
 from maskc.compiler.program import build_program
 from maskc.compiler.rowwalk import Blocks, Slots, fill_rows, fill_rows_serial, walk_rows
 from maskc.compiler.runs import arena_bytes
-from maskc.compiler.runtime import kernel_threads, threads_for
+from maskc.compiler.runtime import NS_PER_BIT, NS_PER_BLOCK_WRITTEN, NS_PER_ROW_WALKED, kernel_threads, threads_for
 from maskc.compiler.grid import AT_KSEG, AT_QSEG, Grid, make_grid
 from maskc.compiler.tables import build_tables
 from maskc.ir.layout import Layout
@@ -137,7 +137,7 @@ def _bits(prog, ops, args, lv, grid, rep_qb, rep_kb, budget, stats, b, h):
     preds = prog.predicates
     pred_of_leaf = np.full(max(len(prog.leaves), 1), -1, dtype=np.int64)
     pred_of_leaf[preds] = np.arange(len(preds))
-    threads = threads_for(n * rmax * cmax)
+    threads = threads_for(NS_PER_BIT * n * rmax * cmax)
     budget.take(threads * (ops.size + 1) * rmax * cmax, "the block evaluators' scratch")
     stats.bit_elements += n * rmax * cmax
 
@@ -230,7 +230,7 @@ def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: i
     out = Blocks(row_ptr, own_ptr, np.empty(n_cand, dtype=np.int32), np.empty(n_cand, dtype=np.int8),
                  np.empty(n_cand, dtype=np.int32), np.full(n_key_space, -1, dtype=np.int64))
     key_slots = Slots(np.ascontiguousarray(slots[0]), np.ascontiguousarray(slots[2]), slot_base)
-    threads = threads_for(n_cand + 4 * n_qb)
+    threads = threads_for(NS_PER_BLOCK_WRITTEN * n_cand + NS_PER_ROW_WALKED * n_qb)
     if threads == 1:
         fill_rows_serial(lv, grid, kept, key_slots, out)
     else:

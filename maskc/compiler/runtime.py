@@ -1,7 +1,8 @@
 """How the compiler runs its numba kernels: threads, and the one-time kernel build.
 
-* Small compiles run the kernels on one thread: starting numba's thread pool costs more
-  than it saves below :data:`PARALLEL_MIN_WORK` units of work.
+* Small compiles run the kernels on one thread: a parallel launch costs milliseconds
+  (more when torch shares the OpenMP runtime), more than it saves below
+  :data:`PARALLEL_MIN_NS` nanoseconds of estimated work.
 * numba's OpenMP threading layer shares libgomp with torch, and a parallel launch sets
   the OpenMP thread count: :func:`kernel_threads` restores torch's intra-op thread count
   afterwards, so compiling never changes ``torch.get_num_threads()``.
@@ -20,16 +21,25 @@ from pathlib import Path
 
 import numba
 
-#: Below this many units of work (blocks to write, bits to evaluate) a kernel runs on one thread.
-PARALLEL_MIN_WORK = 1 << 16
+#: Below this much estimated work (nanoseconds on one thread) a kernel runs on one thread.
+PARALLEL_MIN_NS = 20_000_000
+#: Estimated nanoseconds per unit of each kernel's work, on one thread.
+NS_PER_BLOCK_WRITTEN = 5
+NS_PER_ROW_WALKED = 200
+NS_PER_BIT = 2
 
 _KERNEL_MODULES = ("codes", "grid", "axis", "tables", "prep", "runs", "leafruns", "evalrow", "keys", "rowwalk", "bits")
 _state = {"checked": False}
 
 
-def threads_for(work: int) -> int:
-    """Threads for a kernel call doing ``work`` units: 1 when small, all of numba's otherwise."""
-    return 1 if work < PARALLEL_MIN_WORK else int(numba.config.NUMBA_NUM_THREADS)
+def threads_for(ns: float) -> int:
+    """Threads for a kernel call of ``ns`` estimated nanoseconds: 1 when small, all of numba's otherwise.
+
+    Example:
+        >>> threads_for(1000)
+        1
+    """
+    return 1 if ns < PARALLEL_MIN_NS else int(numba.config.NUMBA_NUM_THREADS)
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from maskc.compiler import runtime, warmup
 
 def test_small_work_runs_on_one_thread():
     assert runtime.threads_for(100) == 1
-    assert runtime.threads_for(runtime.PARALLEL_MIN_WORK) == numba.config.NUMBA_NUM_THREADS
+    assert runtime.threads_for(runtime.PARALLEL_MIN_NS) == numba.config.NUMBA_NUM_THREADS
 
 
 def test_compile_leaves_numba_and_torch_thread_counts_alone():
@@ -22,7 +22,7 @@ def test_compile_leaves_numba_and_torch_thread_counts_alone():
     before_torch, before_numba = torch.get_num_threads(), numba.get_num_threads()
     try:
         torch.set_num_threads(1)
-        mc.compile(mc.causal() & mc.window(3), 1 << 16, block=64, cache=False)  # large enough to go parallel
+        mc.compile(mc.causal() & mc.offsets("primes"), 1 << 17, block=128, cache=False)  # large enough to go parallel
         assert torch.get_num_threads() == 1
         assert numba.get_num_threads() == before_numba
     finally:
