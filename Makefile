@@ -1,12 +1,14 @@
 # The two commands of the README:
 #   make demo   set up .venv and run the main job (compile the library patterns, cross-check every backend)
 #   make test   set up .venv and run the whole test suite (and every docstring example)
+# Both first build the compiler's numba kernels (`maskc warmup`: about a minute the first
+# time on a machine, with progress; a few seconds once they are cached on disk).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.maskc-installed
 
-.PHONY: demo test setup bench clean
+.PHONY: demo test setup warmup bench clean
 
 $(STAMP): pyproject.toml requirements-lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,14 +20,17 @@ $(STAMP): pyproject.toml requirements-lock.txt
 
 setup: $(STAMP)
 
-demo: $(STAMP)
+warmup: $(STAMP)
+	$(VENV)/bin/maskc warmup
+
+demo: warmup
 	$(VENV)/bin/maskc demo --out demo_out
 
-test: $(STAMP)
+test: warmup
 	$(PY) -m pytest -q --doctest-modules maskc
 	$(PY) -m pytest -n 2 --dist loadgroup -q tests
 
-bench: $(STAMP)
+bench: warmup
 	$(PY) benchmarks/compile_speed.py
 
 clean:

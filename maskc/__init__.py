@@ -10,9 +10,11 @@ Example:
     >>> layout.nnz_blocks
     36
 
-Sub-packages that need optional dependencies (torch for ``maskc.nn`` and
-``maskc.planner``) are imported on first use: ``mc.plan``, ``mc.nn``, ``mc.export``,
-``mc.guarantees``, ``mc.testing``, ``mc.viz``.
+Sub-packages are imported on first use, so ``import maskc`` stays fast: the compiler
+(``mc.compile``, ``mc.as_layout``), the backends (``mc.attention``, ``mc.crosscheck``,
+``mc.backends``), and those that need optional dependencies (torch for ``maskc.nn`` and
+``maskc.planner``): ``mc.plan``, ``mc.nn``, ``mc.export``, ``mc.guarantees``,
+``mc.testing``, ``mc.viz``.
 """
 
 from __future__ import annotations
@@ -36,14 +38,16 @@ from maskc.patterns.library import (
     square_bird, twin_primes,
 )
 from maskc.patterns.sequences import named_sequence, register_sequence
-from maskc.compiler import compile
-from maskc import backends
-from maskc.backends import CrosscheckReport, attention, crosscheck
 
 __version__ = "0.1.0"
 
-_LAZY_MODULES = {"nn", "export", "guarantees", "testing", "viz", "planner", "distributed"}
-_LAZY_NAMES = {"plan": ("maskc.planner", "plan"), "Plan": ("maskc.planner", "Plan")}
+_LAZY_MODULES = {"nn", "export", "guarantees", "testing", "viz", "planner", "compiler", "backends", "distributed"}
+_LAZY_NAMES = {
+    "compile": ("maskc.compiler", "compile"), "as_layout": ("maskc.compiler", "as_layout"),
+    "attention": ("maskc.backends", "attention"), "crosscheck": ("maskc.backends", "crosscheck"),
+    "CrosscheckReport": ("maskc.backends", "CrosscheckReport"),
+    "plan": ("maskc.planner", "plan"), "Plan": ("maskc.planner", "Plan"),
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -57,7 +61,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     # IR, compile, text form
-    "Layout", "load", "compile", "parse", "Pattern", "FULL", "PARTIAL",
+    "Layout", "load", "compile", "as_layout", "parse", "Pattern", "FULL", "PARTIAL",
     # DSL leaves
     "full", "causal", "window", "ring_local", "stride", "offsets", "sums", "global_tokens",
     "rows", "cols", "segments", "predicate", "heads", "batched", "block_level", "random_keys", "named_sequence",

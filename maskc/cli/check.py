@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from maskc.cli.common import load_source
+from maskc.backends import crosscheck, format_available
+from maskc.cli.common import add_source_args, load_source
 
 
 def register(subparsers) -> None:
@@ -23,10 +24,7 @@ def register(subparsers) -> None:
         description="Run every available backend (or --backends) forward and backward on fresh random "
         "inputs and compare with the float64 reference. Exit code 1 if any backend fails.",
     )
-    p.add_argument("source", metavar="EXPR|FILE", help="a pattern expression, or a layout file (.npz / .safetensors)")
-    p.add_argument("--len", dest="q_len", type=int, default=256, help="query length for a pattern (default 256)")
-    p.add_argument("--kv-len", dest="kv_len", type=int, default=None, help="key length (default: --len)")
-    p.add_argument("--block", type=int, default=64, help="block size for a pattern (default 64)")
+    add_source_args(p, default_len=256, default_block=64)
     p.add_argument("--backends", default=None, help="comma-separated backend names (default: all registered)")
     p.add_argument("--dtype", default="float32", help="float32, bfloat16, float16 or float64 (default float32)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the inputs (default 0)")
@@ -44,8 +42,6 @@ def register(subparsers) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     """Print the crosscheck report; 0 when it passed, 1 when a backend failed or none ran."""
-    from maskc.backends import crosscheck
-
     from rich.console import Console
 
     layout = load_source(args)[0]
@@ -71,7 +67,5 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_backends(args: argparse.Namespace) -> int:
     """Print every registered backend, its arrays, devices, gradients and availability."""
-    from maskc.backends import format_available
-
     print(format_available())
     return 0

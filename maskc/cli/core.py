@@ -1,24 +1,27 @@
-"""``maskc compile``, ``maskc info``, ``maskc patterns`` and ``maskc demo`` (the main job)."""
+"""``maskc compile``, ``maskc info``, ``maskc patterns`` and ``maskc warmup``."""
 
 from __future__ import annotations
 
 import argparse
 import os
-import time
-from pathlib import Path
+import sys
 
+import maskc as mc
 from maskc.cli.common import add_source_args, load_source
+from maskc.compiler import warmup
+from maskc.patterns.sequences import sequence_doc, sequence_names
 
 
 def register(subparsers) -> None:
     """Add the core sub-commands to the ``maskc`` parser."""
     c = subparsers.add_parser("compile", help="compile a pattern expression to a layout file")
-    c.add_argument("source", metavar="EXPR", help="pattern expression, e.g. \"causal() & window(128)\"")
-    c.add_argument("--len", dest="q_len", type=int, required=True, help="query length")
-    c.add_argument("--kv-len", dest="kv_len", type=int, default=None, help="key length (default: --len)")
-    c.add_argument("--block", type=int, default=128, help="block size (default 128)")
+    add_source_args(c, files=False)
     c.add_argument("-o", "--output", required=True, help="output file (.npz or .safetensors)")
     c.set_defaults(func=run_compile)
+
+    w = subparsers.add_parser("warmup", help="build the compiler's numba kernels now (once per machine; "
+                              "otherwise the first compile does it)")
+    w.set_defaults(func=run_warmup)
 
     i = subparsers.add_parser("info", help="sizes, blocks, density and masks of a pattern or layout file")
     add_source_args(i, default_len=4096)
@@ -27,21 +30,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("patterns", help="list the library patterns and named sequences")
     p.set_defaults(func=run_patterns)
 
-    d = subparsers.add_parser("demo", help="the main job: compile the library at 4K tokens, cross-check every "
-                              "backend, draw pictures")
-    d.add_argument("--out", default="demo_out", help="folder for pictures and layout files (default demo_out)")
-    d.add_argument("--len", dest="q_len", type=int, default=4096, help="sequence length (default 4096)")
-    d.add_argument("--block", type=int, default=128, help="block size (default 128)")
-    d.add_argument("--check-len", type=int, default=192, help="sequence length of the cross-check (default 192)")
-    d.set_defaults(func=run_demo)
 
 
 def run_compile(args: argparse.Namespace) -> int:
-    import maskc
-
-    t0 = time.perf_counter()
-    lay = maskc.compile(maskc.parse(args.source), args.q_len, args.kv_len, block=args.block)
-    dt = time.perf_counter() - t0
+    lay, dt = load_source(args)
     lay.save(args.output)
     print(lay.summary())
     print(f"  compiled in {dt * 1e3:.1f} ms; wrote {args.output} ({os.path.getsize(args.output):,} bytes)")
@@ -61,10 +53,14 @@ INFO_COLUMNS = ["pattern", "q x kv", "block", "heads", "blocks", "block %", "ful
                 "density", "compile ms", "bytes"]
 
 
+def run_warmup(args: argparse.Namespace) -> int:
+    """Build (or load from numba's disk cache) every kernel of the compiler, with progress."""
+    warmup(out=sys.stdout)
+    return 0
+
+
 def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
     """A rich table on a terminal; aligned plain text otherwise (CI logs, pipes)."""
-    import sys
-
     if not sys.stdout.isatty():
         widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
         fmt = lambda cells: "  ".join(  # noqa: E731
@@ -94,103 +90,12 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_patterns(args: argparse.Namespace) -> int:
-    import maskc
-    from maskc.patterns.sequences import sequence_doc, sequence_names
-
     rows = []
-    for name in maskc.library_names():
-        fn = getattr(maskc.library, name)
+    for name in mc.library_names():
+        fn = getattr(mc.library, name)
         doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
         rows.append([name, doc])
     print_table("library patterns (maskc.library; also usable in the text form)", ["name", "rule"], rows)
     print_table("named sequences (offsets('name'), sums('name'), rows/cols('name'))", ["name", "values"],
                 [[n, sequence_doc(n)] for n in sequence_names()])
     return 0
-
-
-def demo_patterns() -> dict:
-    """The patterns the demo compiles: the seeds' patterns and the classical ones."""
-    import maskc as mc
-
-    return {
-        "prime_bird (token level)": mc.prime_bird(),
-        "prime_bird (block level)": mc.causal() & (mc.window(0) | mc.offsets("primes")).at_block_level(128)
-        | mc.global_tokens(2) & mc.causal(),
-        "square_bird": mc.square_bird(),
-        "mian_chowla_bird": mc.mian_chowla_bird(),
-        "pi_attention_union": mc.pi_attention_union(r=32, period=16),
-        "primeformer_heads(9)": mc.primeformer_heads(9),
-        "sliding_window(256)": mc.sliding_window(256),
-        "longformer(128, 16)": mc.longformer(128, 16),
-        "bigbird": mc.bigbird(window=3, global_tokens=128, random_blocks=2, block=128),
-        "sparse_transformer_strided(64)": mc.sparse_transformer_strided(64),
-        "chunked_causal(512)": mc.chunked_causal(512),
-        "document_mask": mc.document_mask([1000, 600, 1500, 996]),
-        "attention_sinks(4, 256)": mc.attention_sinks(4, 256),
-    }
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    """Compile the library, cross-check every backend, draw pictures into ``args.out``."""
-    try:
-        import torch
-
-        on_cuda = torch.cuda.is_available()
-    except ImportError:  # pragma: no cover - torch is installed by `make demo`
-        on_cuda = False
-    if not on_cuda:
-        os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton's CPU interpreter, before triton loads
-    import maskc as mc
-    from rich.progress import Progress
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    print("preparing maskc's numba kernels (compiled once per machine, then cached on disk) ...", flush=True)
-    warm = (mc.causal() & (mc.window(1) | mc.offsets("mian_chowla")) | mc.offsets("primes").at_block_level(64)
-            | mc.segments([100]) | mc.sums([5]))
-    mc.compile(warm, 300, block=64, cache=False)
-    print(f"  ready in {time.perf_counter() - t0:.1f} s")
-    pats = demo_patterns()
-    rows, layouts = [], {}
-    print(f"maskc demo: compiling {len(pats)} patterns at {args.q_len} tokens, block {args.block}")
-    with Progress(transient=True) as prog:
-        task = prog.add_task("compiling", total=len(pats))
-        for name, p in pats.items():
-            prog.update(task, description=f"compiling {name}")
-            t0 = time.perf_counter()
-            lay = mc.compile(p, args.q_len, block=args.block, cache=False)
-            dt = time.perf_counter() - t0
-            layouts[name] = lay
-            rows.append(info_rows(name, lay, dt))
-            prog.advance(task)
-    print_table(f"compiled layouts ({args.q_len} tokens)", INFO_COLUMNS, rows)
-
-    print("\nbackends available here:")
-    print(mc.backends.format_available())
-    check_pats = {k: pats[k] for k in ("prime_bird (token level)", "pi_attention_union", "bigbird")}
-    check_pats["pi_attention_union"] = mc.pi_attention_union(r=8, period=16)
-    check_pats["bigbird"] = mc.bigbird(window=3, global_tokens=16, random_blocks=1, block=32)
-    all_passed = True
-    for name, p in check_pats.items():
-        print(f"\ncross-check: {name} at {args.check_len} tokens, block 32, float32, forward + gradients")
-        rep = mc.crosscheck(p, q_len=args.check_len, block=32, dtype="float32", grads=True, heads=2)
-        print(rep.table())
-        all_passed &= rep.passed
-
-    from maskc import viz
-
-    print(f"\nwriting pictures to {out}/")
-    with Progress(transient=True) as prog:
-        task = prog.add_task("drawing", total=len(layouts))
-        for name, lay in layouts.items():
-            stem = "".join(ch if ch.isalnum() else "_" for ch in name).strip("_")
-            viz.save_png(lay, out / f"{stem}.png", head=None if lay.heads > 1 else 0)
-            prog.advance(task)
-    lay = layouts["prime_bird (token level)"]
-    saved = out / f"prime_bird_{args.q_len}.npz"
-    lay.save(saved)
-    print(viz.terminal_picture(mc.compile(mc.prime_bird(), 1024, block=64), max_width=16))
-    print(f"\n{len(layouts)} pictures and {saved.name} in {out.resolve()}")
-    print("cross-check verdict:", "every backend agrees with the float64 reference" if all_passed else "FAILURES above")
-    return 0 if all_passed else 1

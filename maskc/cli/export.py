@@ -22,7 +22,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from maskc.cli.common import load_source
+import maskc.export as ex
+from maskc.cli.common import add_source_args, load_source
 
 #: format name -> one-line description (the choices of --to)
 FORMATS: dict[str, str] = {
@@ -55,12 +56,9 @@ def register(subparsers) -> None:
         "--to, as arrays in .npz / .safetensors / .npy. Formats: "
         + "; ".join(f"{k}: {v}" for k, v in FORMATS.items()),
     )
-    p.add_argument("source", metavar="FILE|EXPR", help="a maskc layout file, or a pattern expression")
+    add_source_args(p)
     p.add_argument("--to", required=True, choices=sorted(FORMATS), help="target format")
     p.add_argument("-o", "--output", required=True, help="output file: .npz, .safetensors, or .npy (single-array formats)")
-    p.add_argument("--len", dest="q_len", type=int, default=None, help="query length (required for an expression)")
-    p.add_argument("--kv-len", dest="kv_len", type=int, default=None, help="key length (default: --len)")
-    p.add_argument("--block", type=int, default=128, help="block size for an expression (default 128)")
     p.add_argument("--heads", type=int, default=None, help="attention heads (repeats a one-head layout where the format stores heads)")
     p.add_argument("--head", type=int, default=None, help="stored head to export, for formats with one mask for all heads")
     p.add_argument("--batch", type=int, default=1, help="batch size for formats with a batch axis (default 1)")
@@ -69,10 +67,8 @@ def register(subparsers) -> None:
 
 
 def _scipy_arrays(layout, fmt: str) -> dict[str, np.ndarray]:
-    from maskc.export import to_scipy
-
     out: dict[str, np.ndarray] = {}
-    for h, m in enumerate(to_scipy(layout, fmt, head=None)):
+    for h, m in enumerate(ex.to_scipy(layout, fmt, head=None)):
         pre = "" if layout.heads == 1 else f"head{h}."
         if fmt == "coo":
             out[pre + "row"], out[pre + "col"] = m.row.astype(np.int64), m.col.astype(np.int64)
@@ -86,9 +82,7 @@ def _scipy_arrays(layout, fmt: str) -> dict[str, np.ndarray]:
 
 
 def _flex_arrays(layout) -> dict[str, np.ndarray]:
-    from maskc.export import to_flex_block_mask
-
-    bm = to_flex_block_mask(layout)
+    bm = ex.to_flex_block_mask(layout)
     out: dict[str, np.ndarray] = {}
     for name in ("kv_num_blocks", "kv_indices", "full_kv_num_blocks", "full_kv_indices",
                  "q_num_blocks", "q_indices", "full_q_num_blocks", "full_q_indices"):
@@ -106,8 +100,6 @@ def _flex_arrays(layout) -> dict[str, np.ndarray]:
 def export_arrays(layout, to: str, *, strict: bool = False, head: int | None = None, heads: int | None = None,
                   batch: int = 1) -> dict[str, np.ndarray]:
     """The arrays ``maskc export --to <to>`` writes, as a flat dict of numpy arrays (0-d for scalars)."""
-    import maskc.export as ex
-
     fns: dict[str, Callable[[], dict[str, Any]]] = {
         "dense": lambda: {"mask": ex.to_dense(layout)},
         "csr": lambda: _scipy_arrays(layout, "csr"),

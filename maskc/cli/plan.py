@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 
+from maskc.patterns.parse import parse
+from maskc.planner import plan
+
 
 def register(subparsers) -> None:
     """Add the ``plan`` sub-command."""
@@ -24,9 +27,6 @@ def register(subparsers) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from maskc.patterns.parse import parse
-    from maskc.planner import plan
-
     pl = plan(parse(args.expr), args.q_len, args.kv_len, block=args.block, head_dim=args.head_dim,
               device=args.device)
     print(pl.explain())

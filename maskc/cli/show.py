@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 
-from maskc.cli.common import load_source
+from maskc.cli.common import add_source_args, load_source
+from maskc.viz import save_png, terminal_picture
 
 
 def register(subparsers) -> None:
@@ -20,10 +21,7 @@ def register(subparsers) -> None:
         description="Compile a pattern expression (or load a layout file) and print its block picture; "
                     "write a PNG with block layout, token zoom and row-degree histogram with --png.",
     )
-    p.add_argument("source", metavar="EXPR|FILE", help="pattern text (maskc.parse) or a saved layout file")
-    p.add_argument("--len", dest="q_len", type=int, default=1024, help="query length for EXPR (default 1024)")
-    p.add_argument("--kv-len", type=int, default=None, help="key length for EXPR (default: --len)")
-    p.add_argument("--block", type=int, default=128, help="block size for EXPR (default 128)")
+    add_source_args(p, default_len=1024)
     p.add_argument("--png", default=None, metavar="OUT", help="write a PNG picture to OUT")
     p.add_argument("--head", type=int, default=None, help="head to show (terminal default 0; PNG default all)")
     p.add_argument("--width", type=int, default=64, help="terminal picture width in characters (default 64)")
@@ -33,8 +31,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from maskc.viz import save_png, terminal_picture
-
     lay = load_source(args)[0]
     head = 0 if args.head is None else args.head
     if not 0 <= head < lay.heads:

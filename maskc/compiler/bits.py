@@ -1,0 +1,305 @@
+"""numba: element bits of the representative blocks, and the final BSR arrays.
+
+Each content key has one representative block. :func:`block_bits` evaluates the
+program on it element by element, but only where it must: a leaf whose class on the
+block is EMPTY or FULL is a constant, and an operand the rest of the expression already
+decides is skipped (the same short circuit as the row walk). The result is packed
+little-endian along keys; its true class (a block judged UNKNOWN may turn out EMPTY or
+FULL) comes back in ``kclass``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from maskc.compiler.codes import (
+    EMPTY, FULL, OP_AND, OP_LEAF, OP_NARROW_AND, OP_NARROW_OR, OP_NOT, PARTIAL, T_BLOCK, T_C, T_CELLS, T_D,
+    T_PRED, T_R, T_S, T_SEG, UNKNOWN,
+)
+from maskc.compiler.leafruns import axis_class, run_class
+from maskc.compiler.runs import not_class
+from maskc.compiler.grid import AT_CELLS, AT_COARSE, AT_IDS, AT_MEMB
+
+
+@njit(cache=True, inline="always")
+def leaf_class_at(l, qb, kb, lv, grid):
+    """Class of leaf l on block (qb, kb)."""
+    t = lv.kind[l]
+    if t <= T_C:
+        return axis_class(l, qb, kb, lv, grid)
+    if t == T_PRED:
+        return UNKNOWN
+    return run_class(l, qb, kb, lv, grid)
+
+
+@njit(cache=True)
+def predicates_needed(ops, args, lv, grid, pred_of_leaf, rep_qb, rep_kb, need):
+    """``need[t, p]`` = 1 (int64) where block t's evaluation reaches predicate p (the others
+    are decided without it): :func:`_eval_block` walking classes only."""
+    depth = ops.shape[0] + 1
+    tag = np.empty(depth, dtype=np.int8)
+    scratch = np.empty(depth, dtype=np.int64)
+    none = np.zeros((1, 1, 1), dtype=np.bool_)
+    for t in range(rep_qb.shape[0]):
+        _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, none, need, pred_of_leaf,
+                    none.view(np.uint8), tag, none, tag, scratch, scratch, scratch, True)
+
+
+@njit(cache=True, inline="always")
+def _leaf_bits(l, qb, kb, lv, grid, rows, cols, gbits, gslot, col_label, out):
+    """Element bits of leaf l on block (qb, kb) into out[:rows, :cols]."""
+    t = lv.kind[l]
+    i0 = grid.q_offset + qb * grid.bq
+    j0 = kb * grid.bk
+    if t == T_D:
+        base = lv.at[l, AT_MEMB] + i0 - j0 + grid.kv_len - 1
+        for a in range(rows):
+            for b in range(cols):
+                out[a, b] = lv.memb[base + a - b] != 0
+    elif t == T_S:
+        base = lv.at[l, AT_MEMB] + i0 + j0
+        for a in range(rows):
+            for b in range(cols):
+                out[a, b] = lv.memb[base + a + b] != 0
+    elif t == T_R:
+        base = lv.at[l, AT_MEMB] + i0
+        for a in range(rows):
+            v = lv.memb[base + a] != 0
+            for b in range(cols):
+                out[a, b] = v
+    elif t == T_C:
+        base = lv.at[l, AT_MEMB] + j0
+        for a in range(rows):
+            for b in range(cols):
+                out[a, b] = lv.memb[base + b] != 0
+    elif t == T_SEG:
+        base = lv.at[l, AT_IDS]
+        starts = lv.piece_start[base:base + lv.param[l] + 1]
+        p = np.searchsorted(starts, j0, side="right") - 1
+        for b in range(cols):
+            while starts[p + 1] <= j0 + b:
+                p += 1
+            col_label[b] = lv.piece_label[base + p]
+        p = np.searchsorted(starts, i0, side="right") - 1
+        for a in range(rows):
+            while starts[p + 1] <= i0 + a:
+                p += 1
+            la = lv.piece_label[base + p]
+            for b in range(cols):
+                out[a, b] = la == col_label[b]
+    elif t == T_BLOCK:
+        bb = lv.param[l]
+        ptr = lv.at[l, AT_COARSE]
+        for a in range(rows):
+            r = (i0 + a) // bb - lv.coarse_row0[l]
+            e = lv.coarse_ptr[ptr + r]
+            e1 = lv.coarse_ptr[ptr + r + 1]
+            for b in range(cols):
+                c = (j0 + b) // bb
+                while e < e1 and lv.coarse_hi[e] <= c:
+                    e += 1
+                out[a, b] = e < e1 and lv.coarse_lo[e] <= c
+    elif t == T_CELLS:
+        ptr = lv.at[l, AT_CELLS] + qb * grid.bq
+        for a in range(rows):
+            for b in range(cols):
+                out[a, b] = False
+            for e in range(lv.cell_ptr[ptr + a], lv.cell_ptr[ptr + a + 1]):
+                c = lv.cell_col[e] - j0
+                if 0 <= c < cols:
+                    out[a, c] = True
+    else:
+        for a in range(rows):
+            for b in range(cols):
+                out[a, b] = gbits[gslot, a, b]
+
+
+@njit(cache=True, _nrt=False)
+def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, packed, kclass,
+                pool, tag, buf, free, col_label, mark):
+    """Evaluate representative block t (see :func:`block_bits`). With ``mark``, walk the
+    classes only and set ``gslot[t, p] = 1`` for every predicate p the walk reaches."""
+    n_ops = ops.shape[0]
+    qb = rep_qb[t]
+    kb = rep_kb[t]
+    rows = min(grid.bq, grid.q_len - qb * grid.bq)
+    cols = min(grid.bk, grid.kv_len - kb * grid.bk)
+    n_free = free.shape[0]
+    for e in range(n_free):
+        free[e] = n_free - 1 - e
+    sp = 0
+    k = 0
+    while k < n_ops:
+        op = ops[k]
+        if op == OP_LEAF:
+            l = args[k]
+            c = leaf_class_at(l, qb, kb, lv, grid)
+            if c == EMPTY or c == FULL:
+                tag[sp] = c
+            elif mark:
+                if pred_of_leaf[l] >= 0:
+                    gslot[t, pred_of_leaf[l]] = 1
+                tag[sp] = PARTIAL
+            else:
+                n_free -= 1
+                s = free[n_free]
+                g = gslot[t, pred_of_leaf[l]] if pred_of_leaf[l] >= 0 else 0
+                _leaf_bits(l, qb, kb, lv, grid, rows, cols, gbits, g, col_label, pool[s])
+                tag[sp] = PARTIAL
+                buf[sp] = s
+            sp += 1
+        elif op == OP_NARROW_AND or op == OP_NARROW_OR:
+            if tag[sp - 1] == (EMPTY if op == OP_NARROW_AND else FULL):  # the operand cannot matter
+                k = args[k] + 1
+                continue
+        elif op == OP_NOT:
+            tag[sp - 1] = not_class(tag[sp - 1])
+            if tag[sp - 1] == PARTIAL and not mark:
+                x = pool[buf[sp - 1]]
+                for a in range(rows):
+                    for b in range(cols):
+                        x[a, b] = not x[a, b]
+        else:
+            is_and = op == OP_AND
+            sp -= 1
+            ca = tag[sp - 1]
+            cb = tag[sp]
+            absorb = EMPTY if is_and else FULL
+            if ca == absorb or cb == absorb:
+                if ca == PARTIAL and not mark:
+                    free[n_free] = buf[sp - 1]
+                    n_free += 1
+                if cb == PARTIAL and not mark:
+                    free[n_free] = buf[sp]
+                    n_free += 1
+                tag[sp - 1] = absorb
+            elif cb != PARTIAL:
+                pass  # b is the neutral constant: a stays
+            elif ca != PARTIAL:
+                tag[sp - 1] = PARTIAL
+                buf[sp - 1] = buf[sp]
+            elif not mark:
+                x = pool[buf[sp - 1]]
+                y = pool[buf[sp]]
+                if is_and:
+                    for a in range(rows):
+                        for b in range(cols):
+                            x[a, b] = x[a, b] and y[a, b]
+                else:
+                    for a in range(rows):
+                        for b in range(cols):
+                            x[a, b] = x[a, b] or y[a, b]
+                free[n_free] = buf[sp]
+                n_free += 1
+        k += 1
+    if mark:
+        return
+    if tag[0] != PARTIAL:
+        kclass[t] = tag[0]
+        return
+    x = pool[buf[0]]
+    cnt = 0
+    full_bytes = cols >> 3
+    for a in range(rows):
+        row = x[a]
+        for c in range(full_bytes):  # branch-free: 8 bits per byte
+            v = 0
+            for k in range(8):
+                v |= np.int64(row[c * 8 + k]) << k
+            cnt += np.int64(row[c * 8]) + row[c * 8 + 1] + row[c * 8 + 2] + row[c * 8 + 3] + \
+                row[c * 8 + 4] + row[c * 8 + 5] + row[c * 8 + 6] + row[c * 8 + 7]
+            packed[t, a, c] = np.uint8(v)
+        for b in range(full_bytes * 8, cols):
+            if row[b]:
+                cnt += 1
+                packed[t, a, b >> 3] |= np.uint8(1 << (b & 7))
+    kclass[t] = EMPTY if cnt == 0 else (FULL if cnt == rows * cols else PARTIAL)
+
+
+@njit(cache=True)
+def _bits_of_range(t0, t1, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, packed, kclass):
+    depth = ops.shape[0] + 1
+    cmax = min(grid.bk, grid.kv_len)
+    pool = np.empty((depth, min(grid.bq, grid.q_len), cmax), dtype=np.bool_)
+    tag = np.empty(depth, dtype=np.int8)
+    buf = np.empty(depth, dtype=np.int64)
+    free = np.empty(depth, dtype=np.int64)
+    col_label = np.empty(cmax, dtype=np.int64)
+    for t in range(t0, t1):
+        _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, packed, kclass,
+                    pool, tag, buf, free, col_label, False)
+
+
+@njit(cache=True, parallel=True)
+def block_bits(ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, n_chunks, packed, kclass):
+    """Packed bits (``packed[t]``, zeroed by the caller) and true class (``kclass[t]``) of
+    every representative block t, in parallel over ``n_chunks`` chunks."""
+    n = rep_qb.shape[0]
+    for ch in prange(n_chunks):
+        _bits_of_range(ch * n // n_chunks, (ch + 1) * n // n_chunks, ops, args, lv, grid, rep_qb, rep_kb, gbits,
+                       gslot, pred_of_leaf, packed, kclass)
+
+
+@njit(cache=True)
+def block_bits_serial(ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, packed, kclass):
+    """:func:`block_bits` on the calling thread (small compiles: no thread pool to start)."""
+    _bits_of_range(0, rep_qb.shape[0], ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, packed,
+                   kclass)
+
+
+@njit(cache=True)
+def mask_hashes(words):
+    """A 64-bit hash of every row of ``words`` (uint64 [n, w])."""
+    n, w = words.shape
+    out = np.empty(n, dtype=np.uint64)
+    for t in range(n):
+        h = np.uint64(1469598103934665603)
+        for e in range(w):
+            h = (h ^ words[t, e]) * np.uint64(1099511628211)
+            h ^= h >> np.uint64(29)
+        out[t] = h
+    return out
+
+
+@njit(cache=True)
+def same_as_first(words, first, group):
+    """True when every row of ``words`` equals the row ``first[group[t]]`` (no hash collision)."""
+    for t in range(words.shape[0]):
+        f = first[group[t]]
+        if f != t:
+            for e in range(words.shape[1]):
+                if words[t, e] != words[f, e]:
+                    return False
+    return True
+
+
+@njit(cache=True)
+def finalize(row_ptr, cand_col, cand_cls, cand_key, key_class, key_pid):
+    """Turn candidates into BSR in place: resolve keys to kinds / partial ids, drop empties.
+
+    On return ``cand_cls`` holds kinds, ``cand_key`` partial ids (-1 for full), and
+    ``row_ptr`` the compacted offsets; returns the number of blocks kept.
+    """
+    n_qb = row_ptr.shape[0] - 1
+    out = 0
+    start = 0
+    for qb in range(n_qb):
+        end = row_ptr[qb + 1]
+        for c in range(start, end):
+            k = cand_key[c]
+            if k < 0:
+                kind = FULL
+                pid = -1
+            else:
+                kind = key_class[k]
+                pid = key_pid[k] if kind == PARTIAL else -1
+            if kind == EMPTY:
+                continue
+            cand_col[out] = cand_col[c]
+            cand_cls[out] = kind
+            cand_key[out] = pid
+            out += 1
+        start = end
+        row_ptr[qb + 1] = out
+    return out
