@@ -26,7 +26,6 @@ from maskc.compiler import codes
 from maskc.compiler.budget import Budget
 from maskc.compiler.order import Estimate, arrange
 from maskc.errors import TooLargeError
-from maskc.patterns import core as P
 
 _AXIS_KIND = {"D": codes.T_D, "S": codes.T_S, "R": codes.T_R, "C": codes.T_C}
 #: a guess of the fraction of blocks a leaf kind leaves non-empty, for programs built
@@ -232,46 +231,9 @@ class Program:
         return np.asarray(ops, np.int64), np.asarray(args, np.int64), max_depth, max_interests
 
 
-# ======================================================================================
-# TRANSITIONAL: lowering for pattern nodes that do not have ``lower(sink)`` yet.
-# Delete this function (and its one call in build_program) once every node lowers itself.
-# ======================================================================================
-def _lower_transitional(node, sink: Program) -> None:
-    if hasattr(node, "lower"):
-        node.lower(sink)
-    elif node.axis in _AXIS_KIND:
-        sink.leaf_axis(node)
-    elif isinstance(node, (P.Or, P.And)):
-        for part in node.parts:
-            _lower_transitional(part, sink)
-        sink.op("or" if isinstance(node, P.Or) else "and", len(node.parts))
-    elif isinstance(node, P.Not):
-        _lower_transitional(node.a, sink)
-        sink.op("not", 1)
-    elif isinstance(node, P.Diff):
-        _lower_transitional(node.a, sink)
-        _lower_transitional(node.b, sink)
-        sink.op("not", 1)
-        sink.op("and", 2)
-    elif isinstance(node, (P.Named, P.GlobalTokens)):
-        _lower_transitional(node.lowered(), sink)
-    elif isinstance(node, P.Segments):
-        sink.leaf_segments(node)
-    elif isinstance(node, P.Predicate):
-        sink.leaf_predicate(node)
-    elif isinstance(node, P.BlockLevel):
-        sink.leaf_block_level(node)
-    else:
-        raise TypeError(f"the compiler does not know pattern node {type(node).__name__}")
-
-
 def build_program(pattern, q_total: int, kv_len: int, budget: Budget | None = None) -> Program:
     """Lower a batch- and head-free pattern into a :class:`Program` at ``(q_total, kv_len)``."""
     prog = Program(q_total, kv_len, budget)
-    root = pattern.lowered()
-    if hasattr(root, "lower"):
-        root.lower(prog)
-    else:
-        _lower_transitional(root, prog)
+    pattern.lowered().lower(prog)
     prog.root  # exactly one result
     return prog

@@ -14,7 +14,7 @@ from typing import Callable, TextIO
 
 from maskc.compiler.compile import compile
 from maskc.compiler.runtime import _stamp, expect_build, mark_built
-from maskc.patterns import core as P
+import maskc.patterns as P
 
 
 def _parity(i, j):

@@ -158,12 +158,13 @@ def _block_attention(q, k, v, cols, mids, table, scale, slices_batch: int):
 
     S = cols.shape[0]
     hl = S // slices_batch
+    B, Hq = q.shape[0], q.shape[1]
     kw = dict(q_len=q.shape[2], kv_len=k.shape[2], block_q=table.shape[1], block_k=table.shape[2])
-    if slices_batch == 1:
-        return _attention(q, k, v, cols, mids, table, scale, **kw)
-    parts = [_attention(q[b: b + 1], k[b: b + 1], v[b: b + 1], cols[b * hl: (b + 1) * hl], mids[b * hl: (b + 1) * hl],
-                        table, scale, **kw) for b in range(slices_batch)]
-    return jnp.concatenate([o for o, _ in parts], 0), jnp.concatenate([l for _, l in parts], 0)
+    # the stored slice each (batch element, head) reads: batch-major, heads == 1 broadcasts
+    b = np.arange(B)[:, None] if slices_batch > 1 else np.zeros((B, 1), np.int64)
+    h = np.arange(Hq)[None, :] if hl > 1 else np.zeros((1, Hq), np.int64)
+    sidx = jnp.asarray((b * hl + h).astype(np.int32))
+    return _attention(q, k, v, cols, mids, table, sidx, scale, **kw)
 
 
 def _merge(o1, l1, o2, l2):

@@ -11,12 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from maskc.patterns import core as P
-
-
-def _set(obj, **values):
-    for k, v in values.items():
-        object.__setattr__(obj, k, v)
+import maskc.patterns as P
+from maskc.patterns.cells import Cells as _CellsBase
 
 
 class SegmentIds(P.Pattern):
@@ -26,39 +22,43 @@ class SegmentIds(P.Pattern):
     the ids repeat, with a large shift every period has ids of its own.
     """
 
-    axis = "SEG"
+    __slots__ = ("ids", "shift")
+    _AXIS = "SEG"
 
     def __init__(self, ids, shift=0):
-        _set(self, ids=tuple(int(x) for x in ids), shift=int(shift))
+        self._init(ids=tuple(int(x) for x in ids), shift=int(shift))
 
-    def text(self):
+    def _make_text(self):
         return f"segment_ids_standin({list(self.ids)}, shift={self.shift})"
 
-    def _key(self):
+    def _key_fields(self):
         return (self.ids, self.shift)
 
     def segment_ids(self, n):
         x = np.arange(n)
         return np.asarray(self.ids, dtype=np.int64)[x % len(self.ids)] + (x // len(self.ids)) * self.shift
 
-    def _eval(self, i, j, q, k):
-        ids = self.segment_ids(max(q, k))
-        return ids[i] == ids[j]
+    def _eval(self, i, j, s):
+        n = max(s.q_total, s.kv_len)
+        ids = self.segment_ids(n)
+        return ids[np.clip(i, 0, n - 1)] == ids[np.clip(j, 0, n - 1)]
 
-    def lower(self, sink):
+    def _lower(self, sink):
         sink.leaf_segments(self)
 
 
-class Cells(P.Pattern):
+class Cells(_CellsBase):
     """An explicit set of allowed (i, j) pairs."""
 
-    def __init__(self, pairs):
-        _set(self, pairs=tuple(sorted({(int(a), int(b)) for a, b in pairs})))
+    __slots__ = ("pairs",)
 
-    def text(self):
+    def __init__(self, pairs):
+        self._init(pairs=tuple(sorted({(int(a), int(b)) for a, b in pairs})))
+
+    def _make_text(self):
         return f"cells_standin({len(self.pairs)})"
 
-    def _key(self):
+    def _key_fields(self):
         return (self.pairs,)
 
     def cells(self, q_total, kv_len):
@@ -66,15 +66,6 @@ class Cells(P.Pattern):
         i = np.array([a for a, _ in kept], dtype=np.int64)
         j = np.array([b for _, b in kept], dtype=np.int64)
         return i, j
-
-    def _eval(self, i, j, q, k):
-        m = np.zeros((q, k), dtype=bool)
-        a, b = self.cells(q, k)
-        m[a, b] = True
-        return m[np.clip(i, 0, q - 1), np.clip(j, 0, k - 1)]
-
-    def lower(self, sink):
-        sink.leaf_cells(self)
 
 
 @njit(cache=False)
@@ -86,22 +77,26 @@ class FlexPredicate(P.Pattern):
     """A predicate in FlexAttention's order ``f(b, h, q_idx, kv_idx, *args)`` reading a
     data table: the compiler calls it with the slice's batch element and head."""
 
-    axis = "G"
-    arity = 4
+    __slots__ = ("table", "jit", "arity")
+    _AXIS = "G"
 
     def __init__(self, table):
-        _set(self, table=np.asarray(table, dtype=np.int64), jit=_flex_rule)
-        self.table.setflags(write=False)
+        table = np.asarray(table, dtype=np.int64)
+        table.setflags(write=False)
+        self._init(table=table, jit=_flex_rule, arity=4)
 
     @property
     def args(self):
         return (self.table,)
 
-    def text(self):
+    def _make_text(self):
         return f"flex_standin({self.table.tolist()})"
 
-    def _key(self):
+    def _key_fields(self):
         return (tuple(self.table.tolist()),)
+
+    def _reads_slice(self):
+        return True
 
     def expected(self, b, h, q, k, q_offset=0):
         """The mask of slice (b, h): rows q_offset.. of q_offset + q rows."""
@@ -109,34 +104,13 @@ class FlexPredicate(P.Pattern):
         j = np.arange(k)[None, :]
         return self.table[(i * 7 + j * 3 + b * 5 + h) % self.table.size] != 0
 
-    def _eval(self, i, j, q, k):
-        return self.table[(i * 7 + j * 3) % self.table.size] != 0
+    def _eval(self, i, j, s):
+        return self.table[(i * 7 + j * 3 + s.batch * 5 + s.head) % self.table.size] != 0
 
-    def lower(self, sink):
+    def _lower(self, sink):
         sink.leaf_predicate(self)
 
 
-class Batched(P.Pattern):
-    """A different pattern per batch element: ``n_batch`` and ``for_batch(b)``."""
-
-    def __init__(self, parts):
-        _set(self, items=tuple(parts))
-
-    @property
-    def n_batch(self):
-        return len(self.items)
-
-    def for_batch(self, b):
-        return self.items[b]
-
-    def children(self):
-        return self.items
-
-    def text(self):
-        return "batched_standin([" + ", ".join(p.text() for p in self.items) + "])"
-
-    def _key(self):
-        return self.items
-
-    def _eval(self, i, j, q, k):  # pragma: no cover - compile resolves batch elements first
-        raise TypeError("a batched pattern is evaluated per batch element")
+def Batched(parts):
+    """A different pattern per batch element (the DSL's ``batched``)."""
+    return P.batched(list(parts))

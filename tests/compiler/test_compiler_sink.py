@@ -13,16 +13,22 @@ from standins import Cells, FlexPredicate, SegmentIds  # noqa: E402  (tests/comp
 class _Lowered(mc.Pattern):
     """A node that drives the sink by hand: (window(2) & segments) | ~cols([1])."""
 
-    def text(self):
+    __slots__ = ()
+    _AXIS = "G"
+
+    def __init__(self):
+        self._init()
+
+    def _make_text(self):
         return "lowered_by_hand()"
 
-    def _key(self):
+    def _key_fields(self):
         return ()
 
-    def _eval(self, i, j, q, k):
-        return ((mc.window(2) & mc.segments([4, 4])) | ~mc.cols([1]))._eval(i, j, q, k)
+    def _eval(self, i, j, s):
+        return ((mc.window(2) & mc.segments([4, 4])) | ~mc.cols([1]))._eval(i, j, s)
 
-    def lower(self, sink):
+    def _lower(self, sink):
         sink.leaf_axis(mc.window(2))
         sink.leaf_segments(mc.segments([4, 4]))
         sink.op("and", 2)

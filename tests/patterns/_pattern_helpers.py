@@ -9,31 +9,10 @@ or data disagrees with its definition fails here even before the compiler reads 
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
 import numpy as np
 import pytest
 
 import maskc as mc
-
-
-def _compiler_has_sink() -> bool:
-    """Does maskc.compiler implement the sink side of ``Pattern.lower`` (``leaf_cells`` & co.)?"""
-    import maskc.compiler as C
-
-    for info in pkgutil.iter_modules(C.__path__):
-        mod = importlib.import_module(f"maskc.compiler.{info.name}")
-        if any(isinstance(v, type) and hasattr(v, "leaf_cells") for v in vars(mod).values()):
-            return True
-    return False
-
-
-SINK_READY = _compiler_has_sink()
-#: Skip reason for checks that need the compiler's side of the lowering protocol.
-NEEDS_SINK = pytest.mark.skipif(
-    not SINK_READY, reason="needs maskc.compiler's lower(sink) side (leaf_cells, predicate args, batches, q_offset), "
-                           "which the compiler branch of this wave adds; the DSL side is checked by lowered_dense")
 
 
 class RecordingSink:
@@ -137,17 +116,6 @@ def lowered_dense(p, q_len: int, kv_len: int | None = None, q_offset: int = 0) -
     return out if B is not None and B > 1 else out[0]
 
 
-def uses_new_nodes(p) -> bool:
-    """Does ``p`` hold nodes only the compiler's sink side reads (cells, batches, predicates with args or b, h)?"""
-    from maskc.patterns.core import Batched, Cells, Predicate
-
-    if isinstance(p, (Batched, Cells)) or isinstance(p, Predicate) and (p.args or p.arity == 4):
-        return True
-    return any(uses_new_nodes(c) for c in p.children())
-
-
 def compiled_dense(p, q_len: int, kv_len: int | None = None, block=16, **kw) -> np.ndarray:
-    """``mc.compile(...).to_dense()``, or a skip (saying why) when this branch's compiler cannot read ``p``."""
-    if not SINK_READY and (uses_new_nodes(p) or kw.get("q_offset")):
-        pytest.skip(f"the compiler of this branch cannot read {p.text()[:60]} (needs its lower(sink) side)")
+    """``mc.compile(...).to_dense()``."""
     return mc.compile(p, q_len, kv_len, block=block, **kw).to_dense()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import maskc as mc
-from _pattern_helpers import NEEDS_SINK, compiled_dense, lowered_dense  # noqa: E402
+from _pattern_helpers import compiled_dense, lowered_dense  # noqa: E402
 
 
 def _random_ids(rng, B, N, max_docs=6):
@@ -135,7 +135,6 @@ def test_huge_document_masks_compile_validate_and_save(tmp_path):
     np.testing.assert_array_equal(lay.to_dense(), p.dense(4096))
 
 
-@NEEDS_SINK
 def test_batched_document_masks_compile_to_batched_layouts():
     rng = np.random.default_rng(5)
     ids = _random_ids(rng, 4, 200, max_docs=8)

@@ -14,7 +14,7 @@ import pytest
 
 import maskc as mc
 from maskc.patterns.core import Predicate
-from _pattern_helpers import NEEDS_SINK, lowered_dense  # noqa: E402
+from _pattern_helpers import lowered_dense  # noqa: E402
 
 
 def test_flex_signature_sees_batch_and_head_inside_heads_and_batched():
@@ -106,7 +106,6 @@ def test_data_is_an_explicit_argument_and_part_of_the_identity():
         mc.parse("predicate('same_doc_test', args='0000000000000000')")
 
 
-@NEEDS_SINK
 def test_recompile_after_changed_data_gives_the_new_layout():
     ids = np.zeros(64, dtype=np.int64)
     rule = mc.predicate(lambda i, j, ids: ids[i] == ids[j], args=(ids,), name="same_doc_compile")

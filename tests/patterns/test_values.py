@@ -17,7 +17,7 @@ from maskc.patterns.core import (
     Segments, Sums, Window,
 )
 from maskc.testing import patterns as base_patterns
-from _pattern_helpers import NEEDS_SINK, SINK_READY, RecordingSink, compiled_dense, lowered_dense  # noqa: E402
+from _pattern_helpers import RecordingSink, compiled_dense, lowered_dense  # noqa: E402
 
 
 @mc.predicate
@@ -169,9 +169,8 @@ def test_text_hash_and_equality_agree(p, other):
 @settings(max_examples=25)
 @given(data=st.data(), q=st.integers(1, 70), k=st.integers(1, 70), block=st.sampled_from([8, 16, (8, 16)]))
 def test_compile_equals_dense_on_random_patterns(data, q, k, block):
-    """Every node kind once the compiler reads the whole protocol; before that (SINK_READY false)
-    the nodes the old compiler knows, so the patterns it compiled keep compiling the same."""
-    p = data.draw(full_patterns() if SINK_READY else base_patterns(max_depth=2))
+    """Every node kind (cells, batches, predicates with data or (b, h), block levels) compiles to its definition."""
+    p = data.draw(full_patterns())
     want = p.dense(q, k)
     got = np.broadcast_to(compiled_dense(p, q, k, block=block), want.shape)
     np.testing.assert_array_equal(got, want, err_msg=p.text())
@@ -220,7 +219,6 @@ def test_node_classes_stay_importable():
         assert cls.__module__.startswith("maskc.patterns.")
 
 
-@NEEDS_SINK
 def test_compile_with_q_offset_equals_rows_of_the_full_layout():
     for p in (mc.causal() & mc.window(8), mc.bigbird(block=4, global_tokens=2, random_blocks=1, seed=3),
               mc.document_mask([40, 100, 200]), mc.prime_bird(), _flex_rule & mc.causal()):
