@@ -36,4 +36,4 @@ bench: warmup
 	$(PY) benchmarks/compile_speed.py
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache .hypothesis
+	rm -rf $(VENV) demo_out .pytest_cache .hypothesis .import_linter_cache .grimp_cache
