@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make demo   set up .venv and run the main job (compile the library patterns, cross-check every backend)
-#   make test   set up .venv and run the whole test suite (and every docstring example)
+#   make test   set up .venv, check the import layers (lint-imports, contracts in pyproject.toml),
+#               then run the whole test suite (and every docstring example)
 # Both first build the compiler's numba kernels (`maskc warmup`: about a minute the first
 # time on a machine, with progress; a few seconds once they are cached on disk).
 PYTHON ?= python3
@@ -27,6 +28,7 @@ demo: warmup
 	$(VENV)/bin/maskc demo --out demo_out
 
 test: warmup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q --doctest-modules maskc
 	$(PY) -m pytest -n 2 --dist loadgroup -q tests
 
@@ -34,4 +36,4 @@ bench: warmup
 	$(PY) benchmarks/compile_speed.py
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache .hypothesis
+	rm -rf $(VENV) demo_out .pytest_cache .hypothesis .import_linter_cache .grimp_cache

@@ -159,7 +159,7 @@ def checks():
 
     def dia_case():
         import maskc as mc
-        from maskc.planner.dia_triton import dia_attention_triton
+        from maskc.backends.dia_triton import dia_attention_triton
 
         offs = [0, 1, 4, 9, 16, 25, 100]
         lay = mc.compile(mc.causal() & mc.offsets(offs), _n(1500), block=64)

@@ -9,9 +9,11 @@ only solve distance d if its pattern connects the last token to position p withi
 so accuracy vs distance is measured next to the pattern's hop reach (computed exactly
 from the compiled layout).
 
-Patterns (all causal): dense, sliding window, prime_bird (token level, SPEC A), block-level
-primes (prime_bird's rule on 16-token blocks), πAttention (ring-local + π-step, two
-softmaxes fused by a gate, SPEC B) and Mian-Chowla bird.
+Patterns (all causal; d = i - j is the distance from query i back to key j): dense, sliding
+window, prime_bird (token level: d <= window, d prime, or j < global_tokens), block-level
+primes (prime_bird's rule on 16-token blocks), πAttention (two attentions, ring-local
+d <= r and π-step d a multiple of the period, whose softmax outputs a learned gate mixes)
+and Mian-Chowla bird (prime_bird's rule with d a Mian-Chowla number 1, 2, 4, 8, 13, 21, ...).
 
 Speed note: on CPU the modules train through the differentiable float64 *reference*
 backend, which is dense-masked, so time per step here measures the module's work at

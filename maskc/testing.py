@@ -28,6 +28,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+import maskc.patterns.core as c
+from maskc.compiler import compile as _compile
+from maskc.ir.layout import Layout
+
 #: Every leaf :func:`patterns` can draw.
 LEAVES: tuple[str, ...] = (
     "full", "causal", "window", "ring_local", "stride", "offsets", "sums", "global_tokens",
@@ -54,8 +58,6 @@ _PRED_CACHE: dict[str, Any] = {}
 def _predicates() -> list:
     """A few numba predicates (compiled once, on first use)."""
     if not _PRED_CACHE:
-        from maskc.patterns.core import predicate
-
         def mc_test_same_parity(i, j):
             return (i - j) % 2 == 0
 
@@ -66,13 +68,11 @@ def _predicates() -> list:
             return 2 * j <= i
 
         for f in (mc_test_same_parity, mc_test_sum_mod3, mc_test_key_below_half):
-            _PRED_CACHE[f.__name__] = predicate(f)
+            _PRED_CACHE[f.__name__] = c.predicate(f)
     return list(_PRED_CACHE.values())
 
 
 def _leaf(name: str, st, allow_predicates: bool):
-    import maskc.patterns.core as c
-
     small = st.integers(0, 6)
     idx_list = st.lists(st.integers(0, 40), min_size=1, max_size=5)
     seq = st.one_of(st.sampled_from(SEQUENCES), idx_list)
@@ -155,9 +155,7 @@ def patterns(max_depth: int = 3, leaves: Sequence[str] | None = None, allow_pred
     for _ in range(max(int(max_depth), 0)):
         tree = st.one_of(base, extend(tree))
     if heads:
-        from maskc.patterns.core import heads as _heads
-
-        return st.lists(tree, min_size=heads, max_size=heads).map(_heads)
+        return st.lists(tree, min_size=heads, max_size=heads).map(c.heads)
     return tree
 
 
@@ -201,9 +199,6 @@ def layouts(patterns_=None, *, q_len=None, kv_len=None, heads=(1, 3), blocks=(16
         True
     """
     st = _st()
-    from maskc.compiler import compile as _compile
-    from maskc.ir.layout import Layout
-    from maskc.patterns.core import heads as _heads
 
     pats = patterns_ if patterns_ is not None else patterns(max_depth=2)
     ql = _as_strategy(q_len, lengths(max_len=200))
@@ -223,7 +218,7 @@ def layouts(patterns_=None, *, q_len=None, kv_len=None, heads=(1, 3), blocks=(16
             mask = rng.random((H, q, k)) < p
             return Layout.from_dense(mask, b, pattern_text="")
         ps = [draw(pats) for _ in range(H)]
-        pat = ps[0] if H == 1 else _heads(ps)
+        pat = ps[0] if H == 1 else c.heads(ps)
         return _compile(pat, q, k, block=b)
 
     return build()

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Measure the source documents' claims (SPEC F) on compiled maskc layouts.
+"""Measure the source documents' claims (docs/claims.md) on compiled maskc layouts.
 
 For each pattern: mean keys per row at several N, the fitted growth exponent of
 nnz(N) (least squares of log nnz on log N; dense causal = 2, O(N log N) ≈ 1.1 over this
@@ -24,11 +24,11 @@ from maskc.patterns import library as lib
 def patterns() -> dict[str, mc.Pattern]:
     return {
         "dense causal": mc.causal(),
-        "prime_bird (SPEC A)": lib.prime_bird(),
-        "square_bird (SPEC A)": lib.square_bird(),
-        "mian_chowla_bird (SPEC A)": lib.mian_chowla_bird(),
-        "pi_step(16) causal (SPEC B)": lib.pi_step(16, causal=True),
-        "pi_ring(32) causal (SPEC B)": lib.pi_ring(32, causal=True),
+        "prime_bird": lib.prime_bird(),
+        "square_bird": lib.square_bird(),
+        "mian_chowla_bird": lib.mian_chowla_bird(),
+        "pi_step(16) causal": lib.pi_step(16, causal=True),
+        "pi_ring(32) causal": lib.pi_ring(32, causal=True),
         "pi_step(16) | pi_ring(32), causal": lib.pi_attention_union(r=32, period=16, causal=True),
         "block-level primes (b=128)": mc.causal() & (mc.window(1) | mc.offsets("primes")).at_block_level(128),
         "twin_primes (C1)": lib.twin_primes(),

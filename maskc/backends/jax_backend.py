@@ -179,6 +179,29 @@ def _attention(q, k, v, cols, mids, table, sidx, scale, *, q_len, kv_len, block_
     return out, lse
 
 
+def block_list_attention(q, k, v, cols, mids, table, sidx, scale, *, q_len, kv_len, block_q, block_k):
+    """The backend's jitted kernel on padded block lists held by the caller; returns ``(out, lse)``.
+
+    ``cols`` / ``mids`` int32 ``[S, n_qb, K]`` and ``table`` bool ``[T, block_q, block_k]``
+    are the arrays of :func:`block_lists` (or a subset of their slices, as
+    :mod:`maskc.distributed.spmd` passes one rank's); ``sidx`` int32 ``[B, Hq]`` names the
+    slice each (batch element, query head) reads. Inputs are not validated: use
+    :func:`maskc.attention` unless you built the lists yourself.
+
+    Example:
+        >>> import numpy as np, jax.numpy as jnp, maskc as mc
+        >>> lay = mc.Layout.from_dense(np.tril(np.ones((6, 6), bool)), block=4)
+        >>> bl = block_lists(lay)
+        >>> q = jnp.asarray(np.random.default_rng(0).normal(size=(1, 1, 6, 8)), jnp.float32)
+        >>> out, lse = block_list_attention(q, q, q, bl["cols"], bl["mids"], bl["table"], jnp.zeros((1, 1), jnp.int32),
+        ...                                 0.25, q_len=6, kv_len=6, block_q=4, block_k=4)
+        >>> bool(jnp.allclose(out, attention_jax(q, q, q, lay, scale=0.25)[0]))
+        True
+    """
+    return _attention(q, k, v, cols, mids, table, sidx, scale, q_len=q_len, kv_len=kv_len, block_q=block_q,
+                      block_k=block_k)
+
+
 def estimate_bytes(layout, batch: int, q_heads: int, head_dim: int, itemsize: int = 4) -> int:
     """Bytes of the gathered K/V blocks, scores and probabilities in the compute dtype.
 

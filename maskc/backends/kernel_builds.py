@@ -66,8 +66,8 @@ class Spec:
 
 def specs(scope: str = "ci") -> list[tuple[Spec, int]]:
     """Every distinct ``(Spec, cc)`` of ``scope`` for cc 90 (sm_90a) and 80 (sm_80)."""
+    from maskc.backends.dia_triton import dia_config
     from maskc.backends.triton_backend import block_d
-    from maskc.planner.dia_triton import dia_config
 
     sc = SCOPES[scope]
     found: dict[tuple, tuple[Spec, int]] = {}
@@ -105,8 +105,8 @@ def launch_args(spec: Spec):
     """``(kernel function, args, kwargs)`` of ``spec``'s launch, built from meta tensors."""
     import torch
 
+    from maskc.backends import dia_triton
     from maskc.backends import triton_backend as tb
-    from maskc.planner import dia_triton
 
     dt = getattr(torch, spec.dtype)
     B, Hq, Hkv, D = 1, 16, 4, spec.head_dim

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from maskc.distributed.assign import ChunkReads, candidates, choose_owner, unique_codes
+from maskc.distributed.report import make_report
 from maskc.ir.layout import Layout
 from maskc.limits import MAX_HEADS, check_int, refuse_above
 
@@ -213,8 +214,6 @@ class DispatchPlan:
             >>> r["computed_blocks"], r["imbalance"]
             ([132, 132, 132, 132], 1.0)
         """
-        from maskc.distributed.report import make_report
-
         return make_report(self)
 
     def __repr__(self) -> str:

@@ -154,7 +154,7 @@ def _block_attention(q, k, v, cols, mids, table, scale, slices_batch: int):
     """The jax backend's kernel on one rank's padded block lists (every slice of the layout)."""
     import jax.numpy as jnp
 
-    from maskc.backends.jax_backend import _attention
+    from maskc.backends.jax_backend import block_list_attention  # jax: a heavy optional dependency
 
     S = cols.shape[0]
     hl = S // slices_batch
@@ -164,7 +164,7 @@ def _block_attention(q, k, v, cols, mids, table, scale, slices_batch: int):
     b = np.arange(B)[:, None] if slices_batch > 1 else np.zeros((B, 1), np.int64)
     h = np.arange(Hq)[None, :] if hl > 1 else np.zeros((1, Hq), np.int64)
     sidx = jnp.asarray((b * hl + h).astype(np.int32))
-    return _attention(q, k, v, cols, mids, table, sidx, scale, **kw)
+    return block_list_attention(q, k, v, cols, mids, table, sidx, scale, **kw)
 
 
 def _merge(o1, l1, o2, l2):

@@ -13,7 +13,7 @@ PrimeHarmonyAttention        nine number-theoretic heads, output gates, ω weigh
 RiemannPositionalEncoding    zeta-zero log-position encoding (additive / rotary)
 prime_composite_regularizer  KL to a von-Mangoldt target
 entropy_hinge                row-entropy band penalty
-MomentumAttentionBlock       SympFormer damped Hamiltonian block
+MomentumAttentionBlock       SympFormer momentum block (velocity form)
 NesterovAttentionBlock       v+ = βv + h·Attn(LN(x + μv)), x+ = x + v+
 ===========================  ===================================================
 

@@ -36,7 +36,10 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
+from maskc.backends.dia_backend import dia_attention
+from maskc.backends.torch_backend import attention_torch
 from maskc.planner.toeplitz import toeplitz_layout
 
 
@@ -280,11 +283,6 @@ def calibrate_cpu(head_dim: int = 64) -> dict[str, float]:
         >>> calibrate_cpu()  # doctest: +SKIP
         {'matmul_flops': ..., 'vector_flops': ..., 'per_offset_s': ..., 'mem_bw': ..., 'sdpa_flops': ...}
     """
-    import torch  # the kernels measured need torch (an optional dependency of maskc): imported here only
-
-    from maskc.backends.dia_backend import dia_attention
-    from maskc.backends.torch_backend import attention_torch
-
     torch.manual_seed(0)
     D = head_dim
     # block-sparse: a band of 8 key blocks per query block (every block full)

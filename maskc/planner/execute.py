@@ -7,7 +7,7 @@ Each lowering hands the registry an ordinary input (:func:`maskc.backends.attent
   (:func:`maskc.planner.toeplitz.toeplitz_layout`);
 * ``dia``: a :class:`~maskc.backends.formats.DiagonalLayout` (format "diagonal"), run by
   the ``dia`` backend (torch) or ``dia-triton`` (registered here: the Triton DIA kernels
-  of :mod:`maskc.planner.dia_triton`, CUDA or the interpreter);
+  of :mod:`maskc.backends.dia_triton`, CUDA or the interpreter);
 * ``residue``: tokens permuted into residue classes (:mod:`maskc.planner.residue`),
   each class a Toeplitz layout of its own;
 * ``gather``: the global columns (rows) gathered out of K / V (q), a thin block layout
@@ -66,14 +66,14 @@ def _dia_triton_supports(q, layout) -> tuple[bool, str]:
 
 def attention_dia_triton(q: Tensor, k: Tensor, v: Tensor, layout: DiagonalLayout, *, scale: float):
     """The registered ``"dia-triton"`` backend (imports Triton on its first call)."""
-    from maskc.planner.dia_triton import dia_attention_triton  # heavy optional dependency: triton
+    from maskc.backends.dia_triton import dia_attention_triton  # heavy optional dependency: triton
 
     return dia_attention_triton(q, k, v, layout.local_offsets, scale=scale)
 
 
 register(
     "dia-triton", attention_dia_triton, array="torch", formats="diagonal",
-    check=lazy_check("maskc.planner.dia_triton", "Triton DIA kernels"), supports=_dia_triton_supports,
+    check=lazy_check("maskc.backends.dia_triton", "Triton DIA kernels"), supports=_dia_triton_supports,
     grads=True, devices=("cuda", "cpu"), auto_devices=("cuda",), priority=30,
     dtypes=("float16", "bfloat16", "float32"), tolerance={"float32": 1e-3},
     description="diagonal sets on Triton (online softmax per offset; CUDA, CPU with TRITON_INTERPRET=1)",

@@ -1,4 +1,7 @@
-"""Sidon sets and the πAttention coverage statements of SPEC B."""
+"""Sidon sets (all pairwise differences distinct) and πAttention's three coverage statements:
+(1) π-step hops alone stay in the residue class i mod π; (2) cyclic ±π jumps on n tokens reach
+exactly i + gcd(π, n)·Z_n; (3) causal window(r) | π-step reaches every earlier key within
+1 + ceil((π - 1) / r) hops."""
 
 import math
 

@@ -1,8 +1,12 @@
-"""The IR's import layers: the Layout class never imports the modules built on it, and no module
-outside the IR touches a layout's private state in the packages the IR owner maintains."""
+"""Import layers. The package layers are the import-linter contract in pyproject.toml (also run by
+`make test` as `lint-imports`); docs/architecture.md draws them (scripts/architecture_figure.py)
+and the tests here keep the contract, the figure and the real packages equal. Inside the IR the
+Layout class never imports the modules built on it, and no module outside the IR touches a
+layout's private state."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -24,6 +28,38 @@ IR_LAYERS = [
 @pytest.fixture(scope="module")
 def graph():
     return grimp.build_graph("maskc", include_external_packages=False)
+
+
+def _figure_script():
+    spec = importlib.util.spec_from_file_location("architecture_figure", ROOT / "scripts/architecture_figure.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_architecture_figure_is_the_contract():
+    fig = _figure_script()
+    layers = fig.contract_layers()
+    assert fig.figure_in_doc() == fig.doc_block(layers), (
+        "docs/architecture.md's layers figure differs from pyproject.toml's contract: "
+        "run python scripts/architecture_figure.py --write")
+    drawn = re.findall(r"│ (\S+) │", fig.figure_in_doc())
+    assert drawn == [n for layer in layers for n in layer]
+
+
+def test_contract_names_every_package(graph):
+    names = [n for layer in _figure_script().contract_layers() for n in layer]
+    required = {n for n in names if not n.startswith("(")}
+    optional = {n.strip("()") for n in names if n.startswith("(")}
+    tops = {m.split(".")[1] for m in graph.modules if m.count(".") >= 1}
+    assert required <= tops, f"the contract names packages that do not exist: {required - tops}"
+    assert tops <= required | optional, f"packages outside the layers contract: {tops - required - optional}"
+
+
+def test_lint_imports_passes():
+    cli = pytest.importorskip("importlinter.cli", reason="import-linter is not installed (pip install import-linter)")
+    code = cli.lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True)
+    assert code == 0, "a contract is broken: run lint-imports to see which import"
 
 
 def test_ir_layers_hold(graph):

@@ -217,7 +217,7 @@ def test_merge_rejects_bad_input():
 
 # ------------------------------------------------------------------ triton DIA (interpreter)
 def _triton_ok():
-    from maskc.planner.dia_triton import is_available
+    from maskc.backends.dia_triton import is_available
 
     return is_available()
 
@@ -228,7 +228,7 @@ def test_dia_triton_fwd_bwd(N, M, offs):
     ok, why = _triton_ok()
     if not ok:
         pytest.skip(f"Triton DIA kernel not runnable here: {why}")
-    from maskc.planner.dia_triton import dia_attention_triton
+    from maskc.backends.dia_triton import dia_attention_triton
 
     torch.manual_seed(0)
     q = torch.randn(1, 2, N, 16, requires_grad=True)
