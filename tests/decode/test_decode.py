@@ -18,7 +18,7 @@ N, B, H, HKV, D = 64, 2, 4, 2, 16
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     assert not torch.isnan(a).any()
-    return float((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-300))
+    return float((a.detach().double() - b.detach().double()).norm() / b.detach().double().norm().clamp_min(1e-300))
 
 
 def _documents() -> mc.Pattern:
