@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -161,29 +162,57 @@ def gather_attention(q: Tensor, k_cache: Tensor, v_cache: Tensor, keys: DecodeKe
         (torch.Size([1, 1, 1, 4]), torch.Size([1, 1, 1]))
     """
     B, H, T, D = q.shape
-    Hkv = k_cache.shape[1]
-    Bm, Hm, _, K = keys.allowed.shape
-    dev, acc = q.device, accumulation_dtype(q.dtype)
+    Hkv, L = k_cache.shape[1], k_cache.shape[2]
+    Hm = keys.allowed.shape[1]
+    acc = accumulation_dtype(q.dtype)
     Hx = Hkv if Hm == 1 else H  # key heads after the gather: the kv heads, or one per query head
+    flat, allowed = _device_keys(keys, q.device, Hx, H // Hkv, L)
     if keys.span is not None:
         a, b = keys.span
         kg, vg = k_cache[:, :, a:b], v_cache[:, :, a:b]
     else:
-        idx = torch.tensor(keys.index, device=dev)
-        b_ix = torch.arange(B, device=dev).view(B, 1, 1)
-        h_ix = (torch.arange(Hx, device=dev) // (H // Hkv if Hm > 1 else 1)).view(1, Hx, 1)
-        kg, vg = k_cache[b_ix, h_ix, idx], v_cache[b_ix, h_ix, idx]  # [B, Hx, K, D]
-    allowed = torch.tensor(keys.allowed, device=dev)[:, :, None]  # [Bm, Hm, 1, T, K]
-    q5 = q.to(acc).reshape(B, Hx, H // Hx, T, D)
-    s = torch.matmul(q5, kg.to(acc).transpose(-1, -2).unsqueeze(2)) * scale  # [B, Hx, g, T, K]
-    s = s.masked_fill(~allowed, float("-inf"))
+        kg, vg = (_gather(x, flat, Hx) for x in (k_cache, v_cache))  # [B, Hx, K, D]
+    g = H // Hx  # query heads per gathered key head, folded into the rows of one matmul
+    s = torch.matmul(q.to(acc).reshape(B, Hx, g * T, D), kg.to(acc).transpose(-1, -2)) * scale
+    s = s.view(B, Hx, g, T, -1).masked_fill(~allowed, float("-inf"))  # [B, Hx, g, T, K]
     m = finite_or_zero(s.detach().amax(dim=-1, keepdim=True))
     e = torch.exp(s - m)
     z = e.sum(dim=-1, keepdim=True)
     p = e / torch.where(z > 0, z, torch.ones_like(z))
-    v_clean, v_bad = split_nonfinite(vg.to(acc))
-    out = torch.matmul(p, v_clean.unsqueeze(2))
+    # a slot some row may not attend (other rows' keys, padding) must not leak a NaN / inf value
+    # into it (0 * NaN); with one row and no padding every slot is attended, nothing to clean
+    v_clean, v_bad = split_nonfinite(vg.to(acc)) if (T > 1 or keys.padded) else (vg.to(acc), None)
+    p = p.view(B, Hx, g * T, -1)
+    out = torch.matmul(p, v_clean)
     if v_bad is not None:
-        out = poison(out, p.detach(), v_bad.unsqueeze(2))
+        out = poison(out, p.detach(), v_bad)
     lse = safe_lse(m.squeeze(-1), z.squeeze(-1))
     return out.reshape(B, H, T, -1).to(q.dtype), lse.reshape(B, H, T)
+
+
+_DEVICE_KEYS: "OrderedDict[tuple, tuple[DecodeKeys, Tensor, Tensor]]" = OrderedDict()
+
+
+def _device_keys(keys: DecodeKeys, device: torch.device, Hx: int, group: int, L: int) -> tuple[Tensor, Tensor]:
+    """``(flat index [Bm, Hx, K] into a [B, Hkv * L] cache, allowed [Bm, Hm, 1, T, K])`` on ``device`` (cached
+    for the layers of a step; the entry holds ``keys`` itself, so a recycled id never matches)."""
+    key = (id(keys), str(device), Hx, group, L)
+    hit = _DEVICE_KEYS.get(key)
+    if hit is not None and hit[0] is keys:
+        return hit[1], hit[2]
+    head = np.arange(Hx) // (1 if keys.allowed.shape[1] == 1 else group)  # the kv head of each gathered head
+    flat = torch.tensor(head[None, :, None] * L + keys.index, device=device)
+    allowed = torch.tensor(keys.allowed, device=device)[:, :, None]
+    _DEVICE_KEYS[key] = (keys, flat, allowed)
+    while len(_DEVICE_KEYS) > 16:
+        _DEVICE_KEYS.popitem(last=False)
+    return flat, allowed
+
+
+def _gather(x: Tensor, flat: Tensor, Hx: int) -> Tensor:
+    """Rows ``flat`` of the cache x ``[B, Hkv, L, D]`` seen as ``[B, Hkv * L, D]``: ``[B, Hx, K, D]``."""
+    B, D = x.shape[0], x.shape[-1]
+    xf = x.reshape(B, -1, D)
+    if flat.shape[0] == 1:
+        return xf.index_select(1, flat.reshape(-1)).view(B, Hx, -1, D)
+    return torch.gather(xf, 1, flat.reshape(B, -1, 1).expand(-1, -1, D)).view(B, Hx, -1, D)

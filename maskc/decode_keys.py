@@ -56,6 +56,11 @@ class DecodeKeys:
     evaluated: int
 
     @property
+    def padded(self) -> bool:
+        """Some slot holds no key (slices read different numbers of keys)."""
+        return not bool(self.valid.all())
+
+    @property
     def n_keys(self) -> int:
         """K: key slots per slice (the most keys any slice reads; at least 1)."""
         return int(self.index.shape[-1])
