@@ -30,10 +30,11 @@ import numpy as np
 import torch
 
 from maskc.backends import attention
-from maskc.backends.checks import validate_arrays, validate_scale
+from maskc.backends.checks import InputInfo, validate_arrays, validate_scale
 from maskc.backends.softmax import accumulation_dtype, finite_or_zero, poison, safe_lse, split_nonfinite
 from maskc.compiler import compile as compile_pattern
 from maskc.decode_keys import MAX_ROW_ELEMENTS, DecodeKeys, decode_keys
+from maskc.ir.layout import normalize_block
 from maskc.patterns.core import Pattern
 
 Tensor = torch.Tensor
@@ -94,14 +95,16 @@ def decode_attention(q: Tensor, k_cache: Tensor, v_cache: Tensor, pattern: Patte
             raise ValueError("per-batch positions run on the gather path only: pass backend='auto' with a short "
                              f"row range (<= {MAX_ROW_ELEMENTS:,} mask elements), or call once per position")
         n = pos[0] + T if kv_len is None else int(kv_len)
-        layout = compile_pattern(pattern, T, n, block=block, q_offset=pos[0],
+        bq, bk = normalize_block(block)
+        bq = min(bq, max(16, 1 << (T - 1).bit_length()))  # a decode step is 1 row: no 128-row tiles
+        layout = compile_pattern(pattern, T, n, block=(bq, bk), q_offset=pos[0],
                                  heads=H if pattern.n_heads else None)
         out, lse = attention(q, k_cache[:, :, :n], v_cache[:, :, :n], layout, backend=backend, scale=s,
                              return_lse=True)
     return (out, lse) if return_lse else out
 
 
-def _check(q: Any, k: Any, v: Any, pattern: Any):
+def _check(q: Any, k: Any, v: Any, pattern: Any) -> InputInfo:
     if not all(isinstance(x, torch.Tensor) for x in (q, k, v)):
         raise TypeError("decode_attention takes torch tensors q [B, H, T, D] and caches [B, Hkv, L, D]; "
                         f"got {type(q).__name__}, {type(k).__name__}, {type(v).__name__}")
