@@ -11,6 +11,8 @@ from the same run:
   evaluated: what the first layer of a step pays);
 * ``maskc layer``: the same position again (the keys are cached: every later layer of a step);
 * ``maskc rows only``: evaluating the row from the pattern (``decode_keys``), no attention;
+* ``mc.compile of the row``: what compiling the same row instead would cost
+  (``mc.compile(pattern, 1, L, q_offset=L - 1, block=(16, 128))``, uncached);
 * ``maskc backend=torch``: the rows compiled (``mc.compile(q_offset=L-1)``) and run on the
   block-sparse torch backend (only up to ``--torch-max``: it moves the whole cache).
 
@@ -62,6 +64,8 @@ def variants(L: int, name: str, pattern: mc.Pattern, args) -> dict[str, callable
         "maskc step (row evaluated)": _timer(fresh),
         "maskc layer (row cached)": _timer(lambda: mc.decode_attention(q, k, v, pattern, position=L - 1)),
         "maskc rows only": _timer(lambda: (clear_cache(), decode_keys(pattern, 1, None, L - 1 - next(step) % 64))),
+        "mc.compile of the row (for comparison)": _timer(
+            lambda: mc.compile(pattern, 1, L, q_offset=L - 1, block=(16, 128), cache=False)),
     }
     if L <= args.torch_max:
         out["maskc backend=torch (compiled rows)"] = _timer(
@@ -83,7 +87,7 @@ def run_length(L: int, args) -> list[str]:
         base = best["sdpa causal (all keys)"]
         keys = decode_keys(pattern, 1, None, L - 1).n_keys
         for n in vs:
-            ratio = "" if n.startswith("sdpa causal") or n == "maskc rows only" else f"{base / best[n]:.2f}x"
+            ratio = "" if n.startswith(("sdpa causal", "maskc rows", "mc.compile")) else f"{base / best[n]:.2f}x"
             rows.append(f"| {L} | {pname} ({keys} keys) | {n} | {best[n] * 1e3:.3f} | {ratio} |")
     return rows
 
