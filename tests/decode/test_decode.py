@@ -72,14 +72,29 @@ def test_decode_matches_full_rows(name: str, chunk: int) -> None:
 
 
 @pytest.mark.parametrize("backend", ["torch", "reference"])
-def test_named_backend_runs_the_compiled_rows(backend: str) -> None:
+@pytest.mark.parametrize("name", ["prime_bird", "documents", "per_head"])
+def test_named_backend_runs_the_compiled_rows(backend: str, name: str) -> None:
     """A named backend compiles the rows (q_offset = position) and agrees with the gather path."""
-    pattern = mc.prime_bird()
+    pattern = PATTERNS[name]()
     q, k, v = (x.float() for x in _inputs(1))
     for t, T in ((40, 1), (17, 16)):
         a = mc.decode_attention(q[:, :, t:t + T], k, v, pattern, position=t)
         b = mc.decode_attention(q[:, :, t:t + T], k, v, pattern, position=t, backend=backend)
         assert _rel(a, b) < 1e-5
+
+
+def test_long_chunks_go_through_a_compiled_layout(monkeypatch) -> None:
+    """Past MAX_ROW_ELEMENTS mask elements the rows are compiled (auto backend), with the same result."""
+    import maskc.decode as decode
+
+    pattern = PATTERNS["documents"]()
+    q, k, v = _inputs(7)
+    want = _full_reference(pattern, q, k, v)[:, :, 16:48]
+    monkeypatch.setattr(decode, "MAX_ROW_ELEMENTS", 100)
+    got = mc.decode_attention(q[:, :, 16:48].float(), k.float(), v.float(), pattern, position=16)
+    assert _rel(got, want) < 1e-5
+    with pytest.raises(ValueError, match="gather path"):
+        mc.decode_attention(q[:, :, :16].float(), k.float(), v.float(), pattern, position=torch.tensor([0, 1]))
 
 
 def _rows(keys, width: int) -> np.ndarray:
