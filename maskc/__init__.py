@@ -47,6 +47,7 @@ _LAZY_NAMES = {
     "attention": ("maskc.backends", "attention"), "crosscheck": ("maskc.backends", "crosscheck"),
     "CrosscheckReport": ("maskc.backends", "CrosscheckReport"),
     "plan": ("maskc.planner", "plan"), "Plan": ("maskc.planner", "Plan"),
+    "decode_attention": ("maskc.decode", "decode_attention"),
 }
 
 

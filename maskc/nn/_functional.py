@@ -16,6 +16,7 @@ from maskc.compiler import compile as compile_pattern
 from maskc.ir.layout import FULL, Layout
 from maskc.patterns import library
 from maskc.patterns.core import Pattern
+from maskc.patterns.library import key_padding
 
 PatternLike = Pattern | Layout  # or a maskc Plan (duck-typed: see is_plan)
 
@@ -68,6 +69,29 @@ def check_dtype(x: torch.Tensor, param: torch.Tensor | None, module: str, name: 
         f"{module}: {name} dtype {x.dtype} does not match the module's parameters ({param.dtype}); "
         f"convert one of them, e.g. module.to({x.dtype}) or x.to({param.dtype})"
     )
+
+
+def check_key_padding(mask: Any, batch: int, kv_len: int, module: str) -> torch.Tensor | None:
+    """``key_padding_mask`` as ``nn.MultiheadAttention`` takes it: None, or bool ``[batch, kv_len]``, True = padding.
+
+    Example:
+        >>> check_key_padding(torch.tensor([[False, True]]), 1, 2, "M").tolist()
+        [[False, True]]
+    """
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{module}: key_padding_mask must be a bool torch.Tensor [batch, kv_len], got "
+                        f"{type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"{module}: key_padding_mask must be bool (True = padding, as nn.MultiheadAttention), got "
+                        f"{mask.dtype}; for an additive float mask pass mask == float('-inf')")
+    if mask.dim() == 1 and batch == 1:
+        mask = mask[None]
+    if tuple(mask.shape) != (batch, kv_len):
+        raise ValueError(f"{module}: key_padding_mask must be [batch={batch}, kv_len={kv_len}], got shape "
+                         f"{tuple(mask.shape)}")
+    return mask
 
 
 # ----------------------------------------------------------------- backends
@@ -189,7 +213,15 @@ class LayoutCache:
         self.pattern, self.block, self.heads = pattern, block, heads
         self._store: dict[tuple[int, int], Layout] = {}
 
-    def get(self, q_len: int, kv_len: int | None = None) -> Layout:
+    def get(self, q_len: int, kv_len: int | None = None, key_padding_mask: torch.Tensor | None = None) -> Layout:
+        """The layout at these lengths; with ``key_padding_mask`` (bool ``[B, kv_len]``, True = padding, as
+        ``nn.MultiheadAttention``) the pattern ``& mc.key_padding(~mask)``, a batched layout.
+
+        Padded layouts are not kept here: ``mc.compile`` caches them by the pattern's content
+        (the mask's values included), so a new mask can never return a stale layout.
+        """
+        if key_padding_mask is not None:
+            return self.padded(q_len, q_len if kv_len is None else kv_len, key_padding_mask)
         key = (q_len, q_len if kv_len is None else kv_len)
         lay = self._store.get(key)
         if lay is None:
@@ -199,6 +231,15 @@ class LayoutCache:
                 self._store.clear()
             self._store[key] = lay
         return lay
+
+    def padded(self, q_len: int, kv_len: int, key_padding_mask: torch.Tensor) -> Layout:
+        """The batched layout of ``pattern & mc.key_padding(~key_padding_mask)`` (see :meth:`get`)."""
+        if not isinstance(self.pattern, Pattern):
+            raise ValueError("key_padding_mask needs the module's pattern to be a maskc Pattern: a fixed Layout or "
+                             "Plan cannot take a per-batch mask; build the module with the Pattern")
+        real = ~key_padding_mask.detach().cpu().numpy()
+        heads = self.heads if self.pattern.n_heads else None
+        return compile_layout(self.pattern & key_padding(real), q_len, kv_len, self.block, heads)
 
     def layout_of(self, q_len: int, kv_len: int | None = None) -> Layout:
         """Like :meth:`get`, but a Plan's pattern is compiled: a Layout for row counts and causality."""

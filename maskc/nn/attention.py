@@ -8,7 +8,8 @@ from torch import nn
 
 from maskc.ir.layout import Layout
 from maskc.nn._functional import (
-    LayoutCache, PatternLike, attend, bird_pattern, check_embed, check_input, check_pattern, describe, is_plan,
+    LayoutCache, PatternLike, attend, bird_pattern, check_embed, check_input, check_key_padding, check_pattern,
+    describe, is_plan,
     layout_is_causal, merge_heads, resolve_backend, split_heads,
 )
 
@@ -151,16 +152,28 @@ class SparseSelfAttention(nn.Module):
         """Attend ``query`` to ``key`` / ``value`` (default: self-attention on ``query``).
 
         Returns ``(output, None)``, output shaped like ``query``. ``is_causal=True``
-        asserts that the pattern is causal (ValueError if it is not); masks belong in the
-        pattern, so ``attn_mask`` and ``key_padding_mask`` are refused with the fix.
+        asserts that the pattern is causal (ValueError if it is not). ``key_padding_mask``
+        (bool ``[batch, kv_len]``, True = padding, as ``nn.MultiheadAttention``) is combined
+        with the pattern (``pattern & mc.key_padding(~mask)``, one layout per batch element,
+        compiled per distinct mask content); a query whose keys are all padding gets zeros
+        (MHA gives NaN). Other masks belong in the pattern, so ``attn_mask`` is refused
+        with the fix.
+
+        Example:
+            >>> import torch, maskc as mc
+            >>> attn = SparseSelfAttention(16, 2, mc.window(2))
+            >>> pad = torch.tensor([[False] * 5 + [True] * 3, [False] * 8])
+            >>> attn(torch.randn(2, 8, 16), key_padding_mask=pad)[0].shape
+            torch.Size([2, 8, 16])
         """
         name = type(self).__name__
         if need_weights:
             raise ValueError(f"{name} never materialises attention weights; call with need_weights=False")
-        if attn_mask is not None or key_padding_mask is not None:
+        if attn_mask is not None:
             raise ValueError(
                 f"{name}: masks are part of the pattern; express them in the pattern "
-                "(e.g. `pattern & mc.segments(lengths)` for packed documents) instead of attn_mask/key_padding_mask"
+                "(e.g. `pattern & mc.document_mask(segment_ids=ids)` for packed documents) instead of attn_mask; "
+                "padding goes in key_padding_mask"
             )
         unbatched = isinstance(query, torch.Tensor) and query.dim() == 2
         key = query if key is None else key
@@ -173,7 +186,9 @@ class SparseSelfAttention(nn.Module):
                 f"{name}: batch/length mismatch: query {tuple(query.shape)}, key {tuple(key.shape)}, "
                 f"value {tuple(value.shape)} (batch_first={self.batch_first})"
             )
-        lay = self.layout(q_in.shape[1], k_in.shape[1])
+        pad = check_key_padding(key_padding_mask, k_in.shape[0], k_in.shape[1], name)
+        lay = self.layout(q_in.shape[1], k_in.shape[1]) if pad is None else \
+            self._layouts.get(q_in.shape[1], k_in.shape[1], pad)
         if is_causal and not self._is_causal(q_in.shape[1], k_in.shape[1]):
             raise ValueError(f"{name}: is_causal=True but the pattern {describe(self.pattern)!r} lets a query attend "
                              "a later key; drop is_causal (the pattern decides) or make the pattern causal")

@@ -12,7 +12,7 @@ from torch import nn
 
 from maskc.ir.layout import Layout
 from maskc.nn._functional import (
-    LayoutCache, attend, check_embed, check_input, check_positive_int, dense_mask, merge_heads, resolve_backend,
+    LayoutCache, attend, check_embed, check_input, check_key_padding, check_positive_int, dense_mask, merge_heads, resolve_backend,
     split_heads,
 )
 from maskc.patterns.core import Pattern, heads
@@ -85,12 +85,18 @@ class PrimeHarmonyAttention(nn.Module):
         """Head weights ω = softmax(α): [num_heads]."""
         return torch.softmax(self.alpha, dim=0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [batch, seq, d_model] -> [batch, seq, d_model]."""
-        check_input(x, self.d_model, type(self).__name__, param=self.qkv.weight)
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [batch, seq, d_model] -> [batch, seq, d_model].
+
+        ``key_padding_mask``: optional bool ``[batch, seq]``, True = padding (as
+        ``nn.MultiheadAttention``): padded keys are never attended.
+        """
+        B, T = check_input(x, self.d_model, type(self).__name__, param=self.qkv.weight)
+        pad = check_key_padding(key_padding_mask, B, T, type(self).__name__)
         H = self.num_heads
         q, k, v = (split_heads(t, H) for t in self.qkv(x).chunk(3, dim=-1))
-        out = attend(q, k, v, self.layout(x.shape[1]), resolve_backend(self.backend, q))
+        lay = self.layout(T) if pad is None else self._layouts.get(T, T, pad)
+        out = attend(q, k, v, lay, resolve_backend(self.backend, q))
         gate = torch.sigmoid(torch.einsum("bhtd,hd->bht", q, self.phi) + self.phi_bias[None, :, None])
         out = out * gate.unsqueeze(-1) * self.omega[None, :, None, None]
         return self.out_proj(merge_heads(out))
