@@ -63,8 +63,12 @@ def _flex_supports(q, layout):
     return importlib.import_module("maskc.backends.flex").supports(q, layout)
 
 
+def _dia_triton_supports(q, layout):
+    return importlib.import_module("maskc.backends.dia_triton").supports(q, layout)
+
+
 def register_builtins() -> None:
-    """Register reference, torch, dia, scipy, jax, flex and triton (replacing earlier records)."""
+    """Register reference, torch, dia, dia-triton, scipy, jax, flex and triton (replacing earlier records)."""
     every_device = ("cpu", "cuda", "gpu", "mps")
     register(
         "reference", _reference_impl, array=("numpy", "torch", "jax"), grads=True, devices=every_device,
@@ -109,4 +113,11 @@ def register_builtins() -> None:
         grads=True, devices=("cuda", "cpu"), auto_devices=("cuda",), priority=30,
         dtypes=("float16", "bfloat16", "float32"), tolerance={"float32": 1e-3},
         description="block-sparse flash attention fwd+bwd (CUDA; CPU with TRITON_INTERPRET=1)",
+    )
+    register(
+        "dia-triton", lazy_call("maskc.backends.dia_triton", "attention_dia_triton"), array="torch",
+        formats="diagonal", check=lazy_check("maskc.backends.dia_triton", "Triton DIA kernels"),
+        supports=_dia_triton_supports, grads=True, devices=("cuda", "cpu"), auto_devices=("cuda",), priority=30,
+        dtypes=("float16", "bfloat16", "float32"), tolerance={"float32": 1e-3},
+        description="diagonal sets on Triton (online softmax per offset; CUDA, CPU with TRITON_INTERPRET=1)",
     )

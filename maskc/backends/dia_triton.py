@@ -265,3 +265,17 @@ def dia_attention_triton(q: Tensor, k: Tensor, v: Tensor, offsets: Sequence[int]
         raise ValueError("dia_attention_triton needs at least one offset")
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
     return _DiaTriton.apply(q.contiguous(), k.contiguous(), v.contiguous(), offs, scale)
+
+
+def attention_dia_triton(q: Tensor, k: Tensor, v: Tensor, layout, *, scale: float) -> tuple[Tensor, Tensor]:
+    """The registered ``"dia-triton"`` backend: :func:`dia_attention_triton` on a
+    :class:`~maskc.backends.DiagonalLayout`'s offsets."""
+    return dia_attention_triton(q, k, v, layout.local_offsets, scale=scale)
+
+
+def supports(q, layout) -> tuple[bool, str]:
+    """The head dims the Triton DIA kernels build for (a power of two >= 16)."""
+    D = int(q.shape[-1])
+    if D < 16 or D & (D - 1):
+        return False, f"the Triton DIA kernel needs a power-of-two head_dim >= 16, got {D}"
+    return True, ""

@@ -6,7 +6,7 @@ Each lowering hands the registry an ordinary input (:func:`maskc.backends.attent
   built straight from the membership array for Toeplitz parts
   (:func:`maskc.planner.toeplitz.toeplitz_layout`);
 * ``dia``: a :class:`~maskc.backends.formats.DiagonalLayout` (format "diagonal"), run by
-  the ``dia`` backend (torch) or ``dia-triton`` (registered here: the Triton DIA kernels
+  the ``dia`` backend (torch) or ``dia-triton`` (registered with the builtins: the Triton DIA kernels
   of :mod:`maskc.backends.dia_triton`, CUDA or the interpreter);
 * ``residue``: tokens permuted into residue classes (:mod:`maskc.planner.residue`),
   each class a Toeplitz layout of its own;
@@ -35,8 +35,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from maskc.backends import DiagonalLayout, attention, last_choice, record_choice, register
-from maskc.backends.builtins import lazy_check
+from maskc.backends import DiagonalLayout, attention, last_choice, record_choice
 from maskc.backends.crosscheck import CheckItem
 from maskc.backends.softmax import accumulation_dtype
 from maskc.compiler import compile as compile_pattern
@@ -57,27 +56,6 @@ def _cdiv(a: int, b: int) -> int:
 DIA_BACKENDS: dict[str, str] = {"auto": "auto", "torch": "dia", "triton": "dia-triton"}
 
 
-def _dia_triton_supports(q, layout) -> tuple[bool, str]:
-    D = int(q.shape[-1])
-    if D < 16 or D & (D - 1):
-        return False, f"the Triton DIA kernel needs a power-of-two head_dim >= 16, got {D}"
-    return True, ""
-
-
-def attention_dia_triton(q: Tensor, k: Tensor, v: Tensor, layout: DiagonalLayout, *, scale: float):
-    """The registered ``"dia-triton"`` backend (imports Triton on its first call)."""
-    from maskc.backends.dia_triton import dia_attention_triton  # heavy optional dependency: triton
-
-    return dia_attention_triton(q, k, v, layout.local_offsets, scale=scale)
-
-
-register(
-    "dia-triton", attention_dia_triton, array="torch", formats="diagonal",
-    check=lazy_check("maskc.backends.dia_triton", "Triton DIA kernels"), supports=_dia_triton_supports,
-    grads=True, devices=("cuda", "cpu"), auto_devices=("cuda",), priority=30,
-    dtypes=("float16", "bfloat16", "float32"), tolerance={"float32": 1e-3},
-    description="diagonal sets on Triton (online softmax per offset; CUDA, CPU with TRITON_INTERPRET=1)",
-)
 
 
 
