@@ -17,10 +17,12 @@ booleans per call, then block-sparse attention). Sliding-window KV caches (a cac
 drops keys, ``kv_offset > 0``) are refused.
 
 Example:
-    >>> import torch, maskc as mc                                    # doctest: +SKIP
+    >>> import pytest, torch, maskc as mc
+    >>> transformers = pytest.importorskip("transformers")  # the optional extra maskc[hf]
     >>> from transformers import LlamaConfig, LlamaForCausalLM
     >>> from maskc.integrations import transformers as mct
     >>> mct.register()
+    'maskc'
     >>> cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
     ...                   num_attention_heads=4, num_key_value_heads=2, attn_implementation="maskc")
     >>> model = mct.use_pattern(LlamaForCausalLM(cfg), mc.causal() & mc.window(16))
@@ -47,7 +49,8 @@ def register(name: str = NAME) -> str:
     """Register the maskc attention (and mask) function under ``name`` in transformers; returns ``name``.
 
     Example:
-        >>> from maskc.integrations.transformers import register   # doctest: +SKIP
+        >>> import pytest
+        >>> _ = pytest.importorskip("transformers")
         >>> register()
         'maskc'
     """
@@ -70,8 +73,13 @@ def use_pattern(model: torch.nn.Module, pattern: PatternSpec, block: int = 128, 
     (transformers' attention modules).
 
     Example:
-        >>> import maskc as mc                                     # doctest: +SKIP
-        >>> use_pattern(model, lambda i: mc.causal() & mc.window(8 if i % 2 else 64))
+        >>> import pytest, maskc as mc
+        >>> transformers = pytest.importorskip("transformers")
+        >>> cfg = transformers.LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        ...                                num_attention_heads=2, attn_implementation=register())
+        >>> model = use_pattern(transformers.LlamaForCausalLM(cfg), lambda i: mc.causal() & mc.window(8 if i else 64))
+        >>> model.model.layers[1].self_attn.maskc_pattern == mc.causal() & mc.window(8)
+        True
     """
     layers = [m for m in model.modules() if isinstance(getattr(m, "layer_idx", None), int) and hasattr(m, "config")]
     if not layers:
