@@ -19,9 +19,10 @@ their content, so the chunk plans of the torch backend are built once per distin
 layout) and the torch backend runs eagerly. The backward recomputes the forward under
 autograd (twice the forward's work, O(chunk) extra memory) and returns its gradients.
 
-Only the torch backend runs under compile: the flex backend needs its own compiled
-kernel (``flex_attention`` under ``torch.compile``) and triton kernels are CUDA-only and
-untested here; :func:`attention` refuses other backends while compiling. Dropout is
+Only the torch backend runs under compile (:func:`compiled_attention` refuses other
+names): for FlexAttention pass ``mc.export.to_flex_block_mask(layout)`` into the compiled
+function and call torch's ``flex_attention`` there (it traces); the triton kernels are
+CUDA-only and untested under compile here. Dropout is
 refused under compile (the seed would be a traced random number); train the compiled
 model with ``dropout_p=0`` or run dropout eagerly.
 

@@ -142,3 +142,18 @@ def test_sparse_self_attention_module_compiles_after_an_eager_call() -> None:
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(gg, gw, rtol=1e-5, atol=1e-6)
     assert sum(counters["graph_break"].values()) == 0
+
+
+@pytest.mark.slow
+def test_flex_attention_with_an_exported_block_mask_compiles_fullgraph() -> None:
+    """The flex route under compile: the BlockMask built outside, flex_attention traced (CPU: forward)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    _fresh()
+    lay = mc.compile(mc.causal() & (mc.window(4) | mc.global_tokens(1)), q_len=40, block=16)
+    q = torch.randn(1, 2, 40, 16, generator=torch.Generator().manual_seed(3))
+    f = torch.compile(lambda q, bm: flex_attention(q, q, q, block_mask=bm), fullgraph=True, backend="aot_eager")
+    got = f(q, mc.export.to_flex_block_mask(lay))
+    want = mc.attention(q.double(), q.double(), q.double(), lay, backend="reference")
+    assert ((got.double() - want).norm() / want.norm()).item() < 1e-5
+    assert sum(counters["graph_break"].values()) == 0
