@@ -118,7 +118,7 @@ def layout_tensors(layout: Layout, max_blocks: int | None = None, max_masks: int
 
 def _layout_of(row_ptr: Tensor, col_idx: Tensor, kind: Tensor, partial_id: Tensor, masks: Tensor,
                sizes: list[int]) -> Layout:
-    """The Layout these (real) tensors hold, from a content-keyed cache."""
+    """The Layout these (real) tensors hold, from a content-keyed cache (validated once per distinct content)."""
     arrs = [t.detach().cpu().numpy() for t in (row_ptr, col_idx, kind, partial_id, masks)]
     rp, ci, kd, pid, mk = arrs
     nnz = int(rp[-1, -1])
@@ -134,7 +134,7 @@ def _layout_of(row_ptr: Tensor, col_idx: Tensor, kind: Tensor, partial_id: Tenso
     q_len, kv_len, block_q, block_k, q_offset, batch = sizes
     lay = Layout(q_len=q_len, kv_len=kv_len, block_q=block_q, block_k=block_k, row_ptr=rp.copy(),
                  col_idx=parts[1].astype(np.int32), kind=parts[2].copy(), partial_id=pid.astype(np.int32),
-                 masks=parts[4].copy(), pattern_text="<tensors>", q_offset=q_offset, batch=batch)
+                 masks=parts[4].copy(), pattern_text="<tensors>", q_offset=q_offset, batch=batch).validate()
     _LAYOUTS[key] = lay
     while len(_LAYOUTS) > LAYOUT_CACHE_SIZE:
         _LAYOUTS.popitem(last=False)

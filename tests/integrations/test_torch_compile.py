@@ -105,6 +105,11 @@ def test_op_checks_and_fake_shapes() -> None:
         torch_ops.attention(torch.randn(1, 1, 10, 4), torch.randn(1, 1, 10, 4), torch.randn(1, 1, 10, 4), lt)
     with pytest.raises(ValueError, match="over the bounds"):
         torch_ops.layout_tensors(mc.compile(mc.causal(), q_len=12, block=4), max_blocks=2)
+    bad = torch_ops.LayoutTensors(lt.row_ptr, lt.col_idx + 50, *[getattr(lt, f) for f in
+                                  ("kind", "partial_id", "masks", "q_len", "kv_len", "block_q", "block_k",
+                                   "q_offset", "batch", "heads")])
+    with pytest.raises(mc.LayoutFormatError):  # edited tensors: validated before the kernel reads them
+        torch_ops.attention(torch.randn(1, 1, 12, 4), torch.randn(1, 1, 12, 4), torch.randn(1, 1, 12, 4), bad)
     q = torch.randn(1, 2, 12, 4, requires_grad=True)
     args = (q, q, q, lt.row_ptr, lt.col_idx, lt.kind, lt.partial_id, lt.masks, [12, 12, 4, 4, 0, 1], 0.5)
     torch.library.opcheck(torch.ops.maskc.block_sparse_attention.default, args)  # schema, fake impl, autograd
@@ -120,6 +125,11 @@ def test_layout_constant_and_refusals_under_compile() -> None:
     f = torch.compile(lambda q: mc.attention(q, q, q, lay, backend="torch"), fullgraph=True, backend="aot_eager")
     torch.testing.assert_close(f(q), mc.attention(q, q, q, lay, backend="torch"), rtol=1e-6, atol=1e-6)
     assert sum(counters["graph_break"].values()) == 0
+    # a Layout passed as an argument is a guarded constant: another layout recompiles, never reuses the old one
+    h = torch.compile(lambda q, lay: mc.attention(q, q, q, lay), fullgraph=True, backend="aot_eager")
+    other = mc.compile(mc.causal(), q_len=12, block=4)
+    for lt in (lay, other, lay):
+        torch.testing.assert_close(h(q, lt), mc.attention(q, q, q, lt, backend="torch"), rtol=1e-6, atol=1e-6)
     g = torch.compile(lambda q: mc.attention(q, q, q, lay, backend="scipy"), fullgraph=True, backend="aot_eager")
     with pytest.raises(Exception, match="does not run under torch.compile"):
         g(q)
