@@ -248,6 +248,9 @@ def compiled_attention(q: Any, k: Any, v: Any, layout: Any, backend: str, scale:
                          "compile the model with dropout 0 or run dropout eagerly")
     if not isinstance(q, torch.Tensor):
         raise TypeError(f"under torch.compile mc.attention takes torch tensors, got {type(q).__name__}")
+    if not isinstance(layout, (Layout, LayoutTensors)):
+        raise TypeError(f"under torch.compile mc.attention takes a maskc.Layout or torch_ops.LayoutTensors, got "
+                        f"{type(layout).__name__}: for a Plan pass mc.compile(plan.pattern, ...) instead")
     return attention(q, k, v, layout, scale=scale, return_lse=return_lse)
 
 

@@ -131,3 +131,13 @@ def test_per_layer_patterns_and_missing_pattern_error() -> None:
     del ours.model.layers[0].self_attn.maskc_pattern
     with pytest.raises(ValueError, match="use_pattern"):
         ours(x)
+
+
+def test_per_head_pattern_matches_sdpa_with_a_per_head_mask() -> None:
+    pattern = mc.heads([mc.causal() & mc.window(w) for w in (1, 3, 6, 30)])
+    ours, ref = _pair("qwen2", pattern)
+    x = torch.randint(0, V, (1, 25), generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        got = ours(x).logits
+        want = ref(x, attention_mask=torch.from_numpy(pattern.dense(25, heads=4))[None]).logits  # [1, 4, 25, 25]
+    assert _rel(got, want) < 1e-5
