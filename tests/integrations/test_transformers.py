@@ -90,6 +90,7 @@ def _greedy_reference(ref, x: torch.Tensor, pattern, steps: int) -> torch.Tensor
     return seq
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_greedy_generation_with_kv_cache(family: str) -> None:
     pattern = mc.causal() & (mc.window(6) | mc.global_tokens(1))
@@ -102,6 +103,7 @@ def test_greedy_generation_with_kv_cache(family: str) -> None:
     assert torch.equal(got, want)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_greedy_generation_left_padded_batch_matches_sdpa(family: str) -> None:
     ours, ref = _pair(family, mc.causal())
