@@ -34,6 +34,7 @@ import argparse
 import io
 import json
 import math
+import tempfile
 import time
 from pathlib import Path
 
@@ -301,7 +302,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--pattern", default="causal()", help="maskc pattern text for every block")
     ap.add_argument("--backend", default="reference", help="maskc backend for every model")
-    ap.add_argument("--plot", default=str(ROOT / "docs/images/examples/sympformer_vs_classic.png"))
+    ap.add_argument("--plot", default=str(Path(tempfile.gettempdir()) / "maskc_examples" / "sympformer_vs_classic.png"),
+                    help="where the plot goes (the figure in the docs: docs/images/examples/sympformer_vs_classic.png)")
     ap.add_argument("--json", default="")
     ap.add_argument("--from-json", default="", help="re-print the tables and re-plot a saved --json run")
     args = ap.parse_args(argv)

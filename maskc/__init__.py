@@ -41,10 +41,12 @@ from maskc.patterns.sequences import named_sequence, register_sequence
 
 __version__ = "0.1.0"
 
-_LAZY_MODULES = {"nn", "export", "guarantees", "testing", "viz", "planner", "compiler", "backends", "distributed"}
+_LAZY_MODULES = {"nn", "export", "guarantees", "testing", "viz", "planner", "compiler", "backends", "distributed",
+                 "integrations"}
 _LAZY_NAMES = {
     "compile": ("maskc.compiler", "compile"), "as_layout": ("maskc.compiler", "as_layout"),
     "attention": ("maskc.backends", "attention"), "crosscheck": ("maskc.backends", "crosscheck"),
+    "from_mask_mod": ("maskc.integrations.flex_mask_mod", "from_mask_mod"),
     "CrosscheckReport": ("maskc.backends", "CrosscheckReport"),
     "plan": ("maskc.planner", "plan"), "Plan": ("maskc.planner", "Plan"),
     "decode_attention": ("maskc.decode", "decode_attention"),
@@ -74,7 +76,7 @@ __all__ = [
     "dilated_window", "longformer", "bigbird", "sparse_transformer_strided", "sparse_transformer_fixed",
     "chunked_causal", "prefix_lm", "document_mask", "key_padding", "attention_sinks",
     # attention
-    "attention", "crosscheck", "CrosscheckReport", "backends", "plan", "Plan",
+    "attention", "crosscheck", "CrosscheckReport", "backends", "plan", "Plan", "from_mask_mod",
     # errors
     "MaskcError", "PatternSyntaxError", "LayoutFormatError", "TooLargeError",
 ]

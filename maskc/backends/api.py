@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from maskc.backends.checks import InputInfo, validate_arrays, validate_layout, validate_scale
@@ -59,6 +60,9 @@ def attention(
         >>> attention(q, kv, kv, lay, backend="reference").shape
         torch.Size([2, 4, 4, 16])
     """
+    if _custom_op_path(layout):  # traced by torch.compile, or layout tensors: the torch custom op
+        from maskc.backends.torch_ops import compiled_attention  # lazy: imports torch
+        return compiled_attention(q, k, v, layout, backend, scale, return_lse, dropout_p)
     info = validate_arrays(q, k, v)
     if layout_format(layout) is None and callable(getattr(layout, "__maskc_attention__", None)):
         if dropout_p:
@@ -78,6 +82,14 @@ def attention(
             f"expected {tuple(q.shape)} and {tuple(q.shape[:3])}: a bug in that backend"
         )
     return (out, lse) if return_lse else out
+
+
+def _custom_op_path(layout: Any) -> bool:
+    """True while ``torch.compile`` traces, or for a ``torch_ops.LayoutTensors`` layout."""
+    if "torch" in sys.modules and sys.modules["torch"].compiler.is_compiling():
+        return True
+    ops = sys.modules.get("maskc.backends.torch_ops")
+    return ops is not None and isinstance(layout, ops.LayoutTensors)
 
 
 def _check_dropout(dropout_p: Any, info: InputInfo) -> float:
