@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 import maskc as mc
-from maskc.decode_keys import clear_cache, decode_keys
+from maskc.decode.keys import clear_cache, decode_keys
 
 B, H, HKV, D = 4, 8, 2, 64
 

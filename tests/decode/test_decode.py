@@ -10,7 +10,7 @@ import torch
 
 import maskc as mc
 from maskc.backends.reference import attention_reference
-from maskc.decode_keys import decode_keys
+from maskc.decode.keys import decode_keys
 from maskc.patterns.library import gallery_patterns
 
 N, B, H, HKV, D = 64, 2, 4, 2, 16
@@ -85,7 +85,7 @@ def test_named_backend_runs_the_compiled_rows(backend: str, name: str) -> None:
 
 def test_long_chunks_go_through_a_compiled_layout(monkeypatch) -> None:
     """Past MAX_ROW_ELEMENTS mask elements the rows are compiled (auto backend), with the same result."""
-    import maskc.decode as decode
+    import maskc.decode.attention as decode
 
     pattern = PATTERNS["documents"]()
     q, k, v = _inputs(7)

@@ -1,12 +1,14 @@
 """Every ```python block of README.md and docs/*.md runs (blocks of one file share a namespace, in order).
 
-A block that needs what CI does not have starts with a marker line
+A block written as a doctest (``>>>`` prompts) runs as one, so its printed outputs are
+checked too. A block that needs what CI does not have starts with a marker line
 ``# doc-test: skip (<reason>)``; such blocks are counted and their reasons reported (the
 test of a file with skipped blocks says so in its output), never silently dropped.
 """
 
 from __future__ import annotations
 
+import doctest
 import os
 import re
 from pathlib import Path
@@ -32,6 +34,17 @@ def skip_reason(code: str) -> str | None:
     return m.group("why") if m else None
 
 
+def run_doctest(code: str, ns: dict, name: str) -> None:
+    """Run a ``>>>`` block with doctest in ``ns``; a differing output raises AssertionError."""
+    test = doctest.DocTestParser().get_doctest(code, ns, name, name, 0)
+    out: list[str] = []
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner.run(test, out=out.append, clear_globs=False)
+    ns.update(test.globs)  # DocTest works on a copy: later blocks see this block's names
+    if runner.failures:
+        raise AssertionError("".join(out))
+
+
 @pytest.mark.parametrize("path", [p for p in FILES if blocks(p)], ids=lambda p: p.name)
 def test_python_blocks_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)  # blocks that write files write them here
@@ -44,7 +57,10 @@ def test_python_blocks_run(path: Path, tmp_path: Path, monkeypatch: pytest.Monke
             skipped.append(f"{path.name}:{line}: {why}")
             continue
         try:
-            exec(compile(code, f"{path.name}:{line}", "exec"), ns)
+            if code.lstrip().startswith(">>>"):
+                run_doctest(code, ns, f"{path.name}:{line}")
+            else:
+                exec(compile(code, f"{path.name}:{line}", "exec"), ns)
         except ModuleNotFoundError as e:
             if e.name not in OPTIONAL:
                 raise AssertionError(f"{path.relative_to(ROOT)} block at line {line} failed: {e}") from e

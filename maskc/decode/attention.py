@@ -3,7 +3,7 @@
 A decode step (``T = 1``) or a chunk of prefill (``T > 1``) holds the queries of absolute
 positions ``position .. position + T - 1``; the cache holds the keys and values of
 positions ``0 .. L - 1``. The rows' keys come straight from the pattern
-(:func:`maskc.decode_keys.decode_keys`: ``T x kv_len`` mask elements, no compile, cached
+(:func:`maskc.decode.keys.decode_keys`: ``T x kv_len`` mask elements, no compile, cached
 across the layers of a step), so a step costs O(keys of those rows), not a compile of
 the ``L x L`` layout. The result equals rows ``position ..`` of
 ``mc.compile(pattern, q_len=T, kv_len=kv_len, q_offset=position)``, i.e. the rows of the
@@ -33,7 +33,7 @@ from maskc.backends import attention
 from maskc.backends.checks import InputInfo, validate_arrays, validate_scale
 from maskc.backends.softmax import accumulation_dtype, finite_or_zero, poison, safe_lse, split_nonfinite
 from maskc.compiler import compile as compile_pattern
-from maskc.decode_keys import MAX_ROW_ELEMENTS, DecodeKeys, decode_keys
+from maskc.decode.keys import MAX_ROW_ELEMENTS, DecodeKeys, decode_keys
 from maskc.ir.layout import normalize_block
 from maskc.patterns.core import Pattern
 
@@ -60,7 +60,7 @@ def decode_attention(q: Tensor, k_cache: Tensor, v_cache: Tensor, pattern: Patte
             torch ops (any device, autograd); a backend name (``"torch"``, ``"triton"``,
             ``"reference"``, ...): the rows are compiled
             (``mc.compile(..., q_offset=position)``) and run on that backend (one int position).
-            Row ranges past :data:`~maskc.decode_keys.MAX_ROW_ELEMENTS` mask elements
+            Row ranges past :data:`~maskc.decode.keys.MAX_ROW_ELEMENTS` mask elements
             (long prefill chunks) are compiled and run with ``"auto"`` too.
         scale: score scale, default ``1 / sqrt(D)``.
         block: block size of a compiled layout (ignored by the gather path).
@@ -157,7 +157,7 @@ def gather_attention(q: Tensor, k_cache: Tensor, v_cache: Tensor, keys: DecodeKe
 
     Example:
         >>> import torch, maskc as mc
-        >>> from maskc.decode_keys import decode_keys
+        >>> from maskc.decode.keys import decode_keys
         >>> keys = decode_keys(mc.causal(), q_len=1, kv_len=None, position=3)
         >>> k = torch.randn(1, 1, 8, 4)
         >>> out, lse = gather_attention(torch.randn(1, 1, 1, 4), k, k, keys, scale=0.5)
