@@ -43,6 +43,8 @@ from maskc.nn._functional import (
     LayoutCache, PatternLike, attend, check_dtype, check_embed, check_input, check_pattern, dense_mask, describe,
     layout_is_causal, merge_heads, resolve_backend, split_heads,
 )
+from maskc.nn.attention import SparseSelfAttention
+from maskc.patterns.core import causal
 
 Scheme = Literal["damp_kick", "kick_damp", "exponential_euler", "momentum"]
 Form = Literal["velocity", "hamiltonian"]
@@ -62,9 +64,7 @@ def _inv_softplus(y: float) -> float:
 
 
 def _default_pattern(pattern: PatternLike | None) -> PatternLike:
-    import maskc as mc
-
-    return mc.causal() if pattern is None else pattern
+    return causal() if pattern is None else pattern
 
 
 class MomentumAttentionBlock(nn.Module):
@@ -308,8 +308,6 @@ class NesterovAttentionBlock(nn.Module):
                  mu: float | None = None, h: float = 1.0, backend: str = "auto",
                  block: int | tuple[int, int] = 128, dropout: float = 0.0, bias: bool = True) -> None:
         super().__init__()
-        from maskc.nn.attention import SparseSelfAttention
-
         check_embed(d_model, num_heads, "d_model")
         if not 0.0 < beta < 1.0:
             raise ValueError(f"beta must be in (0, 1), got {beta}")
