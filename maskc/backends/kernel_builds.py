@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from maskc.backends import triton_configs as tc
+from maskc.backends.triton_backend import block_d
 
 DTYPES: tuple[str, ...] = ("bfloat16", "float16", "float32")
 MATMUL_KERNELS: tuple[str, ...] = ("fwd", "dq", "dkdv")
@@ -51,8 +52,6 @@ class Spec:
         return self.tile[1] if self.kernel == "dkdv" else self.tile[0]
 
     def identity(self) -> tuple:
-        from maskc.backends.triton_backend import block_d
-
         return (self.kernel, self.dtype, block_d(self.head_dim), self.head_dim == block_d(self.head_dim),
                 self.tile, self.num_warps, self.num_stages, self.exact, self.maxnreg)
 
@@ -66,8 +65,7 @@ class Spec:
 
 def specs(scope: str = "ci") -> list[tuple[Spec, int]]:
     """Every distinct ``(Spec, cc)`` of ``scope`` for cc 90 (sm_90a) and 80 (sm_80)."""
-    from maskc.backends.dia_triton import dia_config
-    from maskc.backends.triton_backend import block_d
+    from maskc.backends.dia_triton import dia_config  # imports torch and triton
 
     sc = SCOPES[scope]
     found: dict[tuple, tuple[Spec, int]] = {}

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from maskc.backends import kernel_builds as kb
+from maskc.backends import triton_configs as tc
 
 ARCHES: dict[int, str] = {90: "sm_90a", 80: "sm_80"}
 #: Largest dynamic shared memory per block (bytes): H100/H200 227 KiB, A100 163 KiB.
@@ -227,8 +228,6 @@ def row(spec: kb.Spec, arch: int, res: Result) -> str:
 
 def config_table() -> str:
     """The default tile table as markdown (``BLOCK_M x BLOCK_N / warps / stages``, then the exact redo's)."""
-    from maskc.backends import triton_configs as tc
-
     out = ["| arch | dtype | BLOCK_D | fwd | dq | dkdv |", "|---|---|---:|---|---|---|"]
     for cc in (90, 80):
         for dt in ("bfloat16", "float32"):
