@@ -100,7 +100,7 @@ def mersenne(primes_only: bool = False) -> Named:
     return Named("mersenne", {"primes_only": po}, window(0) | offsets("mersenne_primes" if po else "mersenne"))
 
 
-@njit(cache=False)
+@njit(cache=True)
 def _value_divides(i, j):
     # v(j) | v(i) with v = position + 1
     return (i + 1) % (j + 1) == 0
