@@ -15,8 +15,6 @@ from typing import Callable, TextIO
 from maskc.compiler.compile import compile
 from maskc.compiler.runtime import _stamp, expect_build, mark_built
 import maskc.patterns as P
-from maskc.export.flashmask import from_flashmask, to_flashmask
-from maskc.export.magi import from_magi, to_magi
 
 
 def _parity(i, j):
@@ -31,15 +29,7 @@ def _steps() -> list[tuple[str, Callable[[], object]]]:
         ("segment tables", lambda: compile(P.causal() & P.segments([70, 90, 40]), 300, block=32, cache=False)),
         ("block-level tables", lambda: compile(P.block_level(P.window(1), 24), 300, block=32, cache=False)),
         ("predicates", lambda: compile(P.window(40) & parity, 300, block=32, cache=False)),
-        ("interval exporters and importers", _intervals),
     ]
-
-
-def _intervals() -> None:
-    lay = compile(P.causal() & P.window(40), 300, block=32, cache=False)
-    from_magi(**to_magi(lay), block=32)
-    fm = to_flashmask(lay)
-    from_flashmask(fm["startend_row_indices"], fm["causal"], block=32)
 
 
 def warmup(out: TextIO | None = sys.stderr) -> float:

@@ -41,7 +41,7 @@ from maskc.ir.checks import check_fields
 from maskc.ir.kinds import (  # noqa: F401  (re-exported: the IR's vocabulary)
     DEFAULT_MAX_DENSE_ELEMENTS, EMPTY, FORMAT_VERSION, FULL, MAX_BLOCK, PARTIAL, ceil_div, extent, normalize_block,
 )
-from maskc.ir.masks import pack_masks
+from maskc.ir.masks import dedupe_packed, pack_masks, unpack_masks
 from maskc.ir.runs import blocks_from_runs, merge_touching
 from maskc.ir.subsets import LayoutSubsets
 from maskc.ir.views import CSCView
@@ -237,7 +237,10 @@ class Layout(LayoutSubsets):
         np.cumsum(np.bincount(ln, minlength=n_lines), out=ptr[1:])
         lb, ob, kind, tiles = blocks_from_runs(ptr, st, en, n_lines, n_other, bl, bo, max_elements)
         r, c = (lb, ob) if by == "rows" else (ob, lb)
-        packed = pack_masks(tiles if by == "rows" else tiles.transpose(0, 2, 1))
+        packed = tiles
+        if by == "cols":  # tiles are [key, query]: transpose each distinct one
+            masks, ids = dedupe_packed(tiles)
+            packed = pack_masks(unpack_masks(masks, bo).transpose(0, 2, 1))[ids]
         return cls._from_blocks(q_len, kv_len, bq, bk, 1, (np.zeros(r.size, np.int64), r, c, kind, packed),
                                 pattern_text, 0, 1)
 

@@ -14,8 +14,8 @@ Example:
     >>> from maskc.ir.runs import blocks_from_runs
     >>> ptr, s, e = np.array([0, 1, 2, 3, 4]), np.array([0, 0, 0, 0]), np.array([1, 2, 3, 4])  # causal, 4 x 4
     >>> lb, ob, kind, tiles = blocks_from_runs(ptr, s, e, 4, 4, 2, 2, 1 << 20)
-    >>> lb.tolist(), ob.tolist(), kind.tolist(), tiles.shape
-    ([0, 1, 1], [0, 0, 1], [1, 2, 1], (2, 2, 2))
+    >>> lb.tolist(), ob.tolist(), kind.tolist(), tiles.shape, tiles[0, :, 0].tolist()
+    ([0, 1, 1], [0, 0, 1], [1, 2, 1], (2, 2, 1), [1, 3])
 """
 
 from __future__ import annotations
@@ -64,6 +64,20 @@ def merge_touching(line: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tu
     first = np.flatnonzero(head)
     last = np.append(first[1:], line.size) - 1
     return line[first], starts[first], ends[last]
+
+
+@njit(cache=True)
+def _set_bits(row, a, b):
+    """Set bits [a, b) of a packed little-endian bit row (uint8), a byte at a time in the middle."""
+    while a < b and a & 7:
+        row[a >> 3] |= np.uint8(1 << (a & 7))
+        a += 1
+    while a + 8 <= b:
+        row[a >> 3] = np.uint8(255)
+        a += 8
+    while a < b:
+        row[a >> 3] |= np.uint8(1 << (a & 7))
+        a += 1
 
 
 @njit(cache=True)
@@ -152,7 +166,7 @@ def _sweep(ptr, rs, re, n_lines, n_other, bl, bo, fill, counts, out_l, out_o, ou
                     c0 = pcols[j] * bo
                     a = max(s, c0) - c0
                     b = min(e, c0 + bo) - c0
-                    tiles[p_row + j, ln - l0, a:b] = True
+                    _set_bits(tiles[p_row + j, ln - l0], a, b)
                     j += 1
         p += n_part
 
@@ -163,9 +177,10 @@ def blocks_from_runs(ptr: np.ndarray, starts: np.ndarray, ends: np.ndarray, n_li
 
     ``ptr`` int64 [n_lines + 1]: the runs of line ``l`` are ``starts[ptr[l]:ptr[l+1]]`` /
     ``ends[...]``, sorted, disjoint, not touching (see :func:`merge_touching`), within
-    ``[0, n_other)``. Blocks come sorted by (line block, other block); ``tiles`` bool
-    [partial blocks, b_line, b_other] are the element tiles of the PARTIAL ones, in order.
-    TooLargeError (before allocating them) above ``max_elements`` booleans.
+    ``[0, n_other)``. Blocks come sorted by (line block, other block); ``tiles`` uint8
+    [partial blocks, b_line, ceil(b_other / 8)] are the element tiles of the PARTIAL ones, in
+    order, packed little-endian along the other axis (as :mod:`maskc.ir.masks` packs them).
+    TooLargeError (before allocating them) above ``max_elements`` elements (bits).
     """
     ptr = np.ascontiguousarray(ptr, np.int64)
     starts = np.ascontiguousarray(starts, np.int64)
@@ -174,15 +189,15 @@ def blocks_from_runs(ptr: np.ndarray, starts: np.ndarray, ends: np.ndarray, n_li
     counts = np.zeros((n_lb, 2), np.int64)
     none_i = np.zeros(1, np.int64)
     none_k = np.zeros(1, np.int8)
-    no_tiles = np.zeros((1, 1, 1), bool)
+    no_tiles = np.zeros((1, 1, 1), np.uint8)
     _sweep(ptr, starts, ends, n_lines, n_other, b_line, b_other, 0, counts, none_i, none_i, none_k, no_tiles)
     n, n_part = (int(x) for x in counts.sum(axis=0))
     if n_part * b_line * b_other > max_elements:
         raise TooLargeError(f"{n_part:,} partial blocks of {b_line}x{b_other} need {n_part * b_line * b_other:,} "
-                            f"booleans, above max_elements={max_elements:,}; use larger blocks or raise max_elements")
+                            f"bits, above max_elements={max_elements:,}; use larger blocks or raise max_elements")
     out_l = np.empty(n, np.int64)
     out_o = np.empty(n, np.int64)
     out_k = np.empty(n, np.int8)
-    tiles = np.zeros((n_part, b_line, b_other), bool)
+    tiles = np.zeros((n_part, b_line, -(-b_other // 8)), np.uint8)
     _sweep(ptr, starts, ends, n_lines, n_other, b_line, b_other, 1, counts, out_l, out_o, out_k, tiles)
     return out_l, out_o, out_k, tiles
