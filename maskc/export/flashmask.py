@@ -143,7 +143,7 @@ def from_flashmask(startend_row_indices: Any, causal: bool, block: int | tuple[i
     (``flashmask_to_densemask``) without building it: each key column's allowed rows are the
     gaps between its (at most two) masked intervals, and the blocks come from those runs
     (:meth:`Layout.from_runs`), so the work is O(heads * L + output blocks + partial blocks
-    x block area). ``max_elements`` bounds the booleans of partial-block tiles of one head
+    x block area). ``max_elements`` bounds the bytes of packed partial-block tiles of one head
     (TooLargeError above it).
 
     Example:

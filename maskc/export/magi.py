@@ -138,7 +138,7 @@ def from_magi(q_ranges: Any, k_ranges: Any, attn_type_map: Any, total_seqlen_q: 
     No dense mask: every slice gives one run of allowed keys per query row, and the blocks
     come from those runs (:meth:`Layout.from_runs`), so the work is O(rows of the slices +
     output blocks + partial blocks x block area). Refused (TooLargeError, before any work)
-    above ``max_runs`` rows of slices in all, or ``max_elements`` booleans of partial-block
+    above ``max_runs`` rows of slices in all, or ``max_elements`` bytes of packed partial-block
     tiles; overlapping slices are refused (ValueError naming a shared query and key).
 
     Example:

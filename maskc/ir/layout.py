@@ -213,7 +213,8 @@ class Layout(LayoutSubsets):
         ``by="rows"``: ``lines`` are query rows and the runs key ranges; ``by="cols"``: key
         columns and query ranges. Runs may come in any order and touch (they are merged);
         overlapping runs of one line are refused. Work O(runs log runs + output blocks +
-        partial blocks x block area) (see :mod:`maskc.ir.runs`); never a dense grid.
+        partial blocks x block area) (see :mod:`maskc.ir.runs`); never a dense grid. TooLargeError
+        above ``max_elements`` bytes of packed partial-block tiles.
 
         Example:
             >>> import maskc as mc

@@ -180,7 +180,7 @@ def blocks_from_runs(ptr: np.ndarray, starts: np.ndarray, ends: np.ndarray, n_li
     ``[0, n_other)``. Blocks come sorted by (line block, other block); ``tiles`` uint8
     [partial blocks, b_line, ceil(b_other / 8)] are the element tiles of the PARTIAL ones, in
     order, packed little-endian along the other axis (as :mod:`maskc.ir.masks` packs them).
-    TooLargeError (before allocating them) above ``max_elements`` elements (bits).
+    TooLargeError (before allocating them) above ``max_elements`` bytes of packed tiles.
     """
     ptr = np.ascontiguousarray(ptr, np.int64)
     starts = np.ascontiguousarray(starts, np.int64)
@@ -192,9 +192,10 @@ def blocks_from_runs(ptr: np.ndarray, starts: np.ndarray, ends: np.ndarray, n_li
     no_tiles = np.zeros((1, 1, 1), np.uint8)
     _sweep(ptr, starts, ends, n_lines, n_other, b_line, b_other, 0, counts, none_i, none_i, none_k, no_tiles)
     n, n_part = (int(x) for x in counts.sum(axis=0))
-    if n_part * b_line * b_other > max_elements:
-        raise TooLargeError(f"{n_part:,} partial blocks of {b_line}x{b_other} need {n_part * b_line * b_other:,} "
-                            f"bits, above max_elements={max_elements:,}; use larger blocks or raise max_elements")
+    nbytes = n_part * b_line * -(-b_other // 8)
+    if nbytes > max_elements:
+        raise TooLargeError(f"{n_part:,} partial blocks of {b_line}x{b_other} need {nbytes:,} bytes of packed tiles, "
+                            f"above max_elements={max_elements:,}; use larger blocks or raise max_elements")
     out_l = np.empty(n, np.int64)
     out_o = np.empty(n, np.int64)
     out_k = np.empty(n, np.int8)
