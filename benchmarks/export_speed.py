@@ -175,6 +175,12 @@ def main() -> None:
         ("to_flashmask", lambda x: ex.to_flashmask(x)),
         ("to_scipy", lambda x: ex.to_scipy(x)),
     ]
+    magi, fm = ex.to_magi(lay), ex.to_flashmask(lay)
+    others += [  # the importers rebuild the layout from what the interval exporters gave
+        ("from_magi (its slices)", lambda x: ex.from_magi(**magi, block=(lay.block_q, lay.block_k))),
+        ("from_flashmask (its indices)", lambda x: ex.from_flashmask(fm["startend_row_indices"], fm["causal"],
+                                                                     block=(lay.block_q, lay.block_k))),
+    ]
     for name, fn in others:
         s, out = timed(fn, lay, args.reps)
         if isinstance(out, Exception):
@@ -183,6 +189,8 @@ def main() -> None:
             what = f"{len(out['attn_type_map'])} slices"
         elif name == "to_flashmask":
             what = f"startend_row_indices {list(out['startend_row_indices'].shape)}, causal={out['causal']}"
+        elif name.startswith("from_"):
+            what = f"equals the layout: {out == lay}"
         else:
             what = "ok"
         rows.append((name, s, what))
