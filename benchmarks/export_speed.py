@@ -11,6 +11,10 @@ below as ``previous_to_flex_block_mask``) runs on the same layout as the referen
 BlockMask lists are compared with it for identity.
 
 Usage: python benchmarks/export_speed.py [--reps 7] [--docs 32] [--seed 0] [--tokens-min 16384] [--save PATH | --layout PATH]
+       [--against FLEX_PY]
+``--against`` takes an older ``maskc/export/flex.py`` (``git show ab45346:maskc/export/flex.py > old_flex.py``)
+and times its ``to_flex_block_mask`` alternately with the current one on the same fresh copies, checking that
+the eight index tensors are identical.
 Prints a markdown table (and the machine's load average, which matters on a shared machine).
 ``--save`` writes the compiled layout to a file, ``--layout`` loads one instead of compiling.
 """
@@ -91,6 +95,31 @@ def timed(fn, lay, reps):
     return (min(times), statistics.median(times)), out
 
 
+def against(path: str, lay, reps: int, current) -> list:
+    """Rows timing the ``to_flex_block_mask`` of an older flex.py file and the current one, alternately."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("older_flex", path)
+    older = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(older)
+    runs = {"older": [], "current": []}
+    for _ in range(2):
+        for name, fn in (("older", older.to_flex_block_mask), ("current", current)):
+            runs[name].append(timed(fn, lay, reps))
+    keys = [f"{a}_{b}" for a in ("kv", "full_kv", "q", "full_q") for b in ("num_blocks", "indices")]
+    same = all(torch.equal(getattr(runs["older"][-1][1], k), getattr(runs["current"][-1][1], k)) for k in keys)
+    out = []
+    for name in ("older", "current"):
+        lo = min(r[0][0] for r in runs[name])
+        med = " / ".join(f"{r[0][1]:.3f}" for r in runs[name])
+        out.append((f"to_flex_block_mask ({name}: {path if name == 'older' else 'this tree'})", (lo, runs[name][0][0][1]),
+                    f"alternating, 2 x {reps} runs, medians {med}" + (f"; index tensors identical: {same}"
+                                                                       if name == "current" else "")))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=7)
@@ -99,6 +128,7 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=32)
     ap.add_argument("--tokens-min", type=int, default=16384)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--against", default=None, help="an older maskc/export/flex.py to compare with")
     args = ap.parse_args()
 
     import torch  # noqa: F401  (imported before timing: its import is not the exporter's cost)
@@ -131,6 +161,8 @@ def main() -> None:
         first = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                      env=dict(os.environ)).stdout.split()[-1])
     rows = [("to_flex_block_mask (previous block-list algorithm)", prev_s, "reference")]
+    if args.against:
+        rows += against(args.against, lay, args.reps, ex.to_flex_block_mask)
     rows.append(("to_flex_block_mask", new_s, f"lists identical to the reference: {same}; "
                                                f"first call in a fresh process {first:.3f} s"))
     others = [
@@ -143,6 +175,12 @@ def main() -> None:
         ("to_flashmask", lambda x: ex.to_flashmask(x)),
         ("to_scipy", lambda x: ex.to_scipy(x)),
     ]
+    magi, fm = ex.to_magi(lay), ex.to_flashmask(lay)
+    others += [  # the importers rebuild the layout from what the interval exporters gave
+        ("from_magi (its slices)", lambda x: ex.from_magi(**magi, block=(lay.block_q, lay.block_k))),
+        ("from_flashmask (its indices)", lambda x: ex.from_flashmask(fm["startend_row_indices"], fm["causal"],
+                                                                     block=(lay.block_q, lay.block_k))),
+    ]
     for name, fn in others:
         s, out = timed(fn, lay, args.reps)
         if isinstance(out, Exception):
@@ -151,6 +189,8 @@ def main() -> None:
             what = f"{len(out['attn_type_map'])} slices"
         elif name == "to_flashmask":
             what = f"startend_row_indices {list(out['startend_row_indices'].shape)}, causal={out['causal']}"
+        elif name.startswith("from_"):
+            what = f"equals the layout: {out == lay}"
         else:
             what = "ok"
         rows.append((name, s, what))

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from maskc.errors import TooLargeError
 from maskc.export._common import as_block, check_layout, int_array, positive_int, to_torch
 from maskc.export._runs import DEFAULT_MAX_WORK, col_runs
 from maskc.ir.kinds import DEFAULT_MAX_DENSE_ELEMENTS
@@ -141,8 +140,11 @@ def from_flashmask(startend_row_indices: Any, causal: bool, block: int | tuple[i
     """Layout from FlashMask ``startend_row_indices`` [batch, heads, L, k] and ``causal``.
 
     Follows the dense reference of PaddlePaddle's FlashMask tests
-    (``flashmask_to_densemask``); builds the dense mask, so ``heads * L * L`` must stay below
-    ``max_elements``.
+    (``flashmask_to_densemask``) without building it: each key column's allowed rows are the
+    gaps between its (at most two) masked intervals, and the blocks come from those runs
+    (:meth:`Layout.from_runs`), so the work is O(heads * L + output blocks + partial blocks
+    x block area). ``max_elements`` bounds the bytes of packed partial-block tiles of one head
+    (TooLargeError above it).
 
     Example:
         >>> import numpy as np, maskc as mc
@@ -163,17 +165,25 @@ def from_flashmask(startend_row_indices: Any, causal: bool, block: int | tuple[i
                          f"got {k} with causal={causal}")
     if s.min() < 0 or s.max() > L:
         raise ValueError(f"row indices must be in [0, {L}]")
-    if H * L * L > max_elements:
-        raise TooLargeError(f"from_flashmask builds a dense {H}x{L}x{L} mask, above max_elements={max_elements:,}")
     s = s[batch_index]  # [H, L, k]
-    r = np.arange(L)[None, :, None]  # rows
     has_end = (causal and k == 2) or (not causal and k == 4)
-    lts = s[:, None, :, 0]
-    masked = (r >= lts) & (r < s[:, None, :, 1]) if has_end else (r >= lts)
+    # each key column j masks at most two row intervals [a1, b1) and [a2, b2) (see the module docstring)
+    a1 = s[:, :, 0]
+    b1 = s[:, :, 1] if has_end else np.full_like(a1, L)
     if causal:
-        masked |= r < np.arange(L)[None, None, :]
+        a2, b2 = np.zeros_like(a1), np.broadcast_to(np.arange(L), a1.shape)
     elif has_end:
-        masked |= (r >= s[:, None, :, 2]) & (r < s[:, None, :, 3])
+        a2, b2 = s[:, :, 2], s[:, :, 3]
     else:
-        masked |= r < s[:, None, :, 1]
-    return Layout.from_dense(~masked, as_block(block), pattern_text).validate()
+        a2, b2 = np.zeros_like(a1), s[:, :, 1]
+    b1, b2 = np.maximum(a1, b1), np.maximum(a2, b2)  # an interval with end <= start masks nothing
+    swap = a2 < a1
+    a1, a2 = np.where(swap, a2, a1), np.where(swap, a1, a2)
+    b1, b2 = np.where(swap, b2, b1), np.where(swap, b1, b2)
+    # the allowed rows are the gaps: [0, a1), [b1, a2), [max(b1, b2), L) (empty gaps are dropped)
+    starts = np.stack([np.zeros_like(a1), b1, np.maximum(b1, b2)], axis=-1)
+    ends = np.maximum(starts, np.stack([a1, a2, np.full_like(a1, L)], axis=-1))
+    cols = np.broadcast_to(np.arange(L)[:, None], (L, 3)).reshape(-1)
+    heads = [Layout.from_runs(L, L, as_block(block), cols, starts[h].reshape(-1), ends[h].reshape(-1), by="cols",
+                              pattern_text=pattern_text, max_elements=max_elements) for h in range(H)]
+    return (heads[0] if H == 1 else Layout.from_slices(heads, pattern_text=pattern_text)).validate()

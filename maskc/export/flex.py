@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from maskc.export._common import check_layout
 from maskc.export._flex_import import from_flex_block_mask
@@ -50,8 +51,9 @@ def _device(device: Any):
 def flex_lookup_tables(layout: Layout, device: Any = None):
     """The tensors the mask_mod reads: ``(lut, bits)``.
 
-    ``lut`` ``[slices, n_qb, n_kb]``: 0 empty, 1 full, ``2 + pid`` partial (int16 when the
-    codes fit, else int32: it is as large as the block grid).
+    ``lut`` ``[slices, n_qb, n_kb]``: 0 empty, 1 full, ``2 + pid`` partial (int8 or int16 when
+    the codes fit, else int32: it is as large as the block grid, so the narrowest type
+    touches the fewest pages).
     ``bits`` bool ``[U + 2, block_q, block_k]``: entry 0 all False, entry 1 all True,
     entry ``2 + pid`` the unpacked partial mask ``pid``. Cached per layout and device.
     """
@@ -60,11 +62,11 @@ def flex_lookup_tables(layout: Layout, device: Any = None):
     dev = _device(device)
 
     def make():
-        dtype = np.int16 if layout.n_unique_masks + _PARTIAL_BASE <= np.iinfo(np.int16).max else np.int32
+        top = layout.n_unique_masks + _PARTIAL_BASE
+        dtype = next(d for d in (np.int8, np.int16, np.int32) if top <= np.iinfo(d).max)
         lut = np.zeros(layout.n_slices * layout.n_qb * layout.n_kb, dtype=dtype)
-        code = np.where(layout.kind == FULL, _FULL_CODE, layout.partial_id.astype(np.int64) + _PARTIAL_BASE)
-        lut[(layout.block_head.astype(np.int64) * layout.n_qb + layout.block_row) * layout.n_kb
-            + layout.col_idx] = code
+        _fill_lut(np.ascontiguousarray(layout.row_ptr), layout.col_idx, layout.kind, layout.partial_id,
+                  layout.n_kb, lut)
         bits = np.zeros((layout.n_unique_masks + 2, layout.block_q, layout.block_k), dtype=bool)
         bits[_FULL_CODE] = True
         bits[_PARTIAL_BASE:] = layout.mask_bits
@@ -92,18 +94,43 @@ def _make_mask_mod(layout: Layout, lut, bits):
     return maskc_mask_mod
 
 
-def _padded_lists(rows: np.ndarray, values: np.ndarray, n_rows: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row lists of ``values`` (entries sorted by their row ``rows``), padded with 0 to ``width``.
+@njit(cache=True)
+def _fill_lut(row_ptr, col_idx, kind, partial_id, n_kb, lut):
+    """lut[(s * n_qb + r) * n_kb + c] = the code of every stored block (into a zeroed buffer), O(blocks)."""
+    S, R1 = row_ptr.shape
+    for s in range(S):
+        for r in range(R1 - 1):
+            base = (s * (R1 - 1) + r) * n_kb
+            for t in range(row_ptr[s, r], row_ptr[s, r + 1]):
+                lut[base + col_idx[t]] = _FULL_CODE if kind[t] == FULL else partial_id[t] + _PARTIAL_BASE
 
-    Returns (num int32 [n_rows], indices int32 [n_rows, width]); O(entries) writes into a
-    zeroed buffer.
+
+@njit(cache=True)
+def _fill_lists(row_ptr, col_idx, full, n_kb, kn, ki, fkn, fki, qn, qi, fqn, fqi):
+    """One row-major pass over the blocks writes all four padded lists (into zeroed buffers).
+
+    kv side: row (s, r) lists its columns in order; q side: visiting rows in increasing order
+    appends r to column (s, c)'s list, so those lists come out sorted without a transpose.
+    O(blocks) writes; only the pages holding list entries are touched.
     """
-    num = np.bincount(rows, minlength=n_rows)
-    out = np.zeros(n_rows * width, dtype=np.int32)
-    if rows.size:
-        starts = np.cumsum(num) - num
-        out[rows * width + (np.arange(rows.size) - starts[rows])] = values
-    return num.astype(np.int32), out.reshape(n_rows, width)
+    S, R1 = row_ptr.shape
+    n_qb = R1 - 1
+    for s in range(S):
+        for r in range(n_qb):
+            row = s * n_qb + r
+            for t in range(row_ptr[s, r], row_ptr[s, r + 1]):
+                c = col_idx[t]
+                col = s * n_kb + c
+                if full[t]:
+                    fki[row * n_kb + fkn[row]] = c
+                    fkn[row] += 1
+                    fqi[col * n_qb + fqn[col]] = r
+                    fqn[col] += 1
+                else:
+                    ki[row * n_kb + kn[row]] = c
+                    kn[row] += 1
+                    qi[col * n_qb + qn[col]] = r
+                    qn[col] += 1
 
 
 def to_flex_block_mask(layout: Layout, device: Any = None, max_bytes: int = DEFAULT_MAX_BYTES):
@@ -135,30 +162,24 @@ def to_flex_block_mask(layout: Layout, device: Any = None, max_bytes: int = DEFA
     dev = _device(device)
 
     def make():
-        full = layout.padded_full  # FULL and not cut by a ragged tail
-        kv_row = layout.block_head.astype(np.int64) * n_qb + layout.block_row
-        csc = layout.csc
-        q_row = layout.block_head[csc.perm].astype(np.int64) * n_kb + layout.col_idx[csc.perm]
-        full_t = full[csc.perm]
-        lists = [
-            _padded_lists(kv_row[~full], layout.col_idx[~full], S * n_qb, n_kb),
-            _padded_lists(kv_row[full], layout.col_idx[full], S * n_qb, n_kb),
-            _padded_lists(q_row[~full_t], csc.row_idx[~full_t], S * n_kb, n_qb),
-            _padded_lists(q_row[full_t], csc.row_idx[full_t], S * n_kb, n_qb),
-        ]
         B, H = layout.batch, layout.heads
+        rows, cols = S * n_qb, S * n_kb
+        kn, fkn, qn, fqn = (np.zeros(n, np.int32) for n in (rows, rows, cols, cols))
+        ki, fki = np.zeros(rows * n_kb, np.int32), np.zeros(rows * n_kb, np.int32)
+        qi, fqi = np.zeros(cols * n_qb, np.int32), np.zeros(cols * n_qb, np.int32)
+        _fill_lists(np.ascontiguousarray(layout.row_ptr), layout.col_idx, layout.padded_full, n_kb,
+                    kn, ki, fkn, fki, qn, qi, fqn, fqi)
 
-        def t(a: np.ndarray, rows: int):
-            return torch.from_numpy(a.reshape((B, H, rows) + a.shape[1:])).to(dev)
+        def t(a: np.ndarray, n_rows: int, width: int = 0):
+            return torch.from_numpy(a.reshape((B, H, n_rows) + ((width,) if width else ()))).to(dev)
 
-        (kn, ki), (fkn, fki), (qn, qi), (fqn, fqi) = lists
+        kn, ki, fkn, fki = t(kn, n_qb), t(ki, n_qb, n_kb), t(fkn, n_qb), t(fki, n_qb, n_kb)
+        qn, qi, fqn, fqi = t(qn, n_kb), t(qi, n_kb, n_qb), t(fqn, n_kb), t(fqi, n_kb, n_qb)
         lut, bits = flex_lookup_tables(layout, dev)
         return BlockMask(
             seq_lengths=(layout.q_len, layout.kv_len),
-            kv_num_blocks=t(kn, n_qb), kv_indices=t(ki, n_qb),
-            full_kv_num_blocks=t(fkn, n_qb), full_kv_indices=t(fki, n_qb),
-            q_num_blocks=t(qn, n_kb), q_indices=t(qi, n_kb),
-            full_q_num_blocks=t(fqn, n_kb), full_q_indices=t(fqi, n_kb),
+            kv_num_blocks=kn, kv_indices=ki, full_kv_num_blocks=fkn, full_kv_indices=fki,
+            q_num_blocks=qn, q_indices=qi, full_q_num_blocks=fqn, full_q_indices=fqi,
             BLOCK_SIZE=(layout.block_q, layout.block_k),
             mask_mod=_make_mask_mod(layout, lut, bits),
         )

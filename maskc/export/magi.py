@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from maskc.errors import TooLargeError
 from maskc.export._common import as_block, check_layout, int_array, positive_int, select_head, to_numpy, to_torch
-from maskc.export._runs import DEFAULT_MAX_WORK, row_runs
+from maskc.export._runs import DEFAULT_MAX_RUNS, DEFAULT_MAX_WORK, row_runs
 from maskc.ir.kinds import DEFAULT_MAX_DENSE_ELEMENTS
 from maskc.ir.layout import Layout
-from maskc.limits import MAX_LEN
+from maskc.ir.runs import RunOverlapError
+from maskc.limits import MAX_LEN, refuse_above
 
 __all__ = ["to_magi", "from_magi", "MAGI_MASK_TYPES"]
 
@@ -132,11 +132,14 @@ def to_magi(layout: Layout, head: int | None = None, max_slices: int = DEFAULT_M
     return to_torch(res, device)
 def from_magi(q_ranges: Any, k_ranges: Any, attn_type_map: Any, total_seqlen_q: int, total_seqlen_k: int,
               block: int | tuple[int, int] = 128, max_elements: int = DEFAULT_MAX_DENSE_ELEMENTS,
-              pattern_text: str = "") -> Layout:
+              pattern_text: str = "", max_runs: int = DEFAULT_MAX_RUNS) -> Layout:
     """Layout (one head) from MagiAttention slices; ``attn_type_map`` holds codes 0-3 or names.
 
-    Builds the dense mask (``total_seqlen_q * total_seqlen_k`` below ``max_elements``) and
-    refuses overlapping slices.
+    No dense mask: every slice gives one run of allowed keys per query row, and the blocks
+    come from those runs (:meth:`Layout.from_runs`), so the work is O(rows of the slices +
+    output blocks + partial blocks x block area). Refused (TooLargeError, before any work)
+    above ``max_runs`` rows of slices in all, or ``max_elements`` bytes of packed partial-block
+    tiles; overlapping slices are refused (ValueError naming a shared query and key).
 
     Example:
         >>> import maskc as mc
@@ -161,24 +164,27 @@ def from_magi(q_ranges: Any, k_ranges: Any, attn_type_map: Any, total_seqlen_q: 
                          f"{list(qr.shape)} and {list(kr.shape)}")
     if n and (types.min() < 0 or types.max() > 3):
         raise ValueError("attn_type_map values must be 0 (full), 1 (causal), 2 (inv_causal) or 3 (bi_causal)")
-    if Lq * Lk > max_elements:
-        raise TooLargeError(f"from_magi builds a dense {Lq}x{Lk} mask, above max_elements={max_elements:,}")
-    allowed = np.zeros((Lq, Lk), bool)
-    for t, (q0, q1), (k0, k1) in zip(types.tolist(), qr.tolist(), kr.tolist()):
-        if not (0 <= q0 < q1 <= Lq and 0 <= k0 < k1 <= Lk):
-            raise ValueError(f"slice q_range [{q0}, {q1}) k_range [{k0}, {k1}) is empty or outside "
-                             f"[0, {Lq}) x [0, {Lk})")
-        a = np.arange(q1 - q0)[:, None]
-        b = np.arange(k1 - k0)[None, :]
-        shift = (k1 - k0) - (q1 - q0)
-        m = np.ones((q1 - q0, k1 - k0), bool)
-        if t in (1, 3):
-            m &= b <= a + shift
-        if t in (2, 3):
-            m &= b >= a
-        both = allowed[q0:q1, k0:k1] & m
-        if both.any():
-            i, j = (int(x) for x in np.argwhere(both)[0])
-            raise ValueError(f"slices overlap at query {q0 + i}, key {k0 + j}; MagiAttention slices must be disjoint")
-        allowed[q0:q1, k0:k1] |= m
-    return Layout.from_dense(allowed, as_block(block), pattern_text).validate()
+    bad = np.flatnonzero((qr[:, 0] < 0) | (qr[:, 0] >= qr[:, 1]) | (qr[:, 1] > Lq)
+                         | (kr[:, 0] < 0) | (kr[:, 0] >= kr[:, 1]) | (kr[:, 1] > Lk))
+    if bad.size:
+        (q0, q1), (k0, k1) = qr[bad[0]].tolist(), kr[bad[0]].tolist()
+        raise ValueError(f"slice q_range [{q0}, {q1}) k_range [{k0}, {k1}) is empty or outside "
+                         f"[0, {Lq}) x [0, {Lk})")
+    heights = qr[:, 1] - qr[:, 0]
+    refuse_above(int(heights.sum()), max_runs, "the per-row runs of these MagiAttention slices",
+                 "pass fewer or shorter slices, or a larger max_runs", unit="runs")
+    # one run of allowed keys per row of every slice (see the module docstring for the four types)
+    which = np.repeat(np.arange(n), heights)
+    a = np.arange(which.size) - np.repeat(np.cumsum(heights) - heights, heights)  # row offset in its slice
+    nk = (kr[:, 1] - kr[:, 0])[which]
+    shift = nk - heights[which]
+    t = types[which]
+    lo = np.where((t == 2) | (t == 3), np.minimum(a, nk), 0)
+    hi = np.where((t == 1) | (t == 3), np.clip(a + shift + 1, 0, nk), nk)
+    k0 = kr[which, 0]
+    try:
+        return Layout.from_runs(Lq, Lk, as_block(block), qr[which, 0] + a, k0 + lo, k0 + np.maximum(lo, hi),
+                                pattern_text=pattern_text, max_elements=max_elements).validate()
+    except RunOverlapError as e:
+        raise ValueError(f"slices overlap at query {e.line}, key {e.position}; MagiAttention slices must be "
+                         "disjoint") from None

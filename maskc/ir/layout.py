@@ -41,7 +41,8 @@ from maskc.ir.checks import check_fields
 from maskc.ir.kinds import (  # noqa: F401  (re-exported: the IR's vocabulary)
     DEFAULT_MAX_DENSE_ELEMENTS, EMPTY, FORMAT_VERSION, FULL, MAX_BLOCK, PARTIAL, ceil_div, extent, normalize_block,
 )
-from maskc.ir.masks import pack_masks
+from maskc.ir.masks import dedupe_packed, pack_masks, unpack_masks
+from maskc.ir.runs import blocks_from_runs, merge_touching
 from maskc.ir.subsets import LayoutSubsets
 from maskc.ir.views import CSCView
 
@@ -202,6 +203,47 @@ class Layout(LayoutSubsets):
         s, i, j = _indices(slices=(slices, S), queries=(queries, q_len), keys=(keys, kv_len))
         blocks = blocks_from_pairs(s, i, j, q_len, kv_len, bq, bk, max_elements)
         return cls._from_blocks(q_len, kv_len, bq, bk, S, blocks, pattern_text, q_offset, batch)
+
+    @classmethod
+    def from_runs(cls, q_len: int, kv_len: int, block: int | tuple[int, int], lines: Any, starts: Any, ends: Any,
+                  *, by: str = "rows", pattern_text: str = "",
+                  max_elements: int = DEFAULT_MAX_DENSE_ELEMENTS) -> "Layout":
+        """Build a one-slice Layout from runs ``[starts, ends)`` of allowed positions per line.
+
+        ``by="rows"``: ``lines`` are query rows and the runs key ranges; ``by="cols"``: key
+        columns and query ranges. Runs may come in any order and touch (they are merged);
+        overlapping runs of one line are refused. Work O(runs log runs + output blocks +
+        partial blocks x block area) (see :mod:`maskc.ir.runs`); never a dense grid. TooLargeError
+        above ``max_elements`` bytes of packed partial-block tiles.
+
+        Example:
+            >>> import maskc as mc
+            >>> lay = mc.Layout.from_runs(4, 4, 2, lines=[0, 1, 2, 3], starts=[0, 0, 0, 0], ends=[1, 2, 3, 4])
+            >>> lay.n_full, lay.n_partial, lay.nnz
+            (1, 2, 10)
+        """
+        if by not in ("rows", "cols"):
+            raise ValueError(f"by must be 'rows' or 'cols', got {by!r}"[:200])
+        q_len, kv_len, bq, bk, S, batch, q_offset = cls._sizes(q_len, kv_len, block, 1, 1, 0)
+        n_lines, n_other, bl, bo = (q_len, kv_len, bq, bk) if by == "rows" else (kv_len, q_len, bk, bq)
+        (ln,) = _indices(lines=(lines, n_lines))
+        st, en = (np.asarray(a).reshape(-1) for a in (starts, ends))
+        if not (st.shape == en.shape == ln.shape) or (st.size and (st.dtype.kind not in "iu" or en.dtype.kind not in "iu")):
+            raise ValueError(f"lines, starts and ends must be integer arrays of one length, got {ln.size}, "
+                             f"{st.size} and {en.size} ({st.dtype}, {en.dtype})")
+        if st.size and (st.min() < 0 or en.max() > n_other or (en < st).any()):
+            raise ValueError(f"runs must satisfy 0 <= start <= end <= {n_other}")
+        ln, st, en = merge_touching(ln, st.astype(np.int64), en.astype(np.int64))  # RunOverlapError on overlaps
+        ptr = np.zeros(n_lines + 1, np.int64)
+        np.cumsum(np.bincount(ln, minlength=n_lines), out=ptr[1:])
+        lb, ob, kind, tiles = blocks_from_runs(ptr, st, en, n_lines, n_other, bl, bo, max_elements)
+        r, c = (lb, ob) if by == "rows" else (ob, lb)
+        packed = tiles
+        if by == "cols":  # tiles are [key, query]: transpose each distinct one
+            masks, ids = dedupe_packed(tiles)
+            packed = pack_masks(unpack_masks(masks, bo).transpose(0, 2, 1))[ids]
+        return cls._from_blocks(q_len, kv_len, bq, bk, 1, (np.zeros(r.size, np.int64), r, c, kind, packed),
+                                pattern_text, 0, 1)
 
     @classmethod
     def from_arrays(cls, arrs: dict[str, np.ndarray], source: str = "arrays",

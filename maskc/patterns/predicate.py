@@ -44,6 +44,14 @@ import numpy as np
 from maskc.patterns.base import Pattern
 
 _REGISTRY: dict[str, "Predicate"] = {}
+#: name -> a function that builds and registers the predicate (library rules, built on first use
+#: so that ``import maskc`` does not run numba's compiler)
+_LAZY: dict[str, Callable[[], "Predicate"]] = {}
+
+
+def register_lazy(name: str, make: Callable[[], "Predicate"]) -> None:
+    """Register ``make`` (which builds and registers predicate ``name``) to run when the name is first parsed."""
+    _LAZY[name] = make
 _VARIANTS: "weakref.WeakValueDictionary[tuple[str, str], Predicate]" = weakref.WeakValueDictionary()
 
 
@@ -228,6 +236,8 @@ def registered_predicate(name: str, args: str = "") -> Predicate:
             raise ValueError(f"no predicate {name!r} with args {args!r} exists in this process; its data lives "
                              "only in the pattern object (recreate it with mc.predicate(..., args=...))")
         return found
+    if name not in _REGISTRY and name in _LAZY:  # a library predicate, compiled on first use
+        _LAZY.pop(name)()
     if name not in _REGISTRY:
         raise ValueError(
             f"no predicate named {name!r} is registered; define it in Python with @maskc.predicate first"

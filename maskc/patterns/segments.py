@@ -151,11 +151,12 @@ class Segments(Pattern):
 
     def segment_ids(self, n: int) -> np.ndarray:
         """Non-decreasing segment id of positions 0..n-1 (int64)."""
-        pos = np.arange(n, dtype=np.int64)
         if isinstance(self.spec, str):
             ps = _seq.named_sequence("primes", n + 1)
-            return np.searchsorted(ps, pos + 1, side="right").astype(np.int64)
-        return np.searchsorted(self.spec.bounds(n), pos, side="right").astype(np.int64)
+            return np.searchsorted(ps, np.arange(1, n + 1, dtype=np.int64), side="right").astype(np.int64)
+        # id k covers [bounds[k-1], bounds[k]) clipped to n: a repeat, O(n) without a binary search per position
+        ends = np.minimum(self.spec.bounds(n), n)
+        return np.repeat(np.arange(ends.size + 1, dtype=np.int64), np.diff(ends, prepend=0, append=n))
 
     def _eval(self, i, j, s):
         n = max(s.q_total, s.kv_len)

@@ -5,6 +5,7 @@ Doubling the length doubles the block rows; the row walk's work (runs and interv
 makes) must double too, not quadruple as classifying every block pair of the grid would.
 """
 
+import numpy as np
 import pytest
 
 import maskc as mc
@@ -22,6 +23,11 @@ def _documents(n, length=1000):
 FAMILIES = {
     "documents (1000 tokens each)": lambda n: mc.document_mask(_documents(n)),
     "documents (64 per sequence)": lambda n: mc.document_mask([n // 64] * 64),
+    "documents by segment ids": lambda n: mc.document_mask(segment_ids=np.arange(n) // 1000),
+    "documents by cu_seqlens": lambda n: mc.document_mask(cu_seqlens=np.append(np.arange(0, n, 1000), n)),
+    "bidirectional documents": lambda n: mc.document_mask(_documents(n), causal=False),
+    "seeded random blocks (bigbird)": lambda n: mc.bigbird(window=3, global_tokens=64, random_blocks=3, block=BLOCK,
+                                                           seed=7, causal=True),
     "segment ids out of order": lambda n: mc.causal() & SegmentIds([3] * 700 + [1] * 900 + [3] * 500 + [-2] * 999,
                                                                    shift=10),
     "window": lambda n: mc.causal() & mc.window(300),

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: lowest first; a module may import only modules of its own layer or below
 IR_LAYERS = [
     {"maskc.ir.kinds", "maskc.ir.masks", "maskc.ir.cache"},
-    {"maskc.ir.assemble", "maskc.ir.kernels"}, {"maskc.ir.checks"}, {"maskc.ir.schema"}, {"maskc.ir.containers"},
+    {"maskc.ir.assemble", "maskc.ir.kernels", "maskc.ir.runs"}, {"maskc.ir.checks"}, {"maskc.ir.schema"}, {"maskc.ir.containers"},
     {"maskc.ir.views"}, {"maskc.ir.tokens"}, {"maskc.ir.subsets"}, {"maskc.ir.layout"},
     {"maskc.ir.io", "maskc.ir.validate", "maskc.ir.convert"},
     {"maskc.ir"},

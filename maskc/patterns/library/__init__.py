@@ -42,8 +42,8 @@ from maskc.patterns.library.classical import (
 from maskc.patterns.library.documents import KeyPadding, document_mask, key_padding
 from maskc.patterns.library.pi import PI_STEP_VARIANTS, pi_attention_union, pi_ring, pi_step, ring_local_pattern
 from maskc.patterns.library.primeformer import (
-    PRIMEFORMER_HEADS, VALUE_DIVIDES, arithmetic_progression, goldbach, mersenne, prime_gaps, prime_powers,
-    primeformer_heads, quadratic_residue, riemann_zero_offsets, riemann_zeros, sieve, twin_primes,
+    PRIMEFORMER_HEADS, arithmetic_progression, goldbach, mersenne, prime_gaps, prime_powers,
+    primeformer_heads, quadratic_residue, riemann_zero_offsets, riemann_zeros, sieve, twin_primes, value_divides,
 )
 from maskc.patterns.registry import library_entries
 from maskc.patterns.structure import Named
@@ -77,3 +77,9 @@ def gallery_patterns() -> dict[str, Named]:
         True
     """
     return {e.name: e.example() for e in library_entries()}
+
+
+def __getattr__(name: str):
+    if name == "VALUE_DIVIDES":  # built on first use (numba compiles it): not at import
+        return value_divides()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

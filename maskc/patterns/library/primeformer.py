@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from math import gcd
 from typing import Callable
 
@@ -21,7 +22,7 @@ from numba import njit
 from maskc.limits import check_int
 from maskc.patterns.base import check_bool
 from maskc.patterns.constructors import causal, cols, heads, offsets, segments, stride, window
-from maskc.patterns.predicate import Predicate, register_predicate
+from maskc.patterns.predicate import Predicate, register_lazy, register_predicate
 from maskc.patterns.registry import library_pattern
 from maskc.patterns.structure import Named
 from maskc.patterns.zeta import table_size, zeta_zeros
@@ -100,14 +101,30 @@ def mersenne(primes_only: bool = False) -> Named:
     return Named("mersenne", {"primes_only": po}, window(0) | offsets("mersenne_primes" if po else "mersenne"))
 
 
-@njit(cache=False)
+@njit(cache=True)
 def _value_divides(i, j):
     # v(j) | v(i) with v = position + 1
     return (i + 1) % (j + 1) == 0
 
 
-#: ``v(j)`` divides ``v(i)``: the one rule in the library with no structured form.
-VALUE_DIVIDES = register_predicate(Predicate(_value_divides, "maskc_value_divides"))
+@functools.cache
+def value_divides() -> Predicate:
+    """``v(j)`` divides ``v(i)``: the one rule in the library with no structured form (built on first use).
+
+    Example:
+        >>> value_divides().dense(4)[0, 3].astype(int).tolist()   # v = 4: divisors 1, 2, 4
+        [1, 1, 0, 1]
+    """
+    return register_predicate(Predicate(_value_divides, "maskc_value_divides"))
+
+
+register_lazy("maskc_value_divides", value_divides)
+
+
+def __getattr__(name: str):
+    if name == "VALUE_DIVIDES":  # the old module constant, now built on first use
+        return value_divides()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @library_pattern("primeformer")
@@ -129,7 +146,7 @@ def sieve(divisors: bool = False) -> Named:
         [0, 1, 2, 3, 5, 11]
     """
     dv = check_bool(divisors, "sieve: divisors")
-    body = causal() & VALUE_DIVIDES if dv else window(0) | (causal() & cols("primes", shift=1) & VALUE_DIVIDES)
+    body = causal() & value_divides() if dv else window(0) | (causal() & cols("primes", shift=1) & value_divides())
     return Named("sieve", {"divisors": dv}, body)
 
 
