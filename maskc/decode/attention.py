@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from maskc.backends import attention
+from maskc.backends.opaque_op import register_runner, registered_attention
 from maskc.backends.checks import InputInfo, validate_arrays, validate_scale
 from maskc.backends.softmax import accumulation_dtype, finite_or_zero, poison, safe_lse, split_nonfinite
 from maskc.compiler import compile as compile_pattern
@@ -75,6 +76,8 @@ def decode_attention(q: Tensor, k_cache: Tensor, v_cache: Tensor, pattern: Patte
         >>> mc.decode_attention(q, k, k, mc.prime_bird(), position=torch.tensor([63, 40])).shape
         torch.Size([2, 2, 1, 16])
     """
+    if torch.compiler.is_compiling():
+        return _traced(q, k_cache, v_cache, pattern, position, kv_len, backend, scale, block, return_lse)
     info = _check(q, k_cache, v_cache, pattern)
     B, H, T, D = q.shape
     L = int(k_cache.shape[2])
@@ -102,6 +105,39 @@ def decode_attention(q: Tensor, k_cache: Tensor, v_cache: Tensor, pattern: Patte
         out, lse = attention(q, k_cache[:, :, :n], v_cache[:, :, :n], layout, backend=backend, scale=s,
                              return_lse=True)
     return (out, lse) if return_lse else out
+
+
+def _traced(q: Any, k: Any, v: Any, pattern: Any, position: Any, kv_len: Any, backend: Any, scale: Any,
+            block: Any, return_lse: bool) -> Any:
+    """What decode_attention runs while ``torch.compile`` traces: one ``maskc::registered_attention`` node.
+
+    The step's keys are found inside the op (numpy, cached per step as eagerly), so no
+    shape of the graph depends on them: a ``position`` tensor gives one graph for every
+    step; an int position is a guarded constant until dynamo makes it symbolic (one
+    recompile).
+    """
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"backend={backend!r} does not run decode_attention under torch.compile: pass "
+                         "backend='auto' (the gather path, with autograd), or call it eagerly")
+    if not all(isinstance(x, torch.Tensor) and x.dim() == 4 for x in (q, k, v)):
+        raise TypeError("decode_attention takes torch tensors q [B, H, T, D] and caches [B, Hkv, L, D]")
+    if not isinstance(pattern, Pattern):
+        raise TypeError(f"pattern must be a maskc Pattern (evaluated per step), got {type(pattern).__name__}")
+    token = _runner_token(pattern, kv_len, backend, scale, block)
+    extra, ints = (position, []) if isinstance(position, torch.Tensor) else (None, [position])
+    out, lse = registered_attention(q, k, v, extra, ints, token)
+    return (out, lse) if return_lse else out
+
+
+@torch._dynamo.assume_constant_result
+def _runner_token(pattern: Pattern, kv_len: Any, backend: str, scale: Any, block: Any) -> str:
+    """The op's token for these settings (run once, at trace time; equal settings share it)."""
+    def run(q: Tensor, k: Tensor, v: Tensor, extra: Tensor | None, ints: list) -> tuple[Tensor, Tensor]:
+        return decode_attention(q, k, v, pattern, extra if extra is not None else ints[0], kv_len=kv_len,
+                                backend=backend, scale=scale, block=block, return_lse=True)
+
+    key = ("decode", pattern, kv_len, backend, scale, tuple(block) if isinstance(block, list) else block)
+    return register_runner(key, run)
 
 
 def _check(q: Any, k: Any, v: Any, pattern: Any) -> InputInfo:
