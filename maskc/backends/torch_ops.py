@@ -19,8 +19,9 @@ their content, so the chunk plans of the torch backend are built once per distin
 layout) and the torch backend runs eagerly. The backward recomputes the forward under
 autograd (twice the forward's work, O(chunk) extra memory) and returns its gradients.
 
-Only the torch backend runs under compile (:func:`compiled_attention` refuses other
-names): for FlexAttention pass ``mc.export.to_flex_block_mask(layout)`` into the compiled
+Only the torch backend runs a Layout under compile (:func:`compiled_attention` refuses
+other names; a :class:`~maskc.planner.Plan` traces as one opaque op of its own, see
+:mod:`maskc.backends.opaque_op`): for FlexAttention pass ``mc.export.to_flex_block_mask(layout)`` into the compiled
 function and call torch's ``flex_attention`` there (it traces); the triton kernels are
 CUDA-only and untested under compile here. Dropout is
 refused under compile (the seed would be a traced random number); train the compiled
@@ -240,17 +241,19 @@ def compiled_attention(q: Any, k: Any, v: Any, layout: Any, backend: str, scale:
         >>> compiled_attention(q, q, q, mc.compile(mc.causal(), q_len=4), "torch", None, False, 0.0).shape
         torch.Size([1, 1, 4, 8])
     """
-    if backend not in ("auto", "torch"):
-        raise ValueError(f"backend={backend!r} does not run under torch.compile: maskc compiles the 'torch' backend "
-                         "as a custom op; pass backend='torch' (or 'auto'), or call the model eagerly")
     if dropout_p:
         raise ValueError("dropout_p > 0 is not supported under torch.compile (its seed would be traced); "
                          "compile the model with dropout 0 or run dropout eagerly")
     if not isinstance(q, torch.Tensor):
         raise TypeError(f"under torch.compile mc.attention takes torch tensors, got {type(q).__name__}")
+    if not isinstance(layout, (Layout, LayoutTensors)) and callable(getattr(layout, "__maskc_attention__", None)):
+        return layout.__maskc_attention__(q, k, v, backend=backend, scale=scale, return_lse=return_lse)  # a Plan
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"backend={backend!r} does not run under torch.compile: maskc compiles the 'torch' backend "
+                         "as a custom op; pass backend='torch' (or 'auto'), or call the model eagerly")
     if not isinstance(layout, (Layout, LayoutTensors)):
-        raise TypeError(f"under torch.compile mc.attention takes a maskc.Layout or torch_ops.LayoutTensors, got "
-                        f"{type(layout).__name__}: for a Plan pass mc.compile(plan.pattern, ...) instead")
+        raise TypeError(f"under torch.compile mc.attention takes a maskc.Layout, torch_ops.LayoutTensors or a Plan, "
+                        f"got {type(layout).__name__}: pass mc.compile(pattern, ...) or its layout_tensors")
     return attention(q, k, v, layout, scale=scale, return_lse=return_lse)
 
 

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from maskc.backends.checks import validate_arrays
+from maskc.backends.opaque_op import register_runner, registered_attention
 from maskc.limits import MAX_LEN, check_int
 from maskc.patterns.core import Pattern
 from maskc.planner import cost as C
@@ -138,6 +139,8 @@ class Plan:
         """
         if not all(isinstance(x, torch.Tensor) for x in (q, k, v)):
             raise TypeError("Plan.run takes torch tensors q, k, v")
+        if torch.compiler.is_compiling():  # traced: the whole plan is one opaque custom op (numpy stays inside)
+            return self._traced(q, k, v, backend, scale, return_lse, dia)
         info = validate_arrays(q, k, v)
         if info.q_len != self.q_len or info.kv_len != self.kv_len:
             raise ValueError(f"plan is for q_len={self.q_len}, kv_len={self.kv_len}; got {info.q_len} and {info.kv_len}")
@@ -146,6 +149,25 @@ class Plan:
         scale = 1.0 / math.sqrt(info.head_dim) if scale is None else float(scale)
         out, lse = self._runner.run(q, k, v, backend, scale, dia)
         return (out, lse) if return_lse else out
+
+    def _traced(self, q: Tensor, k: Tensor, v: Tensor, backend: str, scale: float | None, return_lse: bool,
+                dia: str):
+        """What :meth:`run` gives ``torch.compile``: one ``maskc::registered_attention`` node whose eager
+        implementation is :meth:`run` (every part, any backend, the merge); its backward reruns it under autograd."""
+        if q.dim() != 4 or q.shape[2] != self.q_len or k.shape[2] != self.kv_len:
+            raise ValueError(f"plan is for q_len={self.q_len}, kv_len={self.kv_len}; got q {tuple(q.shape)}, "
+                             f"k {tuple(k.shape)}")
+        out, lse = registered_attention(q, k, v, None, [], _runner_token(self, backend, scale, dia))
+        return (out, lse) if return_lse else out
+
+
+@torch._dynamo.assume_constant_result
+def _runner_token(pl: Plan, backend: str, scale: float | None, dia: str) -> str:
+    """The op's token for running ``pl`` with these settings (run once, at trace time)."""
+    def run(q: Tensor, k: Tensor, v: Tensor, extra: Tensor | None, ints: list) -> tuple[Tensor, Tensor]:
+        return pl.run(q, k, v, backend=backend, scale=scale, return_lse=True, dia=dia)
+
+    return register_runner(("plan", id(pl), backend, scale, dia), run)
 
 
 def plan(pattern: Pattern, q_len: int, kv_len: int | None = None, block: int = 128, head_dim: int = 64,
