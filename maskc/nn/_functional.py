@@ -224,7 +224,7 @@ class LayoutCache:
             return self.padded(q_len, q_len if kv_len is None else kv_len, key_padding_mask)
         key = (q_len, q_len if kv_len is None else kv_len)
         lay = self._store.get(key)
-        if lay is None and torch.compiler.is_compiling():
+        if lay is None and torch.compiler.is_compiling() and isinstance(self.pattern, Pattern):  # numba: eager
             raise RuntimeError(f"no layout compiled yet for lengths {key} inside torch.compile: call the module once "
                                "eagerly at these lengths first (the pattern compiles with numba, outside the graph)")
         if lay is None:
