@@ -67,6 +67,10 @@ def decode_attention(q: Tensor, k_cache: Tensor, v_cache: Tensor, pattern: Patte
         block: block size of a compiled layout (ignored by the gather path).
         return_lse: also return the log-sum-exp ``[B, H, T]`` (float32; float64 inputs: float64).
 
+    Under ``torch.compile(fullgraph=True)`` the call is one custom op (keys found inside it,
+    so no shape depends on them): with a preallocated cache and a tensor ``position`` a
+    decode loop compiles one graph for every step (``backend`` "auto" or "torch").
+
     Returns:
         out like q (rows with no allowed key: 0), or ``(out, lse)``.
 

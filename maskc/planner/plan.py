@@ -53,6 +53,7 @@ class Plan:
 
     Build with :func:`plan`. Run with :meth:`run` or ``mc.attention(q, k, v, plan)``;
     check with ``mc.crosscheck(plan)`` (each part and the merged result against float64).
+    Under ``torch.compile(fullgraph=True)`` a run is one opaque custom op (one graph per plan).
     """
 
     def __init__(self, pattern: Pattern, q_len: int, kv_len: int, block: int, head_dim: int,

@@ -218,3 +218,23 @@ def test_sparse_self_attention_over_a_plan_compiles_without_a_warm_up() -> None:
     gw = torch.autograd.grad(want.square().sum(), x)[0]
     assert _rel(got, want) < 1e-6 and _rel(gg, gw) < 1e-5
     assert _breaks() == 0 and counters["stats"]["unique_graphs"] == 1
+
+
+def test_a_cache_grown_by_cat_gives_a_bounded_number_of_graphs() -> None:
+    _fresh()
+    pattern = mc.causal() & (mc.window(5) | mc.global_tokens(2))
+
+    def step(q, k_new, v_new, kc, vc, pos):
+        kc, vc = torch.cat([kc, k_new], 2), torch.cat([vc, v_new], 2)
+        return mc.decode_attention(q, kc, vc, pattern, pos), kc, vc
+
+    f = torch.compile(step, fullgraph=True, backend="aot_eager")
+    g = torch.Generator().manual_seed(4)
+    kc = vc = torch.zeros(1, HKV, 0, D)
+    for p in range(32):
+        q, kn, vn = torch.randn(1, H, 1, D, generator=g), *torch.randn(2, 1, HKV, 1, D, generator=g)
+        want = mc.decode_attention(q, torch.cat([kc, kn], 2), torch.cat([vc, vn], 2), pattern, p)
+        out, kc, vc = f(q, kn, vn, kc, vc, torch.tensor(p))
+        assert _rel(out, want) < 1e-6
+    assert _breaks() == 0
+    assert counters["stats"]["unique_graphs"] == 3  # cache lengths 0, 1 specialised, then symbolic
