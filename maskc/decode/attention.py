@@ -127,20 +127,22 @@ def _traced(q: Any, k: Any, v: Any, pattern: Any, position: Any, kv_len: Any, ba
         raise TypeError("decode_attention takes torch tensors q [B, H, T, D] and caches [B, Hkv, L, D]")
     if not isinstance(pattern, Pattern):
         raise TypeError(f"pattern must be a maskc Pattern (evaluated per step), got {type(pattern).__name__}")
-    token = _runner_token(pattern, kv_len, backend, scale, block)
-    extra, ints = (position, []) if isinstance(position, torch.Tensor) else (None, [position])
+    token = _runner_token(pattern, backend, scale, block)
+    ints = [-1 if kv_len is None else kv_len]  # data of the op, not of its token: a new kv_len is no new graph
+    extra, ints = (position, ints) if isinstance(position, torch.Tensor) else (None, ints + [position])
     out, lse = registered_attention(q, k, v, extra, ints, token)
     return (out, lse) if return_lse else out
 
 
 @torch._dynamo.assume_constant_result
-def _runner_token(pattern: Pattern, kv_len: Any, backend: str, scale: Any, block: Any) -> str:
+def _runner_token(pattern: Pattern, backend: str, scale: Any, block: Any) -> str:
     """The op's token for these settings (run once, at trace time; equal settings share it)."""
     def run(q: Tensor, k: Tensor, v: Tensor, extra: Tensor | None, ints: list) -> tuple[Tensor, Tensor]:
-        return decode_attention(q, k, v, pattern, extra if extra is not None else ints[0], kv_len=kv_len,
-                                backend=backend, scale=scale, block=block, return_lse=True)
+        return decode_attention(q, k, v, pattern, extra if extra is not None else ints[1],
+                                kv_len=None if ints[0] < 0 else ints[0], backend=backend, scale=scale, block=block,
+                                return_lse=True)
 
-    key = ("decode", pattern, kv_len, backend, scale, tuple(block) if isinstance(block, list) else block)
+    key = ("decode", pattern, backend, scale, tuple(block) if isinstance(block, list) else block)
     return register_runner(key, run)
 
 

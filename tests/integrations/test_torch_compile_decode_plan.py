@@ -124,6 +124,14 @@ def test_int_positions_recompile_at_most_once_and_per_batch_positions_work() -> 
         torch.testing.assert_close(f(q, p), mc.decode_attention(q, kc, kc, PATTERN, p), rtol=1e-6, atol=1e-6)
     assert _breaks() == 0
     assert counters["stats"]["unique_graphs"] <= 2  # the first int is a constant, then dynamo makes it symbolic
+    _fresh()
+    h = torch.compile(lambda q, p, n: mc.decode_attention(q, kc, kc, PATTERN, p, kv_len=n), fullgraph=True,
+                      backend="aot_eager")
+    for p in range(8, 40):  # kv_len changing every step (here: every key so far and the next two)
+        q, n = torch.randn(2, H, 1, D), min(p + 3, L)
+        want = mc.decode_attention(q, kc, kc, PATTERN, p, kv_len=n)
+        torch.testing.assert_close(h(q, torch.tensor(p), n), want, rtol=1e-6, atol=1e-6)
+    assert _breaks() == 0 and counters["stats"]["unique_graphs"] <= 2
     pos = torch.tensor([39, 12])  # one position per batch element
     q = torch.randn(2, H, 1, D)
     torch.testing.assert_close(f(q, pos), mc.decode_attention(q, kc, kc, PATTERN, pos), rtol=1e-6, atol=1e-6)
@@ -194,8 +202,8 @@ def test_registered_op_schema_and_refusals() -> None:
     pos = torch.tensor(9)
     q = torch.randn(1, H, 1, D, requires_grad=True)
     kc = torch.randn(1, HKV, L, D, requires_grad=True)
-    token = importlib.import_module("maskc.decode.attention")._runner_token(PATTERN, None, "auto", None, 128)
-    torch.library.opcheck(torch.ops.maskc.registered_attention.default, (q, kc, kc, pos, [], token))
+    token = importlib.import_module("maskc.decode.attention")._runner_token(PATTERN, "auto", None, 128)
+    torch.library.opcheck(torch.ops.maskc.registered_attention.default, (q, kc, kc, pos, [-1], token))
     detached = opaque_op.register_runner(("test-detached",), lambda q, k, v, e, i: (q.detach() * 1, q.detach()[..., 0]))
     out, _ = opaque_op.registered_attention(q, kc, kc, None, [], detached)
     with pytest.raises(RuntimeError, match="has no autograd: pass backend='torch'"):
