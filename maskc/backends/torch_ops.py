@@ -48,6 +48,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from maskc.backends.api import attention as maskc_attention
+from maskc.backends.opaque_op import register_runner, registered_attention
 from maskc.backends.torch_backend import attention_torch
 from maskc.ir.layout import Layout
 
@@ -248,13 +250,31 @@ def compiled_attention(q: Any, k: Any, v: Any, layout: Any, backend: str, scale:
         raise TypeError(f"under torch.compile mc.attention takes torch tensors, got {type(q).__name__}")
     if not isinstance(layout, (Layout, LayoutTensors)) and callable(getattr(layout, "__maskc_attention__", None)):
         return layout.__maskc_attention__(q, k, v, backend=backend, scale=scale, return_lse=return_lse)  # a Plan
+    if backend == "flex":
+        raise ValueError("backend='flex' does not run inside a torch.compile graph through mc.attention: build the "
+                         "BlockMask outside (mc.export.to_flex_block_mask(layout)) and call torch's flex_attention in "
+                         "the model (it traces), or pass backend='torch'")
     if backend not in ("auto", "torch"):
-        raise ValueError(f"backend={backend!r} does not run under torch.compile: maskc compiles the 'torch' backend "
-                         "as a custom op; pass backend='torch' (or 'auto'), or call the model eagerly")
+        if not isinstance(layout, Layout):
+            raise ValueError(f"backend={backend!r} under torch.compile needs a maskc.Layout (layout tensors run on "
+                             "the 'torch' custom op only): pass the Layout, or backend='torch'")
+        # any other backend (flex, triton, jax-free torch ones) runs eagerly as one opaque graph node
+        out, lse = registered_attention(q, k, v, None, [], _backend_token(layout, backend, scale))
+        return (out, lse) if return_lse else out
     if not isinstance(layout, (Layout, LayoutTensors)):
         raise TypeError(f"under torch.compile mc.attention takes a maskc.Layout, torch_ops.LayoutTensors or a Plan, "
                         f"got {type(layout).__name__}: pass mc.compile(pattern, ...) or its layout_tensors")
     return attention(q, k, v, layout, scale=scale, return_lse=return_lse)
+
+
+@torch._dynamo.assume_constant_result
+def _backend_token(layout: Layout, backend: str, scale: float | None) -> str:
+    """The opaque op's token for ``layout`` on a named backend (run once, at trace time; the runner
+    holds the layout, so its id is never reused while the token lives)."""
+    def run(q, k, v, extra, ints):
+        return maskc_attention(q, k, v, layout, backend=backend, scale=scale, return_lse=True)
+
+    return register_runner(("layout", id(layout), backend, scale), run)
 
 
 def is_compiling() -> bool:

@@ -130,9 +130,29 @@ def test_layout_constant_and_refusals_under_compile() -> None:
     other = mc.compile(mc.causal(), q_len=12, block=4)
     for lt in (lay, other, lay):
         torch.testing.assert_close(h(q, lt), mc.attention(q, q, q, lt, backend="torch"), rtol=1e-6, atol=1e-6)
-    g = torch.compile(lambda q: mc.attention(q, q, q, lay, backend="scipy"), fullgraph=True, backend="aot_eager")
-    with pytest.raises(Exception, match="does not run under torch.compile"):
+    g = torch.compile(lambda q: mc.attention(q, q, q, lay, backend="flex"), fullgraph=True, backend="aot_eager")
+    with pytest.raises(Exception, match="to_flex_block_mask"):
         g(q)
+
+
+@pytest.mark.parametrize("backend", ["triton", "reference"])
+def test_named_backends_run_as_one_opaque_node_under_fullgraph(backend: str) -> None:
+    """Any other backend on a Layout (Triton here through its interpreter) is one graph node, forward and backward."""
+    _fresh()
+    lay = mc.compile(mc.causal() & (mc.window(5) | mc.cols([0])), q_len=40, block=16)
+    q, k, v = (torch.randn(1, 2, 40, 16, requires_grad=True) for _ in range(3))
+    f = torch.compile(lambda q, k, v: mc.attention(q, k, v, lay, backend=backend), fullgraph=True, backend="aot_eager")
+    out = f(q, k, v)
+    out.square().sum().backward()
+    got = [t.grad.clone() for t in (q, k, v)]
+    assert sum(counters["graph_break"].values()) == 0, dict(counters["graph_break"])
+    ref = [t.detach().double().requires_grad_() for t in (q, k, v)]
+    want = mc.attention(*ref, lay, backend="reference")
+    want.square().sum().backward()
+    tol = 1e-3 if backend == "triton" else 1e-6
+    assert float((out.double() - want).norm() / want.norm()) < tol
+    for g, r in zip(got, ref):
+        assert float((g.double() - r.grad).norm() / r.grad.norm()) < tol
 
 
 def test_sparse_self_attention_module_compiles_after_an_eager_call() -> None:
