@@ -158,7 +158,7 @@ def mutate(text: str, rng: random.Random) -> str:
 
 def hostile_text(rng: random.Random) -> str:
     """Long or deep texts near the limits: long unions, long lists, deep brackets."""
-    n = rng.choice([65, 200, 2000, 9000])
+    n = rng.choice([65, 200, 2000, 5000])
     r = rng.randrange(5)
     if r == 0:
         return " | ".join(f"window({k % 50})" for k in range(n))
