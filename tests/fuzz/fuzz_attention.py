@@ -41,7 +41,8 @@ PATTERNS = ["causal()", "window(3, 1)", "causal() & window(5)", "offsets('primes
             "block_level(causal(), 8) & window(12)", "~causal()", "prime_bird(1, 1)", "full() - window(40, 40)"]
 
 
-def _softmax64(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, scale: float) -> np.ndarray:
+def softmax64(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, scale: float) -> np.ndarray:
+    """Masked softmax attention in float64, computed independently of maskc (grouped heads repeated)."""
     group = q.shape[1] // k.shape[1]
     k, v = np.repeat(k, group, 1), np.repeat(v, group, 1)
     s = np.where(mask, np.einsum("bhid,bhjd->bhij", q, k) * scale, -np.inf)
@@ -100,7 +101,7 @@ def check_attention(rng: random.Random, seen: Counter, backends: tuple[str, ...]
         v[..., unattended, :] = rng.choice([np.nan, -np.inf, 1e300])
     scale = rng.choice([None, 0.1, 1.0, 3.0])
     s = 1 / np.sqrt(D) if scale is None else scale
-    want = _softmax64(q, k, v, mask, s)
+    want = softmax64(q, k, v, mask, s)
     empty = ~mask.any(-1)
     dtype = rng.choice(["float32", "float64"])
     for name in backends:
