@@ -141,7 +141,7 @@ def run_case(tally: Tally, label: Any, fn: Callable[[], Any], deadline_s: float 
         tally.outcomes["retimed untraced"] += 1
     if seconds > deadline_s:
         tally.outcomes["slow"] += 1
-        tally.failures.append(f"slow {label!r}: {seconds:.2f} s > {deadline_s} s ({outcome})")
+        tally.failures.append(f"slow ({seconds:.2f} s > {deadline_s} s, {outcome}) {label!r}")
     if peak > max_bytes:
         tally.outcomes["memory"] += 1
-        tally.failures.append(f"memory {label!r}: {peak:,} bytes > {max_bytes:,} ({outcome})")
+        tally.failures.append(f"memory ({peak:,} bytes > {max_bytes:,}, {outcome}) {label!r}")
