@@ -9,7 +9,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.maskc-installed
 
-.PHONY: demo test setup warmup bench clean
+.PHONY: demo test setup warmup bench fuzz clean
 
 $(STAMP): pyproject.toml requirements-lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,16 @@ test: warmup
 
 bench: warmup
 	$(PY) benchmarks/compile_speed.py
+
+# make fuzz TEXTS=100000 FILES=10000 IMPORTERS=10000 ATTENTION=2000: the long fuzz run (docs/reliability.md)
+TEXTS ?= 100000
+FILES ?= 10000
+IMPORTERS ?= 10000
+ATTENTION ?= 2000
+BAD_INPUTS ?= 2000
+fuzz: warmup
+	$(PY) tools/fuzz.py --texts $(TEXTS) --files $(FILES) --importers $(IMPORTERS) --attention $(ATTENTION) \
+		--bad-inputs $(BAD_INPUTS) --workers 2 --json fuzz_out.json
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache .hypothesis .import_linter_cache .grimp_cache

@@ -15,6 +15,7 @@ import numpy as np
 from maskc.errors import TooLargeError
 from maskc.ir import kernels as K
 from maskc.ir.kinds import DEFAULT_MAX_DENSE_ELEMENTS, PARTIAL
+from maskc.ir.masks import unpack_masks
 from maskc.ir.views import LayoutViews
 from maskc.limits import refuse_above
 
@@ -87,17 +88,34 @@ class TokenViews(LayoutViews):
             10
         """
         S, Bq, Bk = self.n_slices, self.block_q, self.block_k
-        need = S * self.n_qb * Bq * self.n_kb * Bk
+        need = S * self.q_len * self.kv_len
         if need > max_elements:
             raise TooLargeError(
                 f"to_dense would allocate {need:,} booleans ({need / 2**30:.2f} GiB) for {S} slice(s) x "
                 f"{self.q_len} x {self.kv_len}, above max_elements={max_elements:,}; pass a larger max_elements, "
                 "or use to_scipy() / row_counts() which stay sparse")
+        if S * self.n_qb * Bq * self.n_kb * Bk > max(2 * need, 1 << 20):  # blocks much larger than the lengths
+            return self._batched(self._dense_cropped())
         dense = np.zeros((S, self.n_qb, Bq, self.n_kb, Bk), dtype=bool)
         if self.nnz_blocks:
             dense[self.block_head, self.block_row, :, self.col_idx, :] = self.block_tiles()
         dense = dense.reshape(S, self.n_qb * Bq, self.n_kb * Bk)[:, : self.q_len, : self.kv_len]
         return self._batched(np.ascontiguousarray(dense))
+
+    def _dense_cropped(self) -> np.ndarray:
+        """to_dense for blocks far larger than the lengths: each block written cropped to its
+        valid rows and columns (memory: the output, never whole padded tiles)."""
+        out = np.zeros((self.n_slices, self.q_len, self.kv_len), dtype=bool)
+        vr, vc = self.block_extents
+        for b in range(self.nnz_blocks):
+            h, nr, nc = int(self.block_head[b]), int(vr[b]), int(vc[b])
+            r, c = int(self.block_row[b]) * self.block_q, int(self.col_idx[b]) * self.block_k
+            if self.kind[b] == PARTIAL:
+                out[h, r:r + nr, c:c + nc] = unpack_masks(self.masks[self.partial_id[b]][None, :nr],
+                                                          self.block_k)[0, :, :nc]
+            else:
+                out[h, r:r + nr, c:c + nc] = True
+        return out
 
     def to_scipy(self, fmt: Literal["csr", "bsr", "coo"] = "csr", head: int = 0,
                  max_elements: int = DEFAULT_MAX_DENSE_ELEMENTS) -> Any:

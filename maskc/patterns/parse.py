@@ -254,7 +254,8 @@ class _Parser:
         while not self.at("]"):
             if len(out) >= MAX_LIST:
                 raise self.fail(f"list longer than {MAX_LIST:,} elements", self.tok)
-            t, nxt = toks[self.k], toks[self.k + 1]
+            t = toks[self.k]
+            nxt = toks[self.k + 1] if t[0] != "end" else t  # the end token is the last one
             if t[0] == "int" and nxt[0] == "op" and nxt[1] in (",", "]") and len(t[1]) < 13 and "_" not in t[1]:
                 out.append(int(t[1]))  # the common case, a plain integer item, without the expression descent
                 self.k += 1
