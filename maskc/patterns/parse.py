@@ -19,7 +19,7 @@ Cost: one left-to-right pass; a text of n characters is at most n tokens, each h
 once, so time and memory grow linearly with n (brackets nest at most 64 deep; unions
 and intersections of any number of operands do not nest). Constructors then do work
 linear in their arguments (explicit lists are sorted) and never in the *values* of
-integers: ``range(0, 2**40)`` stays a range. Texts over 1 MiB are refused before any
+integers: ``range(0, 2**40)`` stays a range. Texts over 100,000 characters (``maskc.limits.MAX_TEXT``) are refused before any
 work. Every pattern's ``text()`` obeys these limits, so it always parses back.
 
 Example:
