@@ -28,6 +28,7 @@ from maskc.compiler.order import Estimate, arrange
 from maskc.errors import TooLargeError
 
 _AXIS_KIND = {"D": codes.T_D, "S": codes.T_S, "R": codes.T_R, "C": codes.T_C}
+_AXIS_KINDS = frozenset(_AXIS_KIND.values())
 #: a guess of the fraction of blocks a leaf kind leaves non-empty, for programs built
 #: without estimates (a segment leaf leaves a row's own documents, a predicate everything)
 _SELECTIVITY = {codes.T_SEG: 0, codes.T_CELLS: 0, codes.T_BLOCK: 1, codes.T_R: 2, codes.T_C: 3,
@@ -70,6 +71,15 @@ def _call_pattern(what: str, fn: Callable, *args):
     except MemoryError:
         raise TooLargeError(f"{what} does not fit in memory at these sizes; use shorter lengths "
                             "or a pattern with smaller parameters") from None
+
+
+def _leaf_ids(node: tuple) -> int:
+    """The smallest leaf index in ``node``."""
+    if node[0] == "leaf":
+        return node[1]
+    if node[0] == "not":
+        return _leaf_ids(node[1])
+    return min(_leaf_ids(kid) for kid in node[1])
 
 
 class Program:
@@ -150,8 +160,51 @@ class Program:
             flat: list[tuple] = []
             for p in parts:
                 flat.extend(p[1] if p[0] == name else (p,))
-            node = (name, tuple(flat))
+            flat = self._merge_axis_leaves(name, flat)
+            node = flat[0] if len(flat) == 1 else (name, tuple(flat))
         self._stack.append(node)
+
+    def _merge_axis_leaves(self, name: str, operands: list[tuple]) -> list[tuple]:
+        """Operands that are leaves on the same axis become one leaf (their memberships
+        combined element by element), so a union of many offsets or windows costs one leaf.
+
+        The operands' leaves are the tail of ``self.leaves`` (leaves and results are pushed
+        in the same order), so they are renumbered in place.
+        """
+        groups: dict[int, list[int]] = {}
+        for at, p in enumerate(operands):
+            if p[0] == "leaf" and self.leaves[p[1]].kind in _AXIS_KINDS:
+                groups.setdefault(self.leaves[p[1]].kind, []).append(at)
+        if all(len(g) < 2 for g in groups.values()):
+            return operands
+        first = min(_leaf_ids(p) for p in operands)
+        old = self.leaves[first:]
+        del self.leaves[first:]
+        merged_at = {g[0]: g for g in groups.values() if len(g) > 1}
+        dropped = {at for g in merged_at.values() for at in g[1:]}
+        combine = np.logical_or if name == "or" else np.logical_and
+        out: list[tuple] = []
+        for at, p in enumerate(operands):
+            if at in dropped:
+                continue
+            if at in merged_at:
+                members = [old[operands[a][1] - first] for a in merged_at[at]]
+                memb = combine.reduce([m.data for m in members])
+                text = _short(f" {'|' if name == 'or' else '&'} ".join(m.text for m in members))
+                self.leaves.append(Leaf(members[0].kind, memb, text))
+                out.append(("leaf", len(self.leaves) - 1))
+            else:
+                out.append(self._renumber(p, old, first))
+        return out
+
+    def _renumber(self, node: tuple, old: list[Leaf], first: int) -> tuple:
+        """``node`` with its leaves appended again to ``self.leaves`` (from ``old``, offset ``first``)."""
+        if node[0] == "leaf":
+            self.leaves.append(old[node[1] - first])
+            return ("leaf", len(self.leaves) - 1)
+        if node[0] == "not":
+            return ("not", self._renumber(node[1], old, first))
+        return (node[0], tuple(self._renumber(kid, old, first) for kid in node[1]))
 
     def _push(self, leaf: Leaf) -> None:
         self.leaves.append(leaf)

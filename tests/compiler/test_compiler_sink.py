@@ -132,3 +132,17 @@ def test_as_layout_is_the_one_pattern_or_layout_coercion():
     with pytest.raises(TypeError, match="Layout or Pattern"):
         as_layout("causal()")
     assert as_layout(mc.causal(), 10, 30, q_offset=20).q_offset == 20
+
+
+def test_same_axis_operands_of_one_union_or_intersection_become_one_leaf():
+    """window | offsets | cols | rows | cols: the D leaves merge, the C leaves merge; the layout is unchanged."""
+    p = mc.causal() & (mc.window(3) | mc.offsets([10, 20]) | mc.cols([1]) | mc.rows([5]) | mc.cols([7])) & ~mc.window(1)
+    prog = build_program(p, q_total=90, kv_len=90)
+    kinds = sorted(leaf.kind for leaf in prog.leaves)
+    # the outer & merges causal with ~window(1) (both D); the union keeps one D, one C and one R leaf
+    assert kinds.count(codes.T_D) == 2 and kinds.count(codes.T_C) == 1 and kinds.count(codes.T_R) == 1, kinds
+    for q, k in ((90, 90), (37, 61)):
+        np.testing.assert_array_equal(as_layout(p, q_len=q, kv_len=k, block=16).to_dense(), p.dense(q, k))
+    inter = mc.window(5) & mc.offsets(range(0, 40, 2)) & mc.cols(range(0, 90, 3))
+    assert len(build_program(inter, 90, 90).leaves) == 2
+    np.testing.assert_array_equal(as_layout(inter, q_len=90, block=16).to_dense(), inter.dense(90))
