@@ -49,7 +49,7 @@ def test_interpreted_per_head_and_offset(ps, q, off):
 
 
 def test_large_bit_stages_call_the_jitted_kernel(monkeypatch):
-    monkeypatch.setattr(interp, "MAX_BIT_ELEMENTS", 0)  # read by build._bits at call time
+    monkeypatch.setattr(interp, "MAX_BIT_BLOCKS", 0)  # read by build._bits at call time
     p = mc.causal() & (mc.window(5) | mc.offsets("primes"))
     plain, jit = _both(p, 300, 300, 32)
     assert all(np.array_equal(getattr(plain, f), getattr(jit, f)) for f in FIELDS)
