@@ -1,0 +1,29 @@
+"""The axis leaves' window tables: shortcuts give the same values as the general kernels."""
+
+import numpy as np
+import pytest
+
+import maskc as mc
+from maskc.compiler import axis, interp
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_direct_hashes_equal_rolling_hashes(seed):
+    rng = np.random.default_rng(seed)
+    memb = (rng.random(int(rng.integers(1, 400))) < 0.3).astype(np.uint8)
+    step, width = int(rng.integers(1, 9)), int(rng.integers(1, 40))
+    lo0 = int(rng.integers(-50, 20))
+    n = int(rng.integers(1, 60))
+    which = np.sort(rng.choice(n, size=int(rng.integers(1, n + 1)), replace=False)).astype(np.int64)
+    rolling = axis.window_hashes(memb, lo0, step, width, n)[which]
+    assert np.array_equal(axis.hashes_of(memb, lo0, step, width, which), rolling)
+
+
+@pytest.mark.parametrize("q", [1024, 1000])  # without and with a ragged last block row
+@pytest.mark.parametrize("leaf", [mc.window(100), mc.sums(range(0, 4096, 96)), mc.offsets("primes") | mc.rows([3])])
+@pytest.mark.parametrize("jit", [True, False])
+def test_axis_leaves_compile_to_their_definition(q, leaf, jit, monkeypatch):
+    monkeypatch.setattr(interp, "_state", {"jit": jit, "spent": 0.0})  # the jitted or the interpreted kernels
+    p = mc.causal() & leaf
+    lay = mc.compile(p, q, block=64, cache=False)
+    assert lay == mc.Layout.from_dense(p.dense(q)[0], block=64)
