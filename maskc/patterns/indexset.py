@@ -122,6 +122,14 @@ class IndexSet(FrozenData):
 
     def membership(self, n: int, shift: int = 0) -> np.ndarray:
         """``m[x] = (x + shift) in set`` for x in ``[0, n)``."""
+        if self.kind == "step":  # n / step writes, not a modulo per entry
+            first, last, step = self.data
+            m = np.zeros(max(n, 0), dtype=bool)
+            a = first + max(0, -(-(shift - first) // step)) * step
+            b = min(last, shift + n - 1)
+            if a <= b:
+                m[a - shift:b - shift + 1:step] = True
+            return m
         return self.contains(np.arange(n, dtype=np.int64) + shift, limit=max(n - 1 + shift, 0))
 
     def values(self, limit: int) -> np.ndarray:

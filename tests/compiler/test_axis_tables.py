@@ -27,3 +27,15 @@ def test_axis_leaves_compile_to_their_definition(q, leaf, jit, monkeypatch):
     p = mc.causal() & leaf
     lay = mc.compile(p, q, block=64, cache=False)
     assert lay == mc.Layout.from_dense(p.dense(q)[0], block=64)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_step_membership_equals_its_definition(seed):
+    from maskc.patterns.indexset import IndexSet
+    rng = np.random.default_rng(seed)
+    first, step = int(rng.integers(-40, 40)), int(rng.integers(2, 12))
+    last = first + step * int(rng.integers(16, 40)) if seed % 2 else 1 << 40
+    s = IndexSet(range(first, last, step), "values", allow_negative=True)
+    assert s.kind == "step"
+    n, shift = int(rng.integers(0, 300)), int(rng.integers(-60, 60))
+    assert np.array_equal(s.membership(n, shift), s.contains(np.arange(n) + shift, limit=max(n - 1 + shift, 0)))
