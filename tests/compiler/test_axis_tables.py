@@ -39,3 +39,13 @@ def test_step_membership_equals_its_definition(seed):
     assert s.kind == "step"
     n, shift = int(rng.integers(0, 300)), int(rng.integers(-60, 60))
     assert np.array_equal(s.membership(n, shift), s.contains(np.arange(n) + shift, limit=max(n - 1 + shift, 0)))
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_runs_membership_equals_its_definition(seed):
+    from maskc.patterns.indexset import IndexSet
+    rng = np.random.default_rng(seed)
+    values = rng.integers(-80, 400, int(rng.integers(0, 60))).tolist() + ([range(500, 1 << 40)] if seed % 3 else [])
+    s = IndexSet(values, "values", allow_negative=True)
+    n, shift = int(rng.integers(0, 600)), int(rng.integers(-100, 100))
+    assert np.array_equal(s.membership(n, shift), s.contains(np.arange(n) + shift, limit=max(n - 1 + shift, 0)))
