@@ -110,3 +110,16 @@ def test_block_rows_lists_each_blocks_row():
     row_ptr = np.array([[0, 2, 2, 5], [5, 5, 6, 6]])
     assert K.block_rows(row_ptr, 6).tolist() == [0, 0, 2, 2, 2, 1]
     assert K.block_rows(row_ptr, 6).dtype == np.int32
+
+
+def test_warmup_runs_the_jitted_kernels():
+    code = textwrap.dedent("""
+        from maskc.compiler import warmup
+        from maskc.compiler import rowwalk
+        warmup(out=None)
+        print(len(rowwalk.walk_rows.signatures))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                         cwd=Path(__file__).parents[2])
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.split()[-1]) >= 1  # warmup compiled (or loaded) the row walk
