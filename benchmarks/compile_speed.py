@@ -13,12 +13,17 @@ Three tables, printed as markdown:
    compared.
 3. **A training step's batch**: B sequences of N tokens with fresh random document
    boundaries every step (a B-dimension mask), maskc vs ``create_block_mask``.
+4. **Cold start** (not run by default): the best of --reps fresh processes for
+   ``import maskc``, the first compile of ``causal() & window(64)`` at 4096 tokens, and
+   ``maskc info "causal() & window(64)" --len 4096``.
 
 Every point of table 1 runs in its own subprocess, so a "first" time is a first call.
 
 Usage:
     python benchmarks/compile_speed.py                     # everything (about 15 minutes on 2 cores)
     python benchmarks/compile_speed.py --tables 1 --sizes 131072 1048576 --reps 3
+    python benchmarks/compile_speed.py --tables 1 --sizes 1048576 --families "sums in a window"
+    python benchmarks/compile_speed.py --tables 4 --reps 5
 """
 
 from __future__ import annotations
@@ -96,7 +101,7 @@ def child(spec: dict) -> dict:
         times.append(time.perf_counter() - t)
     st = last_stats()
     out.update(best=min(times), blocks=lay.nnz_blocks, full=lay.n_full, partial=lay.n_partial,
-               masks=lay.n_unique_masks, runs=st.row_runs, keys=st.keys)
+               masks=lay.n_unique_masks, runs=st.row_runs, keys=st.keys, stages=st.seconds)
     return out
 
 
@@ -107,22 +112,52 @@ def run_child(spec: dict) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def table_families(sizes: list[int], reps: int, max_bytes: int) -> None:
+STAGES = ("program", "tables", "walk", "bits", "finalize")
+
+
+def table_families(sizes: list[int], reps: int, max_bytes: int, names: list[str]) -> None:
     print("| pattern | tokens | first call ms | best ms | output blocks | ns / block (best) | "
-          "row-walk runs | blocks evaluated | target ms (50 + 20 ns/block) | first / best within |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for name in FAMILY_NAMES:
+          "row-walk runs | blocks evaluated | target ms (50 + 20 ns/block) | first / best within | "
+          "ms in " + " / ".join(STAGES) + " (last run) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    for name in names:
         cell = name.replace("|", "\\|")  # a pattern's | would end the markdown cell
         for n in sizes:
             r = run_child({"family": name, "n": n, "reps": reps, "max_bytes": max_bytes})
             if "skipped" in r:
-                print(f"| {cell} | {n:,} | - | - | does not fit: {r['skipped'][:60]} | | | | | |", flush=True)
+                print(f"| {cell} | {n:,} | - | - | does not fit: {r['skipped'][:60]} | | | | | | |", flush=True)
                 continue
             target = 50 + 20e-6 * r["blocks"]
             within = "/".join("yes" if t * 1e3 <= target else "no" for t in (r["first"], r["best"]))
             print(f"| {cell} | {n:,} | {r['first'] * 1e3:.1f} | {r['best'] * 1e3:.1f} | {r['blocks']:,} | "
-                  f"{r['best'] * 1e9 / r['blocks']:.1f} | {r['runs']:,} | {r['keys']:,} | {target:.0f} | {within} |",
-                  flush=True)
+                  f"{r['best'] * 1e9 / r['blocks']:.1f} | {r['runs']:,} | {r['keys']:,} | {target:.0f} | {within} | "
+                  + " / ".join(f"{r['stages'].get(k, 0) * 1e3:.1f}" for k in STAGES) + " |", flush=True)
+
+
+def _best_seconds(cmd: list[str], reps: int, parse=None) -> float:
+    """Best of ``reps`` fresh runs of ``cmd``: wall-clock, or what ``parse(stdout)`` returns."""
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        best = min(best, parse(out) if parse else time.perf_counter() - t)
+    return best
+
+
+def table_cold_start(reps: int) -> None:
+    py = sys.executable
+    cli = [py, "-c", "import sys; from maskc.cli import main; sys.exit(main())"]
+    first = ("import time, maskc as mc\np = mc.causal() & mc.window(64)\nt = time.perf_counter()\n"
+             "mc.compile(p, 4096)\nprint(time.perf_counter() - t)")
+    rows = [("python -c 'import maskc'", _best_seconds([py, "-c", "import maskc"], reps)),
+            ("first mc.compile(causal() & window(64), 4096) in a process",
+             _best_seconds([py, "-c", first], reps, parse=lambda out: float(out.split()[-1]))),
+            ('maskc info "causal() & window(64)" --len 4096',
+             _best_seconds(cli + ["info", "causal() & window(64)", "--len", "4096"], reps))]
+    print(f"| best of {reps} fresh processes | seconds |")
+    print("|---|---:|")
+    for name, sec in rows:
+        print(f"| {name} | {sec:.3f} |", flush=True)
 
 
 def torch_document_mask_mod(doc):
@@ -281,6 +316,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--batch-len", type=int, default=32768)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--families", nargs="+", default=None, choices=FAMILY_NAMES, help="table 1's families")
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
@@ -293,13 +329,16 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.1f}, numba {numba.__version__}, torch {torch.__version__}, "
           f"block {BLOCK}\n")
     if 1 in args.tables:
-        table_families(args.sizes, args.reps, args.max_bytes)
+        table_families(args.sizes, args.reps, args.max_bytes, args.families or FAMILY_NAMES)
     if 2 in args.tables:
         print()
         table_documents(args.doc_sizes, args.reps, args.torch_limit)
     if 3 in args.tables:
         print()
         table_batch(args.batch, args.batch_len, args.steps, args.torch_limit)
+    if 4 in args.tables:
+        print()
+        table_cold_start(args.reps)
 
 
 if __name__ == "__main__":

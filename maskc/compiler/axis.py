@@ -89,6 +89,22 @@ def window_hashes(memb, lo0, step, width, n_windows):
 
 
 @njit(cache=True)
+def hashes_of(memb, lo0, step, width, which):
+    """:func:`window_hashes` of the windows ``which`` only, each summed directly: the same
+    values (the rolling update is exact modulo 2**64) in O(len(which) x width)."""
+    n = memb.shape[0]
+    base = np.uint64(0x9E3779B97F4A7C15)
+    out = np.empty(which.shape[0], dtype=np.uint64)
+    for t in range(which.shape[0]):
+        lo = lo0 + which[t] * step
+        h = np.uint64(0)
+        for x in range(lo, lo + width):
+            h = h * base + (np.uint64(memb[x]) if 0 <= x < n else np.uint64(0))
+        out[t] = h
+    return out
+
+
+@njit(cache=True)
 def windows_equal(memb, lo0, step, width, which, leader):
     """True when window ``which[t]`` equals window ``leader[t]`` for every t (no collision)."""
     n = memb.shape[0]
@@ -151,6 +167,10 @@ def axis_tables(kind: int, memb: np.ndarray, grid: Grid) -> tuple[np.ndarray, np
     # [i0 + j0, i0 + j0 + h + bk - 2]; diagonal x has i0 - j0 = q_offset + x g - (n_kb - 1) bk
     lo0 = grid.q_offset - grid.n_kb * grid.bk + grid.kv_len if kind == codes.T_D else grid.q_offset
     for h in (grid.bq, grid.last_h):
+        if cls and h == grid.bq:  # no ragged last row: its tables are the full rows'
+            cls.append(cls[0])
+            steps.append(steps[0])
+            continue
         c = window_classes(memb, lo0, grid.g, h + grid.bk - 1, grid.width)
         cls.append(c)
         steps.append(steps_down(c, sx) if kind == codes.T_D else steps_up(c, sx))
@@ -179,7 +199,10 @@ def content_ids(kind: int, memb: np.ndarray, cls: np.ndarray, grid: Grid) -> tup
         return None, 0
     ids = np.full(n, -1, dtype=np.int64)
     if partial.size:
-        hashes = window_hashes(memb, lo0, step, width, n)[partial]
+        if partial.size * width < memb.size:  # few partial windows: hash only those
+            hashes = hashes_of(memb, lo0, step, width, partial)
+        else:
+            hashes = window_hashes(memb, lo0, step, width, n)[partial]
         _, first, group = np.unique(hashes, return_index=True, return_inverse=True)
         group = group.reshape(-1)
         if not windows_equal(memb, lo0, step, width, partial, partial[first[group]]):

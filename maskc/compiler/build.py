@@ -25,6 +25,7 @@ from numba import njit, prange
 from maskc.compiler import bits as B
 from maskc.compiler import codes
 from maskc.compiler.budget import Budget
+from maskc.compiler import interp, npbits
 from maskc.compiler.order import leaf_estimates
 from maskc.compiler.program import build_program
 from maskc.compiler.rowwalk import Blocks, Slots, fill_rows, fill_rows_serial, walk_rows
@@ -142,9 +143,12 @@ def _bits(prog, ops, args, lv, grid, rep_qb, rep_kb, budget, stats, b, h):
     stats.bit_elements += n * rmax * cmax
 
     def evaluate(s, e, gbits, gslot):
-        if threads == 1:
-            B.block_bits_serial(ops, args, lv, grid, rep_qb[s:e], rep_kb[s:e], gbits, gslot, pred_of_leaf,
-                                packed[s:e], kclass[s:e])
+        if interp.is_copy(B.block_bits_serial) and e - s <= interp.MAX_BIT_BLOCKS:  # a compile without numba
+            npbits.block_bits(ops, args, lv, grid, rep_qb[s:e], rep_kb[s:e], gbits, gslot, pred_of_leaf,
+                              packed[s:e], kclass[s:e])
+        elif threads == 1:
+            interp.jitted(B.block_bits_serial)(ops, args, lv, grid, rep_qb[s:e], rep_kb[s:e], gbits, gslot,
+                                               pred_of_leaf, packed[s:e], kclass[s:e])
         else:
             with kernel_threads(threads):
                 B.block_bits(ops, args, lv, grid, rep_qb[s:e], rep_kb[s:e], gbits, gslot, pred_of_leaf,

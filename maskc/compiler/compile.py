@@ -10,12 +10,14 @@ stacked batch-major, masks deduplicated across them.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 
 import numpy as np
 
 from maskc.compiler.budget import DEFAULT_MAX_BYTES, Budget
 from maskc.compiler.build import CompileStats, compile_slice, dedupe_packed
+from maskc.compiler.interp import choose_interpreted, interpreted, record
 from maskc.compiler.runtime import announce_first_build, mark_built
 from maskc.compiler.grid import make_grid
 from maskc.ir.layout import Layout, normalize_block
@@ -133,7 +135,29 @@ def compile(pattern: Pattern, q_len: int, kv_len: int | None = None, block: int 
     grid = make_grid(q_len, kv_len, q_offset, bq, bk)
     budget = Budget(max_bytes)
     stats = CompileStats()
-    announce_first_build()
+    plain = choose_interpreted(grid.n_qb * grid.n_kb)  # small: numba's kernels run as Python
+    if not plain:
+        announce_first_build()
+    with np.errstate(over="ignore"):  # interpreted hashes wrap as numba's do
+        t0 = time.perf_counter()
+        lay = _compile_slices(pattern, grid, budget, stats, n_batch, n_heads, plain)
+        record(time.perf_counter() - t0, plain)
+    if not plain:
+        mark_built()
+    _LOCAL.stats = stats
+    if cache:
+        with _LOCK:
+            _CACHE[key] = lay
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+    return lay
+
+
+def _compile_slices(pattern: Pattern, grid, budget: Budget, stats: CompileStats, n_batch: int | None,
+                    n_heads: int | None, plain: bool) -> Layout:
+    """Compile every (batch element, head) slice and stack them (``plain``: kernels as Python)."""
+    one_slice = interpreted(compile_slice) if plain else compile_slice
+    merge = interpreted(_merge_slices) if plain else _merge_slices
     done: dict = {}
     layouts = []
     for b in range(n_batch or 1):
@@ -145,7 +169,7 @@ def compile(pattern: Pattern, q_len: int, kv_len: int | None = None, block: int 
             lay = done.get(one)
             if lay is None:
                 with budget.transient():
-                    lay = compile_slice(one, grid, budget, stats, b, h, text="")
+                    lay = one_slice(one, grid, budget, stats, b, h, text="")
                 budget.take(lay.nbytes, "the compiled slices")
                 if not stats.slice_dependent:
                     done[one] = lay
@@ -154,15 +178,7 @@ def compile(pattern: Pattern, q_len: int, kv_len: int | None = None, block: int 
         distinct = {id(lay): lay for lay in layouts}.values()
         budget.take(2 * sum(lay.masks.nbytes for lay in distinct) + 16 * sum(lay.nnz_blocks for lay in layouts),
                     f"stacking {len(layouts):,} slices")
-    lay = _merge_slices(layouts, n_batch or 1, pattern.text())
-    mark_built()
-    _LOCAL.stats = stats
-    if cache:
-        with _LOCK:
-            _CACHE[key] = lay
-            while len(_CACHE) > _CACHE_SIZE:
-                _CACHE.popitem(last=False)
-    return lay
+    return merge(layouts, n_batch or 1, pattern.text())
 
 
 def as_layout(source: Layout | Pattern, q_len: int | None = None, kv_len: int | None = None,

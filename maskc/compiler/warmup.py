@@ -13,6 +13,7 @@ import time
 from typing import Callable, TextIO
 
 from maskc.compiler.compile import compile
+from maskc.compiler.interp import use_jit
 from maskc.compiler.runtime import _stamp, expect_build, mark_built
 import maskc.patterns as P
 
@@ -44,6 +45,7 @@ def warmup(out: TextIO | None = sys.stderr) -> float:
     """
     t0 = time.perf_counter()
     expect_build()
+    use_jit()  # the steps are small: without this they would run the kernels as Python, building nothing
     steps = _steps()
     if out is not None:
         print("maskc warmup: building the compiler's numba kernels (cached on disk after the first time)",

@@ -1,6 +1,7 @@
 """numba kernels over the BSR arrays: structure checks, block-row indices, token CSR, counting sort.
 
-Each runs in O(input) time with O(output) memory (no temporaries sized by ``n_qb`` or
+Small inputs run as plain Python (the same source, without numba: its first call in a
+process costs about half a second, :data:`PLAIN_MAX`), larger ones jitted. Each runs in O(input) time with O(output) memory (no temporaries sized by ``n_qb`` or
 ``n_kb`` beyond what the caller passes in), so they are safe on hostile sizes.
 """
 
@@ -13,10 +14,28 @@ from maskc.ir.kinds import FULL
 
 #: codes returned by :func:`check_bsr` (0 = fine)
 BSR_OK, BSR_PTR_RANGE, BSR_PTR_START, BSR_PTR_ORDER, BSR_PTR_CONTIG, BSR_PTR_END, BSR_COL_RANGE, BSR_COL_ORDER = range(8)
+#: Inputs of at most this many entries are checked by the interpreter, not numba.
+PLAIN_MAX = 1 << 14
+
+
+def check_bsr(row_ptr: np.ndarray, col_idx: np.ndarray, n_kb: int) -> tuple[int, int, int]:
+    """``(code, a, b)``: the first structural problem of (row_ptr [S, R + 1], col_idx) or BSR_OK.
+
+    ``a, b`` locate it: (slice, row) for pointer problems, (block, value) for column problems.
+
+    Example:
+        >>> import numpy as np
+        >>> check_bsr(np.array([[0, 1, 2]]), np.array([0, 0], np.int32), 1) == (BSR_OK, 0, 0)
+        True
+        >>> check_bsr(np.array([[0, 2]]), np.array([1, 0], np.int32), 2)[0] == BSR_COL_ORDER
+        True
+    """
+    small = row_ptr.size + col_idx.size <= PLAIN_MAX
+    return (_check_bsr.py_func if small else _check_bsr)(row_ptr, col_idx, n_kb)
 
 
 @njit(cache=True)
-def check_bsr(row_ptr, col_idx, n_kb):
+def _check_bsr(row_ptr, col_idx, n_kb):
     """``(code, a, b)``: the first structural problem of (row_ptr [S, R + 1], col_idx) or BSR_OK.
 
     ``a, b`` locate it: (slice, row) for pointer problems, (block, value) for column problems.
@@ -49,16 +68,16 @@ def check_bsr(row_ptr, col_idx, n_kb):
     return BSR_OK, 0, 0
 
 
-@njit(cache=True)
-def block_rows(row_ptr, nnzb):
-    """Block row of every stored block (int32 [nnzb]); row_ptr must be valid."""
-    out = np.empty(nnzb, dtype=np.int32)
+def block_rows(row_ptr: np.ndarray, nnzb: int) -> np.ndarray:
+    """Block row of every stored block (int32 [nnzb]); row_ptr must be valid.
+
+    Example:
+        >>> block_rows(np.array([[0, 2, 2, 3]]), 3).tolist()
+        [0, 0, 2]
+    """
     S, R1 = row_ptr.shape
-    for s in range(S):
-        for r in range(R1 - 1):
-            for t in range(row_ptr[s, r], row_ptr[s, r + 1]):
-                out[t] = r
-    return out
+    counts = np.diff(row_ptr, axis=1).reshape(-1)
+    return np.repeat(np.tile(np.arange(R1 - 1, dtype=np.int32), S), counts)[:nnzb]
 
 
 @njit(cache=True)

@@ -122,6 +122,22 @@ class IndexSet(FrozenData):
 
     def membership(self, n: int, shift: int = 0) -> np.ndarray:
         """``m[x] = (x + shift) in set`` for x in ``[0, n)``."""
+        if self.kind == "step":  # n / step writes, not a modulo per entry
+            first, last, step = self.data
+            m = np.zeros(max(n, 0), dtype=bool)
+            a = first + max(0, -(-(shift - first) // step)) * step
+            b = min(last, shift + n - 1)
+            if a <= b:
+                m[a - shift:b - shift + 1:step] = True
+            return m
+        if self.kind == "runs":  # +1 / -1 at the clipped run ends, then a running sum: O(n + runs)
+            starts, ends = self._runs()
+            lo, hi = np.clip(starts - shift, 0, n), np.clip(ends - shift, 0, n)
+            keep = lo < hi
+            delta = np.zeros(max(n, 0) + 1, dtype=np.int32)
+            np.add.at(delta, lo[keep], 1)
+            np.add.at(delta, hi[keep], -1)
+            return np.cumsum(delta[:-1]) > 0
         return self.contains(np.arange(n, dtype=np.int64) + shift, limit=max(n - 1 + shift, 0))
 
     def values(self, limit: int) -> np.ndarray:

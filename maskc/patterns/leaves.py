@@ -204,8 +204,7 @@ class Sums(AxisLeaf):
         return f"sums({self.seq.text()})"
 
     def membership(self, q_total, kv_len):
-        n = q_total + kv_len - 1
-        return self.seq.contains(np.arange(n, dtype=np.int64), limit=n - 1)
+        return self.seq.membership(q_total + kv_len - 1)
 
 
 class _IndexLeaf(AxisLeaf):
@@ -227,9 +226,9 @@ class _IndexLeaf(AxisLeaf):
         return f"{self.name}({self.idx.text()}{extra})"
 
     def _member(self, n: int) -> np.ndarray:
-        x = np.arange(n, dtype=np.int64) + self.shift
-        if self.period is not None:
-            x = np.mod(x, self.period)
+        if self.period is None:
+            return self.idx.membership(n, self.shift)
+        x = np.mod(np.arange(n, dtype=np.int64) + self.shift, self.period)
         return self.idx.contains(x, limit=max(int(x.max()), 0) if n else 0)
 
 
