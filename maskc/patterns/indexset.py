@@ -26,7 +26,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from maskc.limits import MAX_INT, MAX_TEXT, check_int
+from maskc.limits import MAX_INT, MAX_TEXT, check_int, refuse_above
 from maskc.patterns import sequences as _seq
 from maskc.patterns.sequences import sorted_unique
 
@@ -72,6 +72,11 @@ def _restore(cls: type, kind: str, data: Any) -> FrozenData:
     return obj
 
 
+#: Values a named sequence is generated to per call without regard to the positions asked
+#: about (beyond that, at most 64 values per position): 2**24, about 0.2 s for the primes.
+NAMED_WORK = 1 << 24
+
+
 class IndexSet(FrozenData):
     """A set of integers (see the module docstring). Specs: an ``int`` n (``range(n)``),
     a ``range``, an iterable of ints and ranges (a union), an integer array, or a name.
@@ -110,6 +115,12 @@ class IndexSet(FrozenData):
         ``'paley_residues'``)."""
         x = np.asarray(x, dtype=np.int64)
         if self.kind == "named":
+            # generating the sequence costs O(limit): bounded by the positions asked about, so a
+            # large shift or period (values, not sizes) is refused before any work
+            refuse_above(int(limit), max(NAMED_WORK, 64 * int(x.size)),
+                         f"the named sequence {self.data!r} up to {int(limit):,} (for {int(x.size):,} positions)",
+                         "use a smaller shift or period with a named sequence, or an explicit list or range",
+                         unit="values")
             return np.isin(x, _seq.named_sequence(self.data, limit))
         if self.kind == "step":
             first, last, step = self.data

@@ -260,3 +260,28 @@ def dumps_npz(arrs: dict) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **arrs)
     return buf.getvalue()
+
+
+@pytest.mark.parametrize("text", [
+    "cols('primes', period=1073741824, shift=1073741600)",
+    "rows('squares', shift=536870912)",
+    "offsets('primes', shift=1000000000)",
+])
+def test_named_sequence_work_is_bounded_by_the_positions_not_the_shift_or_period(text: str) -> None:
+    """Found by the long fuzz run: a named sequence was generated up to shift + period (a sieve of 2**30)."""
+    try:
+        p = mc.parse(text)
+    except (ValueError, TypeError):
+        return  # refused at parse time: also bounded
+    tracemalloc.start()
+    t = time.perf_counter()
+    for call in (lambda: p.dense(8, 96), lambda: mc.compile(p, 96, block=16, cache=False)):
+        try:
+            got = call()
+        except TooLargeError as e:
+            assert "shift or period" in str(e)
+        else:
+            assert got is not None
+    took, peak = time.perf_counter() - t, tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert took < 2.0 and peak < 64 << 20, (took, peak)
