@@ -35,6 +35,7 @@ from typing import IO, Any, Sequence
 import numpy as np
 
 from maskc.errors import LayoutFormatError
+from maskc.limits import refuse_above
 from maskc.ir import containers, schema
 from maskc.ir.assemble import blocks_from_dense, blocks_from_pairs, classify_tiles
 from maskc.ir.checks import check_fields
@@ -214,7 +215,8 @@ class Layout(LayoutSubsets):
         columns and query ranges. Runs may come in any order and touch (they are merged);
         overlapping runs of one line are refused. Work O(runs log runs + output blocks +
         partial blocks x block area) (see :mod:`maskc.ir.runs`); never a dense grid. TooLargeError
-        above ``max_elements`` bytes of packed partial-block tiles.
+        above ``max_elements`` bytes of packed partial-block tiles, or of the per-line run
+        pointers (16 bytes a line), before either is allocated.
 
         Example:
             >>> import maskc as mc
@@ -226,6 +228,8 @@ class Layout(LayoutSubsets):
             raise ValueError(f"by must be 'rows' or 'cols', got {by!r}"[:200])
         q_len, kv_len, bq, bk, S, batch, q_offset = cls._sizes(q_len, kv_len, block, 1, 1, 0)
         n_lines, n_other, bl, bo = (q_len, kv_len, bq, bk) if by == "rows" else (kv_len, q_len, bk, bq)
+        refuse_above(16 * (n_lines + 1), max_elements, f"the per-line run pointers of {n_lines:,} {by}",
+                     "use shorter sequences, or raise max_elements")
         (ln,) = _indices(lines=(lines, n_lines))
         st, en = (np.asarray(a).reshape(-1) for a in (starts, ends))
         if not (st.shape == en.shape == ln.shape) or (st.size and (st.dtype.kind not in "iu" or en.dtype.kind not in "iu")):

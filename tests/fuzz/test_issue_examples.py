@@ -285,3 +285,14 @@ def test_named_sequence_work_is_bounded_by_the_positions_not_the_shift_or_period
     took, peak = time.perf_counter() - t, tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert took < 2.0 and peak < 64 << 20, (took, peak)
+
+
+def test_interval_importers_refuse_huge_lengths_before_allocating() -> None:
+    """Found by the fuzz rerun: from_magi with two slices and total_seqlen 2**31 - 1 asked for 32 GiB of run pointers."""
+    tracemalloc.start()
+    t = time.perf_counter()
+    with pytest.raises(TooLargeError, match="run pointers"):
+        ex.from_magi(np.array([[0, 4], [4, 8]]), np.array([[0, 4], [0, 8]]), np.array([0, 1]), 2**31 - 1, 2**31 - 1)
+    took, peak = time.perf_counter() - t, tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert took < 1.0 and peak < 16 << 20, (took, peak)
