@@ -68,7 +68,7 @@ def _find_slot(slots, n, kind, tail, ctx):
 @njit(cache=True, _nrt=False)
 def _walk_row(qb, ops, args, lv, grid, ar, share, slots, n_slots, keep_lo, keep_hi, keep_cls, keep_slot, n_kept):
     """Evaluate row qb and keep its runs at n_kept; returns (blocks, own-key blocks,
-    n_slots, n_kept, work), n_slots -1 when the slot table or the kept runs are full."""
+    n_slots, n_kept, work), n_slots -1 when the kept runs are full, -2 when the slot table is."""
     lo, hi, work = eval_row(qb, ops, args, lv, grid, ar, share)
     cnt = 0
     own = 0
@@ -104,7 +104,7 @@ def _walk_row(qb, ops, args, lv, grid, ar, share, slots, n_slots, keep_lo, keep_
                 slot = _find_slot(slots, n_slots, part_kind, tail, ar.ctx[r])
                 if slot < 0:
                     if n_slots == slots.shape[1]:
-                        return 0, 0, -1, n_kept, work
+                        return 0, 0, -2, n_kept, work
                     slots[0, n_slots] = part_kind
                     slots[1, n_slots] = tail
                     slots[2, n_slots] = ar.ctx[r]
@@ -143,7 +143,7 @@ def walk_rows(ops, args, lv, grid, share, depth, interests, counts, owns, max_ke
         cnt, own, n, n_now, w = _walk_row(qb, ops, args, lv, grid, ar, share, slots, n_slots, keep_lo, keep_hi,
                                           keep_cls, keep_slot, n_kept)
         if n < 0:  # a table is full: grow it and do the row again
-            if n_slots == slots.shape[1]:
+            if n == -2:  # the slot table (the row may have added slots before it filled up)
                 grown = np.zeros((3, 2 * slots.shape[1]), dtype=np.int64)
                 grown[:, :n_slots] = slots[:, :n_slots]
                 slots = grown

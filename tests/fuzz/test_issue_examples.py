@@ -296,3 +296,18 @@ def test_interval_importers_refuse_huge_lengths_before_allocating() -> None:
     took, peak = time.perf_counter() - t, tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert took < 1.0 and peak < 16 << 20, (took, peak)
+
+
+def test_a_row_that_fills_the_slot_table_grows_the_slot_table() -> None:
+    """Found by the final long fuzz run: a row that filled the compiler's slot table mid-row was taken
+    for a full kept-runs array, which then doubled up to the budget (1-10 GB reserved, then TooLargeError)."""
+    p = mc.parse("(mian_chowla_bird() & document_mask([18, 1]) | mian_chowla_bird() | riemann_zeros(19) | "
+                 "attention_sinks(0, 2147483648) & heads([rows('mersenne'), quadratic_residue()]))")
+    tracemalloc.start()
+    t = time.perf_counter()
+    lay = mc.compile(p, 70, block=3, cache=False)
+    took, peak = time.perf_counter() - t, tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_array_equal(lay.to_dense(), p.dense(70))
+    assert peak < 64 << 20, peak
+    assert took < 30.0  # generous: the first call may build numba kernels
