@@ -214,7 +214,12 @@ def content_ids(kind: int, memb: np.ndarray, cls: np.ndarray, grid: Grid) -> tup
 
 def block_counts(memb: np.ndarray) -> np.ndarray:
     """Prefix counts of ``memb`` every 64 entries: ``out[t] = memb[:64 t].sum()``."""
-    out = np.zeros(-(-memb.size // 64) + 1, dtype=np.int64)
+    n = -(-memb.size // 64)
+    out = np.zeros(n + 1, dtype=np.int64)
     if memb.size:
-        np.cumsum(np.add.reduceat(memb, np.arange(0, memb.size, 64), dtype=np.int64), out=out[1:])
+        whole = memb.size // 64  # 64-entry groups as rows of a view, the ragged tail apart
+        out[1:whole + 1] = np.count_nonzero(memb[:whole * 64].reshape(whole, 64), axis=1)
+        if whole < n:
+            out[n] = np.count_nonzero(memb[whole * 64:])
+        np.cumsum(out[1:], out=out[1:])
     return out

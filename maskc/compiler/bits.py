@@ -17,9 +17,10 @@ from maskc.compiler.codes import (
     EMPTY, FULL, OP_AND, OP_LEAF, OP_NARROW_AND, OP_NARROW_OR, OP_NOT, PARTIAL, T_BLOCK, T_C, T_CELLS, T_D,
     T_PRED, T_R, T_S, T_SEG, UNKNOWN,
 )
+from maskc.compiler.coarse import cell_allowed
 from maskc.compiler.leafruns import axis_class, run_class
 from maskc.compiler.runs import not_class
-from maskc.compiler.grid import AT_CELLS, AT_COARSE, AT_IDS, AT_MEMB
+from maskc.compiler.grid import AT_CELLS, AT_IDS, AT_MEMB
 
 
 @njit(cache=True, inline="always")
@@ -90,16 +91,16 @@ def _leaf_bits(l, qb, kb, lv, grid, rows, cols, gbits, gslot, col_label, out):
                 out[a, b] = la == col_label[b]
     elif t == T_BLOCK:
         bb = lv.param[l]
-        ptr = lv.at[l, AT_COARSE]
         for a in range(rows):
-            r = (i0 + a) // bb - lv.coarse_row0[l]
-            e = lv.coarse_ptr[ptr + r]
-            e1 = lv.coarse_ptr[ptr + r + 1]
+            r = (i0 + a) // bb
+            c_prev = -1
+            v = False
             for b in range(cols):
                 c = (j0 + b) // bb
-                while e < e1 and lv.coarse_hi[e] <= c:
-                    e += 1
-                out[a, b] = e < e1 and lv.coarse_lo[e] <= c
+                if c != c_prev:  # one lookup per coarse cell
+                    v = cell_allowed(lv, l, r, c, grid)
+                    c_prev = c
+                out[a, b] = v
     elif t == T_CELLS:
         ptr = lv.at[l, AT_CELLS] + qb * grid.bq
         for a in range(rows):

@@ -213,8 +213,9 @@ def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: i
     owns = np.zeros(n_qb, dtype=np.int64)
     max_kept = max(0, budget.max_bytes - budget.used) // _KEPT_RUN_BYTES
     runs_per_row = min(sum(e.runs for e in estimates) + 2, 2 * grid.n_kb + 2)
-    slots, kept, work = walk_rows(ops, args, lv, grid, share, depth, interests, counts, owns, max_kept,
-                                  int(n_qb * runs_per_row))
+    cap = min(max_kept, max(1024, int(n_qb * runs_per_row)))  # untouched capacity costs no memory
+    first = (np.empty(cap, np.int32), np.empty(cap, np.int32), np.empty(cap, np.int8), np.empty(cap, np.int32))
+    slots, kept, work = walk_rows(ops, args, lv, grid, share, depth, interests, counts, owns, max_kept, first)
     if work < 0:
         budget.take(budget.max_bytes + 1, "the row walk's runs")
     budget.take(kept.lo.size * _KEPT_RUN_BYTES, "the row walk's runs")

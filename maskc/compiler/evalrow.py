@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from maskc.compiler.codes import (
-    EMPTY, FULL, OP_AND, OP_LEAF, OP_NARROW_AND, OP_NARROW_OR, OP_NOT, PARTIAL, UNKNOWN,
+    EMPTY, FULL, OP_AND, OP_LEAF, OP_NARROW_AND, OP_NARROW_OR, OP_NOT, OP_OR, PARTIAL, UNKNOWN,
 )
 from maskc.compiler.leafruns import leaf_runs
 from maskc.compiler.runs import combine_class, emit_run
@@ -35,11 +35,34 @@ def _context_of(c, c1, x1, c2, x2):
 def _pass_through(ar, start, p, k, k1, pos, lim):
     """Copy the runs k.. of a list that end by ``lim`` (the first clipped to start at ``pos``)
     where the other operand is neutral (FULL for ``&``, absent for ``|``); returns
-    (p, k, the position reached)."""
-    while k < k1 and ar.hi[k] <= lim:
+    (p, k, the position reached).
+
+    Only the first copied run can join the output's last run: a list never holds two
+    runs that :func:`~maskc.compiler.runs.emit_run` would have joined, so the rest are
+    copied as they are."""
+    if k < k1 and ar.hi[k] <= lim:
         p = emit_run(ar, start, p, max(ar.lo[k], pos), ar.hi[k], ar.cls[k], ar.ctx[k])
         k += 1
+        end = k
+        while end < k1 and ar.hi[end] <= lim:
+            end += 1
+        p = _copy_runs(ar, k, end, p)
+        k = end
     return p, k, max(pos, min(lim, ar.lo[k]) if k < k1 else lim)
+
+
+@njit(cache=True, inline="always")
+def _copy_runs(ar, a, b, to):
+    """Copy runs a..b to ``to`` (below a, or after b: the copy never reads what it wrote);
+    returns the end of the copy."""
+    n = b - a
+    lo, hi, cls, ctx = ar.lo, ar.hi, ar.cls, ar.ctx
+    for t in range(n):
+        lo[to + t] = lo[a + t]
+        hi[to + t] = hi[a + t]
+        cls[to + t] = cls[a + t]
+        ctx[to + t] = ctx[a + t]
+    return to + n
 
 
 @njit(cache=True, inline="always")
@@ -113,18 +136,6 @@ def _complement(ar, r0, r1, i_from, i_to, p):
     return p
 
 
-@njit(cache=True, inline="always")
-def _move_down(ar, p, q, to):
-    """Move the runs p..q (a new result) down to ``to`` (over the operands it replaces);
-    returns its new end."""
-    for t in range(q - p):
-        ar.lo[to + t] = ar.lo[p + t]
-        ar.hi[to + t] = ar.hi[p + t]
-        ar.cls[to + t] = ar.cls[p + t]
-        ar.ctx[to + t] = ar.ctx[p + t]
-    return to + q - p
-
-
 @njit(cache=True, _nrt=False)
 def eval_row(qb, ops, args, lv, grid, ar, share):
     """Runs of the whole program on block row qb: ``(lo, hi, work)``, the runs being
@@ -189,15 +200,23 @@ def eval_row(qb, ops, args, lv, grid, ar, share):
         elif op == OP_NOT:
             r0 = ar.res_lo[nr - 1]
             q = _complement(ar, r0, ar.res_hi[nr - 1], ar.int_lo[ni - 1], ar.int_hi[ni - 1], p)
-            p = _move_down(ar, p, q, r0)
+            p = _copy_runs(ar, p, q, r0)
             ar.res_hi[nr - 1] = p
             work += p - r0
         else:
             ni -= 1
             a0 = ar.res_lo[nr - 2]
-            q = _merge(ar, a0, ar.res_hi[nr - 2], ar.res_lo[nr - 1], ar.res_hi[nr - 1], p, op == OP_AND)
-            p = _move_down(ar, p, q, a0)
+            a1 = ar.res_hi[nr - 2]
+            b0 = ar.res_lo[nr - 1]  # == a1: results lie one after another
+            b1 = ar.res_hi[nr - 1]
+            if op == OP_AND and (a0 == a1 or b0 == b1):  # an EMPTY operand
+                p = a0
+            elif op == OP_OR and (a0 == a1 or b0 == b1 or ar.hi[a1 - 1] < ar.lo[b0]):
+                p = b1  # one operand EMPTY, or B wholly after A (not touching): A then B, in place
+            else:
+                q = _merge(ar, a0, a1, b0, b1, p, op == OP_AND)
+                p = _copy_runs(ar, p, q, a0)
+                work += p - a0
             nr -= 1
             ar.res_hi[nr - 1] = p
-            work += p - a0
     return ar.res_lo[0], ar.res_hi[0], work

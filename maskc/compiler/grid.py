@@ -63,6 +63,7 @@ class LeafTables(NamedTuple):
     kind: np.ndarray        # int64 [L] codes.T_*
     param: np.ndarray       # int64 [L] coarse block (T_BLOCK), pieces (T_SEG), distinct contents (axis leaves)
     coarse_row0: np.ndarray  # int64 [L] first coarse row a T_BLOCK leaf's coarse runs hold
+    coarse_axis: np.ndarray  # int64 [L] T_BLOCK: -1 (coarse runs per row) or the inner axis kind (membership runs)
     at: np.ndarray          # int64 [L, N_AT]
     memb: np.ndarray        # uint8: D / S / R / C membership
     count: np.ndarray       # int64: prefix counts of memb every 64 entries (block_counts)
@@ -81,7 +82,7 @@ class LeafTables(NamedTuple):
     k_pure_count: np.ndarray  # int64 [n_kb + 1]: prefix count of single-label key blocks
     kinc_ptr: np.ndarray    # int64 [n_kb + 1]: labels in each key block
     kinc_lab: np.ndarray    # int64
-    coarse_ptr: np.ndarray  # int64: runs of allowed coarse columns per coarse row
+    coarse_ptr: np.ndarray  # int64: runs of allowed coarse columns per coarse row (one axis: [0, membership runs])
     coarse_lo: np.ndarray   # int64
     coarse_hi: np.ndarray   # int64
     cell_ptr: np.ndarray    # int64 [q_len + 1]: cells of each layout row

@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit
 
 from maskc.compiler.codes import EMPTY, FULL, T_C, T_D, T_PRED, T_R, T_S, UNKNOWN
+from maskc.compiler.coarse import axis_row_runs, cell_allowed, coarse_ck
 from maskc.compiler.runs import count_class, emit_run, leaf_context
 from maskc.compiler.grid import AT_COARSE, AT_COUNT, AT_MEMB, AT_RUNS, AT_TAB
 
@@ -63,6 +64,13 @@ def _coarse_row_span(l, qb, lv, grid):
 def _coarse_runs(l, qb, s, e, lv, grid, ar, start, p):
     """Runs of a block-level leaf on the block grid: its coarse row's runs, scaled."""
     sc = lv.param[l] // grid.bk
+    if lv.coarse_axis[l] >= 0:  # computed from the inner axis leaf's membership runs
+        base = lv.at[l, AT_COARSE]
+        m0 = lv.coarse_ptr[base]
+        m1 = lv.coarse_ptr[base + 1]
+        r = (grid.q_offset + qb * grid.bq) // lv.param[l]
+        return axis_row_runs(lv.coarse_axis[l], lv.coarse_lo[m0:m1], lv.coarse_hi[m0:m1], r, coarse_ck(lv, l, grid),
+                             sc, s, e, ar, start, p)
     c0, c1 = _coarse_row_span(l, qb, lv, grid)
     k = c0 + np.searchsorted(lv.coarse_hi[c0:c1], s // sc, side="right")
     while k < c1 and lv.coarse_lo[k] * sc < e:
@@ -76,9 +84,8 @@ def run_class(l, qb, kb, lv, grid):
     """Class of a run-list leaf (segments, block level, cells) on block (qb, kb)."""
     if lv.at[l, AT_RUNS] < 0:  # a block-level leaf on the grid: its coarse cell
         c = kb // (lv.param[l] // grid.bk)
-        c0, c1 = _coarse_row_span(l, qb, lv, grid)
-        k = c0 + np.searchsorted(lv.coarse_hi[c0:c1], c, side="right")
-        return FULL if k < c1 and lv.coarse_lo[k] <= c else EMPTY
+        r = (grid.q_offset + qb * grid.bq) // lv.param[l]
+        return FULL if cell_allowed(lv, l, r, c, grid) else EMPTY
     p = lv.at[l, AT_RUNS] + qb
     r0 = lv.run_ptr[p]
     r1 = lv.run_ptr[p + 1]

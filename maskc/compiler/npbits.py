@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from maskc.compiler.bits import leaf_class_at
+from maskc.compiler.coarse import axis_index_np
 from maskc.compiler.codes import (
     EMPTY, FULL, OP_AND, OP_LEAF, OP_NARROW_AND, OP_NARROW_OR, OP_NOT, PARTIAL, T_BLOCK, T_C, T_CELLS, T_D,
     T_R, T_S, T_SEG,
@@ -60,6 +61,14 @@ def _leaf_bits(l: int, qb: int, kb: int, lv, grid, rows: int, cols: int, gbits: 
         bb = lv.param[l]
         ptr = lv.at[l, AT_COARSE]
         c = (j0 + b[0]) // bb
+        if lv.coarse_axis[l] >= 0:  # from the inner axis leaf's membership runs
+            m0, m1 = lv.coarse_ptr[ptr], lv.coarse_ptr[ptr + 1]
+            run_lo, run_hi = lv.coarse_lo[m0:m1], lv.coarse_hi[m0:m1]
+            x = axis_index_np(int(lv.coarse_axis[l]), (i0 + a) // bb, c[None, :], -(-grid.kv_len // bb))
+            k = np.searchsorted(run_hi, x, side="right")
+            inside = k < run_hi.size
+            inside[inside] = run_lo[k[inside]] <= x[inside]
+            return inside
         out = np.zeros((rows, cols), dtype=bool)
         coarse = (i0 + a[:, 0]) // bb - lv.coarse_row0[l]
         for r in np.unique(coarse):

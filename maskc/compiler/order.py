@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from maskc.compiler import codes
+from maskc.compiler.coarse import axis_estimate
 from maskc.compiler.grid import AT_COARSE, AT_RUNS, AT_TAB, Grid, LeafTables
 
 
@@ -56,6 +57,12 @@ def leaf_estimates(lv: LeafTables, grid: Grid) -> list[Estimate]:
             at = int(lv.at[l, AT_COARSE])
             b = int(lv.param[l])
             rows, cols = -(-grid.q_total // b) - grid.q_offset // b, -(-grid.kv_len // b)
+            if lv.coarse_axis[l] >= 0:  # one-axis inner pattern: from its membership runs
+                m0, m1 = int(lv.coarse_ptr[at]), int(lv.coarse_ptr[at + 1])
+                share, runs = axis_estimate(int(lv.coarse_axis[l]), lv.coarse_lo[m0:m1], lv.coarse_hi[m0:m1],
+                                            int(lv.coarse_row0[l]), rows, cols)
+                out.append(Estimate(share, share, 1.0 + 2.0 * runs))
+                continue
             ptr = lv.coarse_ptr[at: at + rows + 1]
             lo, hi = (a[ptr[0]: ptr[-1]] for a in (lv.coarse_lo, lv.coarse_hi))
             share = float(hi.sum() - lo.sum()) / (rows * cols)

@@ -119,22 +119,20 @@ def _walk_row(qb, ops, args, lv, grid, ar, share, slots, n_slots, keep_lo, keep_
 
 
 @njit(cache=True)
-def walk_rows(ops, args, lv, grid, share, depth, interests, counts, owns, max_kept, first_cap):
+def walk_rows(ops, args, lv, grid, share, depth, interests, counts, owns, max_kept, first):
     """Pass 1: blocks per row into ``counts``, own-key blocks into ``owns``.
 
     Returns ``(slots, kept, work)``: the key slots found ([3, n]: kind, tail, context),
     the :class:`KeptRuns`, and the runs made (the work), or ``work = -1`` when more than
-    ``max_kept`` runs would be kept. ``first_cap`` is the first capacity of the kept runs
-    (an estimate: untouched capacity costs no memory).
+    ``max_kept`` runs would be kept. ``first`` is ``(lo, hi, cls, slot)``, the first
+    arrays of the kept runs (sized by an estimate and allocated by the caller, where
+    numpy backs large arrays with huge pages: a run list of 60 MB otherwise costs ~20 ms
+    of page faults per compile); they grow here when the estimate was short.
     """
     keep_ptr = np.zeros(grid.n_qb + 1, dtype=np.int64)
     ar = new_arena(grid.n_kb, depth, interests)
     slots = np.zeros((3, 16), dtype=np.int64)
-    cap = min(max_kept, max(1024, first_cap))
-    keep_lo = np.empty(cap, dtype=np.int32)
-    keep_hi = np.empty(cap, dtype=np.int32)
-    keep_cls = np.empty(cap, dtype=np.int8)
-    keep_slot = np.empty(cap, dtype=np.int32)
+    keep_lo, keep_hi, keep_cls, keep_slot = first
     n_slots = 0
     n_kept = 0
     work = 0

@@ -28,7 +28,7 @@ NS_PER_BLOCK_WRITTEN = 5
 NS_PER_ROW_WALKED = 200
 NS_PER_BIT = 2
 
-_KERNEL_MODULES = ("codes", "grid", "axis", "tables", "prep", "runs", "leafruns", "evalrow", "keys", "rowwalk", "bits")
+_KERNEL_MODULES = ("codes", "grid", "axis", "tables", "prep", "runs", "coarse", "leafruns", "evalrow", "keys", "rowwalk", "bits")
 _state = {"checked": False}
 
 

@@ -126,9 +126,15 @@ def _block_level_tables(inner, b: int, grid: Grid, budget: Budget, compile_inner
     cq = -(-grid.q_total // b) - row0
     ck = -(-grid.kv_len // b)
     sub = compile_inner(inner, cq, ck, row0, (_inner_block(cq), _inner_block(ck)))
+    on_grid = b % grid.bq == 0 and b % grid.bk == 0 and grid.q_offset % grid.bq == 0
     if isinstance(sub, tuple):  # (kind, membership) of a one-axis inner pattern
         kind, memb = sub
         edges = np.flatnonzero(np.diff(np.concatenate([[0], memb.view(np.uint8), [0]]).astype(np.int8)))
+        if on_grid:  # rows compute their coarse columns from the membership runs (maskc.compiler.coarse)
+            budget.take(16 * edges.size, f"the membership runs of block_level(..., {b})")
+            m = edges.size // 2
+            return dict(runs=None, coarse=(np.array([0, m], dtype=np.int64), edges[0::2], edges[1::2]), row0=row0,
+                        axis=int(kind))
         c_ptr, c_lo, c_hi = prep.axis_coarse_runs(kind, edges[0::2], edges[1::2], row0, cq, ck)
         budget.take(16 * int(c_ptr[-1]), f"the {int(c_ptr[-1]):,} coarse runs of block_level(..., {b})")
     else:
@@ -136,7 +142,7 @@ def _block_level_tables(inner, b: int, grid: Grid, budget: Budget, compile_inner
         c_ptr = prep.coarse_run_counts(*layout, cq, ck)
         budget.take(16 * int(c_ptr[-1]), f"the {int(c_ptr[-1]):,} coarse runs of block_level(..., {b})")
         c_lo, c_hi = prep.coarse_run_fill(c_ptr, *layout, ck)
-    if b % grid.bq == 0 and b % grid.bk == 0 and grid.q_offset % grid.bq == 0:
+    if on_grid:
         # on the block grid (every block inside one coarse cell): rows read the coarse runs directly
         return dict(runs=None, coarse=(c_ptr, c_lo, c_hi), row0=row0)
     i0 = grid.q_offset + np.arange(grid.n_qb, dtype=np.int64) * grid.bq
@@ -184,6 +190,7 @@ def build_tables(leaves: list, grid: Grid, budget: Budget, compile_inner: Callab
     at = np.full((L, N_AT), -1, dtype=np.int64)
     param = np.zeros(L, dtype=np.int64)
     row0 = np.zeros(L, dtype=np.int64)
+    coarse_axis = np.full(L, -1, dtype=np.int64)
     f = {name: _Parts(dt) for name, dt in _FIELDS.items()}
 
     def add_runs(l: int, runs) -> None:
@@ -230,11 +237,11 @@ def build_tables(leaves: list, grid: Grid, budget: Budget, compile_inner: Callab
             at[l, AT_COARSE] = f["coarse_ptr"].add(c_ptr, shift=f["coarse_lo"].size)
             f["coarse_lo"].add(c_lo)
             f["coarse_hi"].add(c_hi)
-            param[l], row0[l] = b, t["row0"]
+            param[l], row0[l], coarse_axis[l] = b, t["row0"], t.get("axis", -1)
         elif leaf.kind == codes.T_CELLS:
             t = _cell_tables(*leaf.data, grid)
             add_runs(l, t["runs"])
             at[l, AT_CELLS] = f["cell_ptr"].add(t["cell_ptr"], shift=f["cell_col"].size)
             f["cell_col"].add(t["cell_col"])
     kinds = np.array([leaf.kind for leaf in leaves], dtype=np.int64)
-    return LeafTables(kinds, param, row0, at, **{name: p.array() for name, p in f.items()})
+    return LeafTables(kinds, param, row0, coarse_axis, at, **{name: p.array() for name, p in f.items()})
