@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from maskc.jit import njit
 
 from maskc.compiler import codes
 from maskc.compiler.codes import EMPTY, FULL, PARTIAL

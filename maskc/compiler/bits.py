@@ -11,7 +11,7 @@ FULL) comes back in ``kclass``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from maskc.jit import njit, prange
 
 from maskc.compiler.codes import (
     EMPTY, FULL, OP_AND, OP_LEAF, OP_NARROW_AND, OP_NARROW_OR, OP_NOT, PARTIAL, T_BLOCK, T_C, T_CELLS, T_D,

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from numba import njit, prange
+from maskc.jit import njit, prange
 
 from maskc.compiler import bits as B
 from maskc.compiler import codes

@@ -16,15 +16,15 @@ forms (``LeafTables.coarse_axis[l]``):
 Example:
     >>> import numpy as np
     >>> from maskc.compiler.codes import T_D
-    >>> lo, hi = np.array([3]), np.array([5])  # allowed offsets r - c in {0, 1} with ck = 4
+    >>> lo, hi = np.array([3]), np.array([5])  # offsets r - c in {0, 1} (x = r - c + 3): row 2 allows columns 1, 2
     >>> [bool(axis_allows(T_D, lo, hi, 2, c, 4)) for c in range(4)]
-    [True, True, False, False]
+    [False, True, True, False]
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from maskc.jit import njit
 
 from maskc.compiler.codes import FULL, T_C, T_D, T_R, T_S
 from maskc.compiler.grid import AT_COARSE

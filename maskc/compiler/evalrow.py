@@ -10,7 +10,7 @@ not walked. A row costs O(runs), never O(key blocks).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from maskc.jit import njit
 
 from maskc.compiler.codes import (
     EMPTY, FULL, OP_AND, OP_LEAF, OP_NARROW_AND, OP_NARROW_OR, OP_NOT, OP_OR, PARTIAL, UNKNOWN,

@@ -13,8 +13,9 @@ with the jitted path); only speed differs: interpreted kernels are ~100x slower.
 most :data:`MAX_TILES` tiles, and until the interpreted compiles of the process have
 spent :data:`BUDGET_S` seconds (a loop of compiles then switches to numba, whose one-time
 cost is repaid). :func:`use_jit` turns it off (``maskc warmup`` builds the real kernels).
-Only public attributes are used (``numba.extending.is_jitted``, a dispatcher's
-``py_func``); no numba behaviour is changed.
+The kernels are :class:`maskc.jit.Kernel` objects (numba is imported on their first
+call), so an interpreted compile runs without importing numba at all; only their
+``py_func`` is used, and no numba behaviour is changed.
 
 Example:
     >>> import numpy as np
@@ -34,7 +35,7 @@ import threading
 import types
 from typing import Any, Callable
 
-from numba.extending import is_jitted
+from maskc.jit import is_kernel
 
 #: Grids with more tiles (query blocks x key blocks) always run the jitted kernels.
 MAX_TILES = 4096
@@ -112,7 +113,7 @@ def _module(name: str) -> types.ModuleType:
 
 
 def _convert(value: Any) -> Any:
-    if is_jitted(value) and _ours(_home(value.py_func)):
+    if is_kernel(value) and _ours(_home(value.py_func)):
         return _copy(value.py_func, value)
     if isinstance(value, types.FunctionType) and _ours(_home(value)):
         return _copy(value, None)

@@ -30,7 +30,7 @@ Example:
 
 from __future__ import annotations
 
-from numba import njit
+from maskc.jit import njit
 
 from maskc.compiler.codes import (
     K_ANTI, K_COL, K_DIAG, K_ROW, K_SEG_COL, K_SEG_ROW, K_UNIQUE, T_C, T_D, T_R, T_S, T_SEG,

@@ -10,7 +10,7 @@ the block grid their coarse row's runs, and predicates are UNKNOWN wherever aske
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from maskc.jit import njit
 
 from maskc.compiler.codes import EMPTY, FULL, T_C, T_D, T_PRED, T_R, T_S, UNKNOWN
 from maskc.compiler.coarse import axis_row_runs, cell_allowed, coarse_ck

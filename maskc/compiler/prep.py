@@ -9,7 +9,7 @@ A *run list* of a block row is a CSR ``(ptr, lo, hi, cls)``: the row's runs are
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from maskc.jit import njit
 
 from maskc.compiler.codes import FULL, PARTIAL, T_D, T_R, T_S
 

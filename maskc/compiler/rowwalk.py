@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from maskc.jit import njit, prange
 
 from maskc.compiler.codes import FULL, K_COL, K_CONTENT, K_SEG_ROW, K_UNIQUE
 from maskc.compiler.evalrow import eval_row

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from maskc.jit import njit
 
 from maskc.compiler.codes import EMPTY, FULL, PARTIAL, UNKNOWN
 

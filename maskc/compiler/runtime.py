@@ -19,8 +19,6 @@ import os
 import sys
 from pathlib import Path
 
-import numba
-
 #: Below this much estimated work (nanoseconds on one thread) a kernel runs on one thread.
 PARALLEL_MIN_NS = 20_000_000
 #: Estimated nanoseconds per unit of each kernel's work, on one thread.
@@ -39,12 +37,18 @@ def threads_for(ns: float) -> int:
         >>> threads_for(1000)
         1
     """
-    return 1 if ns < PARALLEL_MIN_NS else int(numba.config.NUMBA_NUM_THREADS)
+    if ns < PARALLEL_MIN_NS:
+        return 1
+    import numba  # a compile this large runs numba's kernels anyway
+
+    return int(numba.config.NUMBA_NUM_THREADS)
 
 
 @contextlib.contextmanager
 def kernel_threads(n: int):
     """Run numba's parallel kernels on ``n`` threads; restore numba's and torch's counts after."""
+    import numba
+
     torch = sys.modules.get("torch")
     torch_n = torch.get_num_threads() if torch is not None else None
     before = numba.get_num_threads()
@@ -59,6 +63,8 @@ def kernel_threads(n: int):
 
 def _stamp() -> Path:
     """The file that records a finished kernel build for these sources and this numba."""
+    import numba  # asked only before a jitted compile, which imports numba anyway
+
     here = Path(__file__).resolve().parent
     h = hashlib.sha256(numba.__version__.encode())
     for name in _KERNEL_MODULES:

@@ -13,7 +13,7 @@ The work is estimated from the block arrays before anything runs and refused
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from maskc.jit import njit
 
 from maskc.ir.kinds import FULL
 from maskc.ir.layout import Layout

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit
+from maskc.jit import njit
 
 from maskc.export._common import check_layout
 from maskc.export._flex_import import from_flex_block_mask

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit
+from maskc.jit import njit
 
 from maskc.export._common import as_block, check_layout, int_array, positive_int, select_head, to_numpy, to_torch
 from maskc.export._runs import DEFAULT_MAX_RUNS, DEFAULT_MAX_WORK, row_runs

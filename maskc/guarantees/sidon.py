@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-from numba import njit
+from maskc.jit import njit
 
 from maskc.guarantees._common import GuaranteeError
 from maskc.limits import check_int, refuse_above

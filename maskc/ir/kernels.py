@@ -8,7 +8,7 @@ process costs about half a second, :data:`PLAIN_MAX`), larger ones jitted. Each 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from maskc.jit import njit
 
 from maskc.ir.kinds import FULL
 

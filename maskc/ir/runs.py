@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from maskc.jit import njit
 
 from maskc.errors import TooLargeError
 from maskc.ir.kinds import FULL, PARTIAL

@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from maskc.jit import njit
 
 from maskc.limits import MAX_INT, check_int, refuse_above
 from maskc.patterns.base import Pattern, check_bool

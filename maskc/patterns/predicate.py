@@ -38,7 +38,6 @@ import warnings
 import weakref
 from typing import Any, Callable, Sequence
 
-import numba
 import numpy as np
 
 from maskc.patterns.base import Pattern
@@ -136,7 +135,12 @@ class Predicate(Pattern):
             name = py.__name__ if py.__name__ != "<lambda>" else f"lambda_{code[:10]}"
         if not (isinstance(name, str) and name.isidentifier() and name.isascii()):
             raise ValueError(f"predicate name must be an ASCII identifier, got {name!r}")
-        jit = fn if hasattr(fn, "py_func") else numba.njit(cache=False)(py)
+        if hasattr(fn, "py_func"):
+            jit = fn
+        else:
+            import numba  # imported when a predicate is made, not with maskc
+
+            jit = numba.njit(cache=False)(py)
         _compile_now(jit, name, arity, frozen)
         self._init(name=name, py_func=py, jit=jit, arity=arity, args=frozen,
                    digest=code + (":" + _args_digest(frozen) if frozen else ""))
@@ -195,6 +199,8 @@ def _arity(py: types.FunctionType, n_args: int) -> int:
 
 def _compile_now(jit: Any, name: str, arity: int, args: tuple[np.ndarray, ...]) -> None:
     """Compile for int64 positions and the args' types; a clear error if numba cannot."""
+    import numba
+
     sig = (numba.int64,) * arity + tuple(numba.typeof(a) for a in args)
     try:
         jit.compile(sig)

@@ -16,7 +16,7 @@ import functools
 from typing import Callable
 
 import numpy as np
-from numba import njit
+from maskc.jit import njit
 
 #: Largest limit a sequence may be generated to (guards memory: a sieve to 2**31
 #: would need 2 GiB).

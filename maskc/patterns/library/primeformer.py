@@ -17,7 +17,7 @@ from math import gcd
 from typing import Callable
 
 import numpy as np
-from numba import njit
+from maskc.jit import njit
 
 from maskc.limits import check_int
 from maskc.patterns.base import check_bool
