@@ -25,7 +25,7 @@ from maskc.jit import njit, prange
 from maskc.compiler import bits as B
 from maskc.compiler import codes
 from maskc.compiler.budget import Budget
-from maskc.compiler import interp, npbits
+from maskc.compiler import alloc, interp, npbits
 from maskc.compiler.order import leaf_estimates
 from maskc.compiler.program import build_program
 from maskc.compiler.rowwalk import Blocks, Slots, fill_rows, fill_rows_serial, walk_rows
@@ -232,8 +232,8 @@ def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: i
     if n_key_space >= 2**31 - 1:
         raise ValueError(f"{n_key_space:,} block contents exceed the int32 mask ids; use a larger block")
     stats.blocks += n_cand
-    out = Blocks(row_ptr, own_ptr, np.empty(n_cand, dtype=np.int32), np.empty(n_cand, dtype=np.int8),
-                 np.empty(n_cand, dtype=np.int32), np.full(n_key_space, -1, dtype=np.int64))
+    out = Blocks(row_ptr, own_ptr, alloc.empty(n_cand, np.int32), alloc.empty(n_cand, np.int8),
+                 alloc.empty(n_cand, np.int32), alloc.full(n_key_space, -1, np.int64))
     key_slots = Slots(np.ascontiguousarray(slots[0]), np.ascontiguousarray(slots[2]), slot_base)
     threads = threads_for(NS_PER_BLOCK_WRITTEN * n_cand + NS_PER_ROW_WALKED * n_qb)
     if threads == 1:
