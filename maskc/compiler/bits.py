@@ -20,7 +20,11 @@ from maskc.compiler.codes import (
 from maskc.compiler.coarse import cell_allowed
 from maskc.compiler.leafruns import axis_class, run_class
 from maskc.compiler.runs import not_class
-from maskc.compiler.grid import AT_CELLS, AT_IDS, AT_MEMB
+from maskc.compiler.grid import AT_BITS, AT_CELLS, AT_IDS, AT_MEMB
+
+#: bit-reversed bytes, and the number of set bits of every byte
+_REV8 = np.array([int(f"{v:08b}"[::-1], 2) for v in range(256)], dtype=np.uint8)
+_POP8 = np.array([bin(v).count("1") for v in range(256)], dtype=np.int64)
 
 
 @njit(cache=True, inline="always")
@@ -116,6 +120,50 @@ def _leaf_bits(l, qb, kb, lv, grid, rows, cols, gbits, gslot, col_label, out):
                 out[a, b] = gbits[gslot, a, b]
 
 
+@njit(cache=True, inline="always")
+def _bits_byte(bits, p):
+    """The 8 bits of ``bits`` (packed little-endian) from bit p on, as one byte."""
+    lo = p >> 3
+    return ((np.int64(bits[lo]) | (np.int64(bits[lo + 1]) << 8)) >> (p & 7)) & 0xFF
+
+
+@njit(cache=True, _nrt=False)
+def _pack_axis_leaf(l, qb, kb, lv, grid, rows, cols, packed, t):
+    """Pack the bits of offset or sum leaf l on block (qb, kb) into ``packed[t]`` straight
+    from its packed membership (a row of a block is a slice of it: reversed for offsets),
+    a byte at a time; returns the number of allowed elements."""
+    i0 = grid.q_offset + qb * grid.bq
+    j0 = kb * grid.bk
+    base = lv.at[l, AT_BITS] * 8 + 8  # bit of membership entry 0 (8 zero bits lead)
+    is_d = lv.kind[l] == T_D
+    n_bytes = (cols + 7) >> 3
+    tail = cols & 7
+    cnt = 0
+    for a in range(rows):
+        for c in range(n_bytes):
+            if is_d:  # columns 8c .. 8c+7 are entries x0 - 8c .. x0 - 8c - 7, x0 = i - j0 + kv_len - 1
+                v = _REV8[_bits_byte(lv.memb_bits, base + i0 + a - j0 + grid.kv_len - 1 - 8 * c - 7)]
+            else:  # columns 8c .. are entries i + j0 + 8c ..
+                v = _bits_byte(lv.memb_bits, base + i0 + a + j0 + 8 * c)
+            if tail and c == n_bytes - 1:
+                v &= (1 << tail) - 1
+            packed[t, a, c] = np.uint8(v)
+            cnt += _POP8[v]
+    return cnt
+
+
+@njit(cache=True, inline="always")
+def _materialize(e, qb, kb, lv, grid, rows, cols, pool, buf, free, n_free, gbits, col_label):
+    """Give stack entry e the bits of its leaf in a pool slot if it is still a lazy
+    offset or sum leaf (``buf[e] = -1 - leaf``); returns the free slots left."""
+    if buf[e] < 0:
+        n_free -= 1
+        s = free[n_free]
+        _leaf_bits(-1 - buf[e], qb, kb, lv, grid, rows, cols, gbits, 0, col_label, pool[s])
+        buf[e] = s
+    return n_free
+
+
 @njit(cache=True, _nrt=False)
 def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, packed, kclass,
                 pool, tag, buf, free, col_label, mark):
@@ -142,6 +190,9 @@ def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_le
                 if pred_of_leaf[l] >= 0:
                     gslot[t, pred_of_leaf[l]] = 1
                 tag[sp] = PARTIAL
+            elif lv.kind[l] == T_D or lv.kind[l] == T_S:  # its bits only if combined: often the result itself
+                tag[sp] = PARTIAL
+                buf[sp] = -1 - l
             else:
                 n_free -= 1
                 s = free[n_free]
@@ -157,6 +208,7 @@ def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_le
         elif op == OP_NOT:
             tag[sp - 1] = not_class(tag[sp - 1])
             if tag[sp - 1] == PARTIAL and not mark:
+                n_free = _materialize(sp - 1, qb, kb, lv, grid, rows, cols, pool, buf, free, n_free, gbits, col_label)
                 x = pool[buf[sp - 1]]
                 for a in range(rows):
                     for b in range(cols):
@@ -168,10 +220,10 @@ def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_le
             cb = tag[sp]
             absorb = EMPTY if is_and else FULL
             if ca == absorb or cb == absorb:
-                if ca == PARTIAL and not mark:
+                if ca == PARTIAL and not mark and buf[sp - 1] >= 0:
                     free[n_free] = buf[sp - 1]
                     n_free += 1
-                if cb == PARTIAL and not mark:
+                if cb == PARTIAL and not mark and buf[sp] >= 0:
                     free[n_free] = buf[sp]
                     n_free += 1
                 tag[sp - 1] = absorb
@@ -181,6 +233,8 @@ def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_le
                 tag[sp - 1] = PARTIAL
                 buf[sp - 1] = buf[sp]
             elif not mark:
+                n_free = _materialize(sp - 1, qb, kb, lv, grid, rows, cols, pool, buf, free, n_free, gbits, col_label)
+                n_free = _materialize(sp, qb, kb, lv, grid, rows, cols, pool, buf, free, n_free, gbits, col_label)
                 x = pool[buf[sp - 1]]
                 y = pool[buf[sp]]
                 if is_and:
@@ -198,6 +252,10 @@ def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_le
         return
     if tag[0] != PARTIAL:
         kclass[t] = tag[0]
+        return
+    if buf[0] < 0:  # one offset or sum leaf's bits: packed from its membership
+        cnt = _pack_axis_leaf(-1 - buf[0], qb, kb, lv, grid, rows, cols, packed, t)
+        kclass[t] = EMPTY if cnt == 0 else (FULL if cnt == rows * cols else PARTIAL)
         return
     x = pool[buf[0]]
     cnt = 0
@@ -275,32 +333,73 @@ def same_as_first(words, first, group):
     return True
 
 
-@njit(cache=True)
-def finalize(row_ptr, cand_col, cand_cls, cand_key, key_class, key_pid):
-    """Turn candidates into BSR in place: resolve keys to kinds / partial ids, drop empties.
+@njit(cache=True, inline="always")
+def _resolve_row(qb, row_ptr, cand_cls, cand_key, key_class, key_pid):
+    """Resolve row qb's blocks in place: ``cand_cls`` to kinds (EMPTY kept), ``cand_key`` to
+    partial ids (-1 unless PARTIAL); returns how many turned out EMPTY."""
+    empty = 0
+    for c in range(row_ptr[qb], row_ptr[qb + 1]):
+        k = cand_key[c]
+        if k < 0:
+            kind = FULL
+            pid = -1
+        else:
+            kind = key_class[k]
+            pid = key_pid[k] if kind == PARTIAL else -1
+        cand_cls[c] = kind
+        cand_key[c] = pid
+        if kind == EMPTY:
+            empty += 1
+    return empty
 
-    On return ``cand_cls`` holds kinds, ``cand_key`` partial ids (-1 for full), and
-    ``row_ptr`` the compacted offsets; returns the number of blocks kept.
-    """
+
+@njit(cache=True, parallel=True)
+def resolve_rows(row_ptr, cand_cls, cand_key, key_class, key_pid, n_chunks):
+    """:func:`_resolve_row` for every row, in parallel over ``n_chunks`` chunks of rows;
+    returns the number of blocks that turned out EMPTY."""
+    n_qb = row_ptr.shape[0] - 1
+    empties = np.zeros(n_chunks, dtype=np.int64)
+    for ch in prange(n_chunks):
+        e = 0
+        for qb in range(ch * n_qb // n_chunks, (ch + 1) * n_qb // n_chunks):
+            e += _resolve_row(qb, row_ptr, cand_cls, cand_key, key_class, key_pid)
+        empties[ch] = e
+    return empties.sum()
+
+
+@njit(cache=True)
+def drop_empty(row_ptr, cand_col, cand_cls, cand_key):
+    """Compact resolved blocks in place, dropping EMPTY ones; ``row_ptr`` follows. Returns
+    the number of blocks kept."""
     n_qb = row_ptr.shape[0] - 1
     out = 0
     start = 0
     for qb in range(n_qb):
         end = row_ptr[qb + 1]
         for c in range(start, end):
-            k = cand_key[c]
-            if k < 0:
-                kind = FULL
-                pid = -1
-            else:
-                kind = key_class[k]
-                pid = key_pid[k] if kind == PARTIAL else -1
-            if kind == EMPTY:
+            if cand_cls[c] == EMPTY:
                 continue
             cand_col[out] = cand_col[c]
-            cand_cls[out] = kind
-            cand_key[out] = pid
+            cand_cls[out] = cand_cls[c]
+            cand_key[out] = cand_key[c]
             out += 1
         start = end
         row_ptr[qb + 1] = out
     return out
+
+
+@njit(cache=True)
+def finalize(row_ptr, cand_col, cand_cls, cand_key, key_class, key_pid):
+    """Turn candidates into BSR in place: resolve keys to kinds / partial ids, drop empties.
+
+    On return ``cand_cls`` holds kinds, ``cand_key`` partial ids (-1 for full), and
+    ``row_ptr`` the compacted offsets; returns the number of blocks kept. (On one thread;
+    large compiles call :func:`resolve_rows` in parallel, then :func:`drop_empty` only when
+    some block turned out EMPTY.)
+    """
+    empty = 0
+    for qb in range(row_ptr.shape[0] - 1):
+        empty += _resolve_row(qb, row_ptr, cand_cls, cand_key, key_class, key_pid)
+    if empty == 0:
+        return row_ptr[row_ptr.shape[0] - 1]
+    return drop_empty(row_ptr, cand_col, cand_cls, cand_key)

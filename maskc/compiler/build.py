@@ -257,7 +257,13 @@ def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: i
     key_pid[used[part]] = ids
     key_class = np.zeros(n_key_space, dtype=np.int8)
     key_class[used] = kclass
-    kept = B.finalize(row_ptr, cand_col, cand_cls, cand_key, key_class, key_pid)
+    threads = threads_for(NS_PER_BLOCK_WRITTEN * n_cand)
+    if threads == 1:
+        kept = B.finalize(row_ptr, cand_col, cand_cls, cand_key, key_class, key_pid)
+    else:
+        with kernel_threads(threads):
+            empty = B.resolve_rows(row_ptr, cand_cls, cand_key, key_class, key_pid, min(n_qb, 8 * threads))
+        kept = B.drop_empty(row_ptr, cand_col, cand_cls, cand_key) if empty else n_cand
     if kept < n_cand:
         cand_col, cand_cls, cand_key = cand_col[:kept].copy(), cand_cls[:kept].copy(), cand_key[:kept].copy()
     stats._lap("finalize", t)

@@ -15,8 +15,8 @@ from typing import NamedTuple
 import numpy as np
 
 # columns of LeafTables.at: where each leaf's data starts in the shared arrays
-AT_MEMB, AT_COUNT, AT_TAB, AT_RUNS, AT_IDS, AT_QSEG, AT_KSEG, AT_COARSE, AT_CELLS, AT_CONTENT = range(10)
-N_AT = 10
+AT_MEMB, AT_COUNT, AT_TAB, AT_RUNS, AT_IDS, AT_QSEG, AT_KSEG, AT_COARSE, AT_CELLS, AT_CONTENT, AT_BITS = range(11)
+N_AT = 11
 
 
 class Grid(NamedTuple):
@@ -66,6 +66,7 @@ class LeafTables(NamedTuple):
     coarse_axis: np.ndarray  # int64 [L] T_BLOCK: -1 (coarse runs per row) or the inner axis kind (membership runs)
     at: np.ndarray          # int64 [L, N_AT]
     memb: np.ndarray        # uint8: D / S / R / C membership
+    memb_bits: np.ndarray   # uint8: D / S membership packed little-endian, after 8 zero bits (bits.py reads rows of it)
     count: np.ndarray       # int64: prefix counts of memb every 64 entries (block_counts)
     tab_cls: np.ndarray     # int8: D / S class per diagonal (2 variants x width), R per block row, C per key block
     tab_steps: np.ndarray   # int64: steps along a block row the class stays the same

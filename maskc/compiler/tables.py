@@ -38,8 +38,10 @@ import numpy as np
 from maskc.compiler import codes, prep
 from maskc.compiler.axis import axis_tables, block_counts, content_ids
 from maskc.compiler.budget import Budget
-from maskc.compiler.grid import AT_CELLS, AT_COARSE, AT_CONTENT, AT_COUNT, AT_IDS, AT_KSEG, AT_MEMB, AT_QSEG, AT_RUNS, \
-    AT_TAB, N_AT, Grid, LeafTables
+from maskc.compiler.grid import (
+    AT_BITS, AT_CELLS, AT_COARSE, AT_CONTENT, AT_COUNT, AT_IDS, AT_KSEG, AT_MEMB, AT_QSEG, AT_RUNS, AT_TAB, N_AT, Grid,
+    LeafTables,
+)
 
 
 def _segment_tables(ids: np.ndarray, grid: Grid) -> dict:
@@ -172,7 +174,7 @@ class _Parts:
         return np.concatenate(self.parts) if self.parts else np.zeros(1, dtype=self.dtype)
 
 
-_FIELDS = {"memb": np.uint8, "count": np.int64, "tab_cls": np.int8, "tab_steps": np.int64, "run_ptr": np.int64,
+_FIELDS = {"memb": np.uint8, "memb_bits": np.uint8, "count": np.int64, "tab_cls": np.int8, "tab_steps": np.int64, "run_ptr": np.int64,
            "run_lo": np.int64, "run_hi": np.int64, "run_cls": np.int8, "piece_start": np.int64, "piece_label": np.int64, "q_pure": np.int64,
            "qinc_ptr": np.int64, "qinc_lab": np.int64, "k_pure": np.int64, "k_pure_count": np.int64,
            "kinc_ptr": np.int64, "kinc_lab": np.int64, "coarse_ptr": np.int64, "coarse_lo": np.int64,
@@ -206,6 +208,9 @@ def build_tables(leaves: list, grid: Grid, budget: Budget, compile_inner: Callab
             budget.take(48 * n_tab, f"the block tables of {leaf.text}")
             memb = leaf.data.view(np.uint8)
             at[l, AT_MEMB] = f["memb"].add(memb)
+            if leaf.kind in (codes.T_D, codes.T_S):  # a block row of bits is then a shifted byte slice
+                at[l, AT_BITS] = f["memb_bits"].add(np.packbits(np.concatenate(
+                    [np.zeros(8, np.uint8), memb, np.zeros(24, np.uint8)]), bitorder="little"))
             cls, steps = axis_tables(leaf.kind, memb, grid)
             at[l, AT_COUNT] = f["count"].add(block_counts(memb))
             at[l, AT_TAB] = f["tab_cls"].add(cls)

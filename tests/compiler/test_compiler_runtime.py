@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numba
+import numpy as np
 import pytest
 
 import maskc as mc
@@ -60,3 +61,19 @@ def test_import_maskc_loads_neither_compiler_nor_backends():
             "print(sorted(m for m in ('maskc.compiler', 'maskc.backends', 'torch', 'scipy.sparse') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("pattern", [
+    mc.prime_bird(),
+    mc.window(40, 40) & mc.sums(range(0, 4000, 37)),  # UNKNOWN blocks that turn out EMPTY: dropped
+    mc.document_mask([500, 900, 648]) & (mc.window(100) | mc.stride(64)),
+])
+def test_parallel_kernels_give_the_serial_layout(monkeypatch, pattern):
+    """Every kernel that goes parallel on large compiles (fill, bits, resolve and drop) gives
+    the arrays the one-thread kernels give."""
+    serial = mc.compile(pattern, 2048, block=16, cache=False)
+    monkeypatch.setattr(runtime, "PARALLEL_MIN_NS", 0)
+    parallel = mc.compile(pattern, 2048, block=16, cache=False)
+    for f in ("row_ptr", "col_idx", "kind", "partial_id", "masks"):
+        assert np.array_equal(getattr(parallel, f), getattr(serial, f)), f
+    assert serial.nnz_blocks > 0
