@@ -81,8 +81,10 @@ class Kernel:
         return self.dispatcher(*args, **kwargs)
 
     def __getattr__(self, name: str):
-        if name.startswith("__"):
-            raise AttributeError(name)
+        # only the dispatcher's public attributes: tools probing for private names (pytest,
+        # inspect, copy) must not import numba to learn that they are absent
+        if name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         return getattr(self.dispatcher, name)
 
     def __repr__(self) -> str:

@@ -45,3 +45,13 @@ def test_import_maskc_does_not_import_numba():
                          cwd=Path(__file__).parents[1])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_probing_private_names_builds_nothing():
+    @njit(cache=False)
+    def untouched(x):
+        return x
+
+    assert not hasattr(untouched, "_pytestfixturefunction") and not hasattr(untouched, "__missing__")
+    assert untouched._dispatcher is None and "not built yet" in repr(untouched)
+    assert untouched.py_func(3) == 3
