@@ -48,7 +48,7 @@ def predicates_needed(ops, args, lv, grid, pred_of_leaf, rep_qb, rep_kb, need):
     none = np.zeros((1, 1, 1), dtype=np.bool_)
     for t in range(rep_qb.shape[0]):
         _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, none, need, pred_of_leaf,
-                    none.view(np.uint8), tag, none, tag, scratch, scratch, scratch, True)
+                    none.view(np.uint8), tag, none.view(np.uint8), tag, scratch, scratch, scratch, none[0], True)
 
 
 @njit(cache=True, inline="always")
@@ -127,53 +127,84 @@ def _bits_byte(bits, p):
     return ((np.int64(bits[lo]) | (np.int64(bits[lo + 1]) << 8)) >> (p & 7)) & 0xFF
 
 
-@njit(cache=True, _nrt=False)
-def _pack_axis_leaf(l, qb, kb, lv, grid, rows, cols, packed, t):
-    """Pack the bits of offset or sum leaf l on block (qb, kb) into ``packed[t]`` straight
-    from its packed membership (a row of a block is a slice of it: reversed for offsets),
-    a byte at a time; returns the number of allowed elements."""
-    i0 = grid.q_offset + qb * grid.bq
-    j0 = kb * grid.bk
-    base = lv.at[l, AT_BITS] * 8 + 8  # bit of membership entry 0 (8 zero bits lead)
-    is_d = lv.kind[l] == T_D
-    n_bytes = (cols + 7) >> 3
-    tail = cols & 7
-    cnt = 0
-    for a in range(rows):
-        for c in range(n_bytes):
-            if is_d:  # columns 8c .. 8c+7 are entries x0 - 8c .. x0 - 8c - 7, x0 = i - j0 + kv_len - 1
-                v = _REV8[_bits_byte(lv.memb_bits, base + i0 + a - j0 + grid.kv_len - 1 - 8 * c - 7)]
-            else:  # columns 8c .. are entries i + j0 + 8c ..
-                v = _bits_byte(lv.memb_bits, base + i0 + a + j0 + 8 * c)
-            if tail and c == n_bytes - 1:
-                v &= (1 << tail) - 1
-            packed[t, a, c] = np.uint8(v)
-            cnt += _POP8[v]
-    return cnt
+@njit(cache=True, inline="always")
+def _tail_mask(cols):
+    """The valid bits of a row's last byte."""
+    return (1 << (cols & 7)) - 1 if cols & 7 else 0xFF
 
 
 @njit(cache=True, inline="always")
-def _materialize(e, qb, kb, lv, grid, rows, cols, pool, buf, free, n_free, gbits, col_label):
-    """Give stack entry e the bits of its leaf in a pool slot if it is still a lazy
-    offset or sum leaf (``buf[e] = -1 - leaf``); returns the free slots left."""
-    if buf[e] < 0:
-        n_free -= 1
-        s = free[n_free]
-        _leaf_bits(-1 - buf[e], qb, kb, lv, grid, rows, cols, gbits, 0, col_label, pool[s])
-        buf[e] = s
-    return n_free
+def _pack_tile(x, rows, cols, out):
+    """Pack the bool tile ``x[:rows, :cols]`` little-endian into ``out[:rows]``."""
+    whole = cols >> 3
+    for a in range(rows):
+        row = x[a]
+        for c in range(whole):  # branch-free: 8 bits per byte
+            v = 0
+            for k in range(8):
+                v |= np.int64(row[c * 8 + k]) << k
+            out[a, c] = np.uint8(v)
+        if cols & 7:
+            v = 0
+            for b in range(whole * 8, cols):
+                v |= np.int64(row[b]) << (b & 7)
+            out[a, whole] = np.uint8(v)
+
+
+@njit(cache=True, inline="always")
+def _leaf_packed(l, qb, kb, lv, grid, rows, cols, gbits, gslot, col_label, scratch, out):
+    """Packed element bits of leaf l on block (qb, kb) into ``out[:rows]``. Axis leaves are
+    read from their membership a byte at a time (a row of an offset or sum leaf is a slice
+    of its bit-packed membership, reversed for offsets); the others through a bool tile."""
+    t = lv.kind[l]
+    i0 = grid.q_offset + qb * grid.bq
+    j0 = kb * grid.bk
+    n_bytes = (cols + 7) >> 3
+    last = _tail_mask(cols)
+    if t == T_D or t == T_S:
+        base = lv.at[l, AT_BITS] * 8 + 8  # bit of membership entry 0 (8 zero bits lead)
+        for a in range(rows):
+            for c in range(n_bytes):
+                if t == T_D:  # columns 8c .. 8c+7 are entries x0 - 8c .. x0 - 8c - 7, x0 = i - j0 + kv_len - 1
+                    v = _REV8[_bits_byte(lv.memb_bits, base + i0 + a - j0 + grid.kv_len - 1 - 8 * c - 7)]
+                else:  # columns 8c .. are entries i + j0 + 8c ..
+                    v = _bits_byte(lv.memb_bits, base + i0 + a + j0 + 8 * c)
+                out[a, c] = np.uint8(v & last if c == n_bytes - 1 else v)
+    elif t == T_R:
+        base = lv.at[l, AT_MEMB] + i0
+        for a in range(rows):
+            v = 0xFF if lv.memb[base + a] != 0 else 0
+            for c in range(n_bytes):
+                out[a, c] = np.uint8(v & last if c == n_bytes - 1 else v)
+    elif t == T_C:
+        base = lv.at[l, AT_MEMB] + j0
+        for c in range(n_bytes):
+            v = 0
+            for k in range(min(8, cols - 8 * c)):
+                v |= np.int64(lv.memb[base + 8 * c + k] != 0) << k
+            out[0, c] = np.uint8(v)
+        for a in range(1, rows):
+            for c in range(n_bytes):
+                out[a, c] = out[0, c]
+    else:
+        _leaf_bits(l, qb, kb, lv, grid, rows, cols, gbits, gslot, col_label, scratch)
+        _pack_tile(scratch, rows, cols, out)
 
 
 @njit(cache=True, _nrt=False)
 def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, packed, kclass,
-                pool, tag, buf, free, col_label, mark):
-    """Evaluate representative block t (see :func:`block_bits`). With ``mark``, walk the
-    classes only and set ``gslot[t, p] = 1`` for every predicate p the walk reaches."""
+                pool, tag, buf, free, col_label, scratch, mark):
+    """Evaluate representative block t (see :func:`block_bits`) on packed bits: ``pool``
+    holds one packed tile per stack entry, ``&``, ``|`` and ``~`` work a byte at a time.
+    With ``mark``, walk the classes only and set ``gslot[t, p] = 1`` for every predicate p
+    the walk reaches."""
     n_ops = ops.shape[0]
     qb = rep_qb[t]
     kb = rep_kb[t]
     rows = min(grid.bq, grid.q_len - qb * grid.bq)
     cols = min(grid.bk, grid.kv_len - kb * grid.bk)
+    n_bytes = (cols + 7) >> 3
+    last = _tail_mask(cols)
     n_free = free.shape[0]
     for e in range(n_free):
         free[e] = n_free - 1 - e
@@ -190,14 +221,11 @@ def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_le
                 if pred_of_leaf[l] >= 0:
                     gslot[t, pred_of_leaf[l]] = 1
                 tag[sp] = PARTIAL
-            elif lv.kind[l] == T_D or lv.kind[l] == T_S:  # its bits only if combined: often the result itself
-                tag[sp] = PARTIAL
-                buf[sp] = -1 - l
             else:
                 n_free -= 1
                 s = free[n_free]
                 g = gslot[t, pred_of_leaf[l]] if pred_of_leaf[l] >= 0 else 0
-                _leaf_bits(l, qb, kb, lv, grid, rows, cols, gbits, g, col_label, pool[s])
+                _leaf_packed(l, qb, kb, lv, grid, rows, cols, gbits, g, col_label, scratch, pool[s])
                 tag[sp] = PARTIAL
                 buf[sp] = s
             sp += 1
@@ -208,11 +236,11 @@ def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_le
         elif op == OP_NOT:
             tag[sp - 1] = not_class(tag[sp - 1])
             if tag[sp - 1] == PARTIAL and not mark:
-                n_free = _materialize(sp - 1, qb, kb, lv, grid, rows, cols, pool, buf, free, n_free, gbits, col_label)
                 x = pool[buf[sp - 1]]
                 for a in range(rows):
-                    for b in range(cols):
-                        x[a, b] = not x[a, b]
+                    for c in range(n_bytes - 1):
+                        x[a, c] = ~x[a, c]
+                    x[a, n_bytes - 1] = np.uint8(~x[a, n_bytes - 1] & last)
         else:
             is_and = op == OP_AND
             sp -= 1
@@ -220,10 +248,10 @@ def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_le
             cb = tag[sp]
             absorb = EMPTY if is_and else FULL
             if ca == absorb or cb == absorb:
-                if ca == PARTIAL and not mark and buf[sp - 1] >= 0:
+                if ca == PARTIAL and not mark:
                     free[n_free] = buf[sp - 1]
                     n_free += 1
-                if cb == PARTIAL and not mark and buf[sp] >= 0:
+                if cb == PARTIAL and not mark:
                     free[n_free] = buf[sp]
                     n_free += 1
                 tag[sp - 1] = absorb
@@ -233,18 +261,16 @@ def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_le
                 tag[sp - 1] = PARTIAL
                 buf[sp - 1] = buf[sp]
             elif not mark:
-                n_free = _materialize(sp - 1, qb, kb, lv, grid, rows, cols, pool, buf, free, n_free, gbits, col_label)
-                n_free = _materialize(sp, qb, kb, lv, grid, rows, cols, pool, buf, free, n_free, gbits, col_label)
                 x = pool[buf[sp - 1]]
                 y = pool[buf[sp]]
                 if is_and:
                     for a in range(rows):
-                        for b in range(cols):
-                            x[a, b] = x[a, b] and y[a, b]
+                        for c in range(n_bytes):
+                            x[a, c] &= y[a, c]
                 else:
                     for a in range(rows):
-                        for b in range(cols):
-                            x[a, b] = x[a, b] or y[a, b]
+                        for c in range(n_bytes):
+                            x[a, c] |= y[a, c]
                 free[n_free] = buf[sp]
                 n_free += 1
         k += 1
@@ -253,41 +279,30 @@ def _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_le
     if tag[0] != PARTIAL:
         kclass[t] = tag[0]
         return
-    if buf[0] < 0:  # one offset or sum leaf's bits: packed from its membership
-        cnt = _pack_axis_leaf(-1 - buf[0], qb, kb, lv, grid, rows, cols, packed, t)
-        kclass[t] = EMPTY if cnt == 0 else (FULL if cnt == rows * cols else PARTIAL)
-        return
     x = pool[buf[0]]
     cnt = 0
-    full_bytes = cols >> 3
     for a in range(rows):
-        row = x[a]
-        for c in range(full_bytes):  # branch-free: 8 bits per byte
-            v = 0
-            for k in range(8):
-                v |= np.int64(row[c * 8 + k]) << k
-            cnt += np.int64(row[c * 8]) + row[c * 8 + 1] + row[c * 8 + 2] + row[c * 8 + 3] + \
-                row[c * 8 + 4] + row[c * 8 + 5] + row[c * 8 + 6] + row[c * 8 + 7]
-            packed[t, a, c] = np.uint8(v)
-        for b in range(full_bytes * 8, cols):
-            if row[b]:
-                cnt += 1
-                packed[t, a, b >> 3] |= np.uint8(1 << (b & 7))
+        for c in range(n_bytes):
+            v = x[a, c]
+            packed[t, a, c] = v
+            cnt += _POP8[v]
     kclass[t] = EMPTY if cnt == 0 else (FULL if cnt == rows * cols else PARTIAL)
 
 
 @njit(cache=True)
 def _bits_of_range(t0, t1, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, packed, kclass):
     depth = ops.shape[0] + 1
+    rmax = min(grid.bq, grid.q_len)
     cmax = min(grid.bk, grid.kv_len)
-    pool = np.empty((depth, min(grid.bq, grid.q_len), cmax), dtype=np.bool_)
+    pool = np.empty((depth, rmax, (cmax + 7) >> 3), dtype=np.uint8)
+    scratch = np.empty((rmax, cmax), dtype=np.bool_)
     tag = np.empty(depth, dtype=np.int8)
     buf = np.empty(depth, dtype=np.int64)
     free = np.empty(depth, dtype=np.int64)
     col_label = np.empty(cmax, dtype=np.int64)
     for t in range(t0, t1):
         _eval_block(t, ops, args, lv, grid, rep_qb, rep_kb, gbits, gslot, pred_of_leaf, packed, kclass,
-                    pool, tag, buf, free, col_label, False)
+                    pool, tag, buf, free, col_label, scratch, False)
 
 
 @njit(cache=True, parallel=True)
