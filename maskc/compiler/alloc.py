@@ -1,16 +1,19 @@
-"""Large output arrays of a compile, mapped so that their first touch never stalls.
+"""Large output arrays of a compile, mapped with ordinary pages.
 
 numpy asks the kernel for transparent huge pages on every array of 4 MB or more
-(``madvise(MADV_HUGEPAGE)``). Where the kernel's ``defrag`` setting is ``madvise`` (a
-common default), a fault in such a region *compacts memory* until a 2 MB page is free.
-On a machine whose memory is full of page cache that stalls: writing the 300 MB of a
-33.5M-block layout for the first time took 0.3-0.8 s of kernel time in a fresh process,
-against about 0.15 s with ordinary pages (measured with ``benchmarks/compile_speed.py``,
-whose first-call column reports the call's system time). Arrays of at least
-:data:`PLAIN_PAGES_BYTES` are therefore mapped directly (anonymous ``mmap``, no advice):
-they get what the system gives without asking for compaction, ordinary pages where huge
-pages are only on request, huge pages when free ones exist where they are enabled
-everywhere. Smaller arrays stay numpy's.
+(``madvise(MADV_HUGEPAGE)``). A huge page is a whole free 2 MB block of physical memory,
+and on a virtual machine that reports free memory to its host (virtio-balloon *free page
+reporting*, which hands back free blocks of exactly that size) such a block is usually one
+the host has taken back: the first write into it waits for the host to back it again. On
+this project's VM (reporting order 9, i.e. 2 MB), writing the 300 MB of a 33.5M-block
+layout for the first time cost 0.3-0.8 s of kernel time in a fresh process with huge
+pages and 0.1-0.26 s with ordinary pages, which mostly come from memory the guest still
+holds; no memory compaction took place (``compact_stall`` in ``/proc/vmstat`` did not
+move). Arrays of at least :data:`PLAIN_PAGES_BYTES` are therefore mapped directly
+(anonymous ``mmap``, no advice): ordinary pages where huge pages are only on request,
+the system's choice where they are enabled everywhere. Smaller arrays stay numpy's, whose
+huge pages make repeated compiles cheaper. ``benchmarks/compile_speed.py`` reports each
+first call's system time.
 
 Example:
     >>> a = empty(10, np.int32)
