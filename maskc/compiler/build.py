@@ -28,7 +28,7 @@ from maskc.compiler.budget import Budget
 from maskc.compiler import alloc, interp, npbits
 from maskc.compiler.order import leaf_estimates
 from maskc.compiler.program import build_program
-from maskc.compiler.rowwalk import Blocks, Slots, fill_rows, fill_rows_serial, walk_rows
+from maskc.compiler.rowwalk import Blocks, Slots, fill_rows, fill_rows_serial, kept_dtype, walk_rows
 from maskc.compiler.runs import arena_bytes
 from maskc.compiler.runtime import NS_PER_BIT, NS_PER_BLOCK_WRITTEN, NS_PER_ROW_WALKED, kernel_threads, threads_for
 from maskc.compiler.grid import AT_KSEG, AT_QSEG, Grid, make_grid
@@ -37,8 +37,8 @@ from maskc.ir.layout import Layout
 
 #: Bytes of predicate bits evaluated per batch.
 _PRED_BATCH_BYTES = 1 << 26
-#: Bytes the row walk keeps per run (first and last key block, class, slot).
-_KEPT_RUN_BYTES = 13
+#: Bytes the row walk keeps per undecided run besides its bounds (its content-key slot).
+_UNDECIDED_RUN_BYTES = 4
 
 
 @dataclass
@@ -211,14 +211,16 @@ def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: i
     budget.take(n_qb * 40 + arena_bytes(grid.n_kb, depth, interests), "the row walk's scratch")
     counts = np.zeros(n_qb, dtype=np.int64)
     owns = np.zeros(n_qb, dtype=np.int64)
-    max_kept = max(0, budget.max_bytes - budget.used) // _KEPT_RUN_BYTES
+    bound, flag = kept_dtype(grid.n_kb)
+    run_bytes = 2 * np.dtype(bound).itemsize
+    max_kept = max(0, budget.max_bytes - budget.used) // (run_bytes + _UNDECIDED_RUN_BYTES)
     runs_per_row = min(sum(e.runs for e in estimates) + 2, 2 * grid.n_kb + 2)
     cap = min(max_kept, max(1024, int(n_qb * runs_per_row)))  # untouched capacity costs no memory
-    first = (np.empty(cap, np.int32), np.empty(cap, np.int32), np.empty(cap, np.int8), np.empty(cap, np.int32))
-    slots, kept, work = walk_rows(ops, args, lv, grid, share, depth, interests, counts, owns, max_kept, first)
+    first = (np.empty(cap, bound), np.empty(cap, bound), np.empty(cap, np.int32))
+    slots, kept, work = walk_rows(ops, args, lv, grid, share, depth, interests, counts, owns, max_kept, first, flag)
     if work < 0:
         budget.take(budget.max_bytes + 1, "the row walk's runs")
-    budget.take(kept.lo.size * _KEPT_RUN_BYTES, "the row walk's runs")
+    budget.take(kept.lo.size * run_bytes + kept.und_slot.size * _UNDECIDED_RUN_BYTES, "the row walk's runs")
     stats.row_runs += int(work)
     row_ptr = np.zeros(n_qb + 1, dtype=np.int64)
     np.cumsum(counts, out=row_ptr[1:])
@@ -237,10 +239,10 @@ def compile_slice(pattern, grid: Grid, budget: Budget, stats: CompileStats, b: i
     key_slots = Slots(np.ascontiguousarray(slots[0]), np.ascontiguousarray(slots[2]), slot_base)
     threads = threads_for(NS_PER_BLOCK_WRITTEN * n_cand + NS_PER_ROW_WALKED * n_qb)
     if threads == 1:
-        fill_rows_serial(lv, grid, kept, key_slots, out)
+        fill_rows_serial(lv, grid, kept, key_slots, out, flag)
     else:
         with kernel_threads(threads):
-            fill_rows(lv, grid, kept, key_slots, out, min(n_qb, 8 * threads))
+            fill_rows(lv, grid, kept, key_slots, out, min(n_qb, 8 * threads), flag)
     del kept
     cand_col, cand_cls, cand_key, rep = out.col, out.cls, out.key, out.rep
     used = np.flatnonzero(rep >= 0)

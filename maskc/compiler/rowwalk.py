@@ -1,10 +1,10 @@
 """numba: walk every block row, then write the non-empty blocks and their content keys.
 
 1. :func:`walk_rows` (serial) evaluates every block row on run lists
-   (:func:`maskc.compiler.evalrow.eval_row`) and keeps its non-empty runs, each with a
-   content-key *slot*; it counts blocks and own-key blocks per row.
+   (:func:`maskc.compiler.evalrow.eval_row`) and keeps its non-empty runs, the undecided
+   ones with a content-key *slot*; it counts blocks and own-key blocks per row.
 2. :func:`fill_rows` (parallel over rows) expands the kept runs into every non-empty
-   block's column, class and content key.
+   block's column and content key (FULL blocks: -1).
 
 Content keys (which undecided blocks share one evaluated representative) are in
 :mod:`maskc.compiler.keys`.
@@ -22,19 +22,37 @@ from maskc.compiler.evalrow import eval_row
 from maskc.compiler.grid import AT_KSEG
 from maskc.compiler.keys import by_content, content_walk, coordinate, coordinate_step, is_seg_row, nth_leaf, run_kind
 from maskc.compiler.runs import new_arena
+from maskc.errors import TooLargeError
 
-#: slot of a kept run: FULL blocks, or undecided blocks with keys of their own
-SLOT_FULL, SLOT_OWN = -1, -2
+#: slot of a kept undecided run whose blocks have keys of their own
+SLOT_OWN = -2
+
+
+def kept_dtype(n_kb: int):
+    """``(dtype, flag)`` of the kept runs' key-block bounds for rows of ``n_kb`` key blocks:
+    two bytes while they fit below the flag bit that marks an undecided run."""
+    if n_kb < 1 << 15:
+        return np.uint16, 1 << 15
+    if n_kb < 1 << 30:
+        return np.int32, 1 << 30
+    raise TooLargeError(f"{n_kb:,} key blocks per row exceed the row walk's int32 bounds; use a larger block")
 
 
 class KeptRuns(NamedTuple):
-    """The non-empty runs pass 1 keeps: those of row qb are ``ptr[qb]:ptr[qb + 1]``."""
+    """The non-empty runs pass 1 keeps: those of row qb are ``ptr[qb]:ptr[qb + 1]``.
 
-    ptr: np.ndarray   # int64 [n_qb + 1]
-    lo: np.ndarray    # int32 first key block
-    hi: np.ndarray    # int32 one past the last
-    cls: np.ndarray   # int8 FULL, PARTIAL or UNKNOWN
-    slot: np.ndarray  # int32 content-key slot, SLOT_FULL or SLOT_OWN
+    Most kept runs are FULL (a block-level PrimeBird keeps 4.5M one-block FULL runs at 1M
+    tokens), so a run is only its bounds, 2 bytes each while rows have fewer than 32,768
+    key blocks; an undecided run has ``flag`` added to ``hi`` and its content-key slot in
+    ``und_slot``, those of row qb at ``und_ptr[qb]..`` in run order. (Its class need not
+    be kept: every undecided block's class comes from its key's evaluated bits.)
+    """
+
+    ptr: np.ndarray       # int64 [n_qb + 1]
+    lo: np.ndarray        # uint16 or int32 first key block
+    hi: np.ndarray        # one past the last, + flag when undecided
+    und_ptr: np.ndarray   # int64 [n_qb + 1]
+    und_slot: np.ndarray  # int32 content-key slot, or SLOT_OWN
 
 
 class Slots(NamedTuple):
@@ -52,7 +70,7 @@ class Blocks(NamedTuple):
     row_ptr: np.ndarray  # int64 [n_qb + 1]
     own_ptr: np.ndarray  # int64 [n_qb + 1] first own key of each row, after the slots' keys
     col: np.ndarray      # int32 key block
-    cls: np.ndarray      # int8 FULL, PARTIAL or UNKNOWN
+    cls: np.ndarray      # int8 class: written by the finalize stage, from the keys
     key: np.ndarray      # int32 content key, -1 for FULL
     rep: np.ndarray      # int64 [keys]
 
@@ -66,14 +84,17 @@ def _find_slot(slots, n, kind, tail, ctx):
 
 
 @njit(cache=True, _nrt=False)
-def _walk_row(qb, ops, args, lv, grid, ar, share, slots, n_slots, keep_lo, keep_hi, keep_cls, keep_slot, n_kept):
-    """Evaluate row qb and keep its runs at n_kept; returns (blocks, own-key blocks,
-    n_slots, n_kept, work), n_slots -1 when the kept runs are full, -2 when the slot table is."""
+def _walk_row(qb, ops, args, lv, grid, ar, share, slots, n_slots, keep_lo, keep_hi, n_kept, und_slot, n_und, flag):
+    """Evaluate row qb and keep its runs at n_kept (undecided ones' slots at n_und);
+    returns (blocks, own-key blocks, n_slots, n_kept, n_und, work), n_slots -1 when the
+    kept runs are full, -2 when the slot table is, -3 when the undecided runs' table is."""
     lo, hi, work = eval_row(qb, ops, args, lv, grid, ar, share)
     cnt = 0
     own = 0
     if n_kept + 2 * (hi - lo) > keep_lo.shape[0]:
-        return 0, 0, -1, n_kept, work
+        return 0, 0, -1, n_kept, n_und, work
+    if n_und + 2 * (hi - lo) > und_slot.shape[0]:
+        return 0, 0, -3, n_kept, n_und, work
     for r in range(lo, hi):
         c = ar.cls[r]
         a = ar.lo[r]
@@ -82,8 +103,6 @@ def _walk_row(qb, ops, args, lv, grid, ar, share, slots, n_slots, keep_lo, keep_
         if c == FULL:
             keep_lo[n_kept] = a
             keep_hi[n_kept] = b
-            keep_cls[n_kept] = FULL
-            keep_slot[n_kept] = SLOT_FULL
             n_kept += 1
             continue
         kind = run_kind(ar.ctx[r], qb, lv, share)
@@ -104,97 +123,107 @@ def _walk_row(qb, ops, args, lv, grid, ar, share, slots, n_slots, keep_lo, keep_
                 slot = _find_slot(slots, n_slots, part_kind, tail, ar.ctx[r])
                 if slot < 0:
                     if n_slots == slots.shape[1]:
-                        return 0, 0, -2, n_kept, work
+                        return 0, 0, -2, n_kept, n_und, work
                     slots[0, n_slots] = part_kind
                     slots[1, n_slots] = tail
                     slots[2, n_slots] = ar.ctx[r]
                     slot = n_slots
                     n_slots += 1
             keep_lo[n_kept] = pa
-            keep_hi[n_kept] = pb
-            keep_cls[n_kept] = c
-            keep_slot[n_kept] = slot
+            keep_hi[n_kept] = pb + flag
+            und_slot[n_und] = slot
             n_kept += 1
-    return cnt, own, n_slots, n_kept, work
+            n_und += 1
+    return cnt, own, n_slots, n_kept, n_und, work
 
 
 @njit(cache=True)
-def walk_rows(ops, args, lv, grid, share, depth, interests, counts, owns, max_kept, first):
+def walk_rows(ops, args, lv, grid, share, depth, interests, counts, owns, max_kept, first, flag):
     """Pass 1: blocks per row into ``counts``, own-key blocks into ``owns``.
 
     Returns ``(slots, kept, work)``: the key slots found ([3, n]: kind, tail, context),
     the :class:`KeptRuns`, and the runs made (the work), or ``work = -1`` when more than
-    ``max_kept`` runs would be kept. ``first`` is ``(lo, hi, cls, slot)``, the first
-    arrays of the kept runs (sized by an estimate and allocated by the caller, where
-    numpy backs large arrays with huge pages: a run list of 60 MB otherwise costs ~20 ms
-    of page faults per compile); they grow here when the estimate was short.
+    ``max_kept`` runs would be kept. ``first`` is ``(lo, hi, und_slot)``, the
+    first arrays of the kept runs (sized by an estimate and allocated by the caller, where
+    numpy backs large arrays with huge pages: a run list of tens of MB otherwise costs
+    ~10-20 ms of page faults per compile); they grow here when the estimate was short.
+    ``flag`` marks undecided runs in ``hi`` (see :func:`kept_dtype`).
     """
     keep_ptr = np.zeros(grid.n_qb + 1, dtype=np.int64)
+    und_ptr = np.zeros(grid.n_qb + 1, dtype=np.int64)
     ar = new_arena(grid.n_kb, depth, interests)
     slots = np.zeros((3, 16), dtype=np.int64)
-    keep_lo, keep_hi, keep_cls, keep_slot = first
+    keep_lo, keep_hi, und_slot = first
     n_slots = 0
     n_kept = 0
+    n_und = 0
     work = 0
     qb = 0
     while qb < grid.n_qb:
-        cnt, own, n, n_now, w = _walk_row(qb, ops, args, lv, grid, ar, share, slots, n_slots, keep_lo, keep_hi,
-                                          keep_cls, keep_slot, n_kept)
+        cnt, own, n, n_now, u_now, w = _walk_row(qb, ops, args, lv, grid, ar, share, slots, n_slots, keep_lo,
+                                                 keep_hi, n_kept, und_slot, n_und, flag)
         if n < 0:  # a table is full: grow it and do the row again
             if n == -2:  # the slot table (the row may have added slots before it filled up)
                 grown = np.zeros((3, 2 * slots.shape[1]), dtype=np.int64)
                 grown[:, :n_slots] = slots[:, :n_slots]
                 slots = grown
+            elif n == -3:  # the undecided runs' slots
+                m = min(max(max_kept, 1), 2 * und_slot.shape[0] + 4 * grid.n_kb)
+                if m <= und_slot.shape[0]:
+                    return slots[:, :n_slots].copy(), KeptRuns(keep_ptr, keep_lo, keep_hi, und_ptr, und_slot), -1
+                und_slot = np.concatenate((und_slot[:n_und], np.empty(m - n_und, np.int32)))
             else:
                 if keep_lo.shape[0] >= max_kept:
-                    return slots[:, :n_slots].copy(), KeptRuns(keep_ptr, keep_lo, keep_hi, keep_cls, keep_slot), -1
+                    return slots[:, :n_slots].copy(), KeptRuns(keep_ptr, keep_lo, keep_hi, und_ptr, und_slot), -1
                 m = min(max_kept, 2 * keep_lo.shape[0] + 4 * grid.n_kb)
-                keep_lo = np.concatenate((keep_lo[:n_kept], np.empty(m - n_kept, np.int32)))
-                keep_hi = np.concatenate((keep_hi[:n_kept], np.empty(m - n_kept, np.int32)))
-                keep_cls = np.concatenate((keep_cls[:n_kept], np.empty(m - n_kept, np.int8)))
-                keep_slot = np.concatenate((keep_slot[:n_kept], np.empty(m - n_kept, np.int32)))
+                keep_lo = np.concatenate((keep_lo[:n_kept], np.empty(m - n_kept, keep_lo.dtype)))
+                keep_hi = np.concatenate((keep_hi[:n_kept], np.empty(m - n_kept, keep_hi.dtype)))
             continue
         n_slots = n
         n_kept = n_now
+        n_und = u_now
         work += w
         counts[qb] = cnt
         owns[qb] = own
         keep_ptr[qb + 1] = n_kept
+        und_ptr[qb + 1] = n_und
         qb += 1
-    kept = KeptRuns(keep_ptr, keep_lo[:n_kept], keep_hi[:n_kept], keep_cls[:n_kept], keep_slot[:n_kept])
+    kept = KeptRuns(keep_ptr, keep_lo[:n_kept], keep_hi[:n_kept], und_ptr, und_slot[:n_und])
     return slots[:, :n_slots].copy(), kept, work
 
 
 @njit(cache=True, inline="always")
-def _put(cand_col, cand_cls, cand_key, rep, pos, qb, kb, c, key):
-    """Write block (qb, kb) of class c and key (-1: FULL) at pos; make it the key's
+def _put(cand_col, cand_key, rep, pos, qb, kb, key):
+    """Write block (qb, kb) with key ``key`` (-1: FULL) at pos; make it the key's
     representative if the key has none yet."""
     cand_col[pos] = kb
-    cand_cls[pos] = c
     cand_key[pos] = key
     if key >= 0 and rep[key] < 0:
         rep[key] = (qb << 32) | kb
 
 
 @njit(cache=True, _nrt=False)
-def _fill_row(qb, lv, grid, kept, slots, out):
+def _fill_row(qb, lv, grid, kept, slots, out, flag):
     """Write row qb's non-empty blocks from its kept runs (see :func:`fill_rows`)."""
     pos = out.row_ptr[qb]
     own = slots.base[slots.base.shape[0] - 1] + out.own_ptr[qb]
-    cand_col, cand_cls, cand_key, rep = out.col, out.cls, out.key, out.rep
+    cand_col, cand_key, rep = out.col, out.key, out.rep
     slot_kind, slot_ctx, slot_base = slots.kind, slots.ctx, slots.base
+    u = kept.und_ptr[qb]
     for r in range(kept.ptr[qb], kept.ptr[qb + 1]):
         a = np.int64(kept.lo[r])
         b = np.int64(kept.hi[r])
-        c = kept.cls[r]
-        slot = kept.slot[r]
-        if slot == SLOT_FULL:
+        if b < flag:  # a FULL run
             for kb in range(a, b):
-                _put(cand_col, cand_cls, cand_key, rep, pos, qb, kb, FULL, -1)
+                _put(cand_col, cand_key, rep, pos, qb, kb, -1)
                 pos += 1
-        elif slot == SLOT_OWN:
+            continue
+        b -= flag
+        slot = kept.und_slot[u]
+        u += 1
+        if slot == SLOT_OWN:
             for kb in range(a, b):
-                _put(cand_col, cand_cls, cand_key, rep, pos, qb, kb, c, own)
+                _put(cand_col, cand_key, rep, pos, qb, kb, own)
                 own += 1
                 pos += 1
         elif slot_kind[slot] == K_CONTENT:  # up to three leaves, each id walking by a fixed step
@@ -213,14 +242,14 @@ def _fill_row(qb, lv, grid, kept, slots, out):
                 e1 += s1
                 e2 += s2
                 e3 += s3
-                _put(cand_col, cand_cls, cand_key, rep, pos, qb, kb, c, slot_base[slot] + off)
+                _put(cand_col, cand_key, rep, pos, qb, kb, slot_base[slot] + off)
                 pos += 1
         elif slot_kind[slot] <= K_COL:  # the coordinate moves by a fixed step along the row
             kind = slot_kind[slot]
             key = slot_base[slot] + coordinate(kind, qb, a, lv, grid)
             step = coordinate_step(kind, grid)
             for kb in range(a, b):
-                _put(cand_col, cand_cls, cand_key, rep, pos, qb, kb, c, key)
+                _put(cand_col, cand_key, rep, pos, qb, kb, key)
                 key += step
                 pos += 1
         else:
@@ -231,26 +260,25 @@ def _fill_row(qb, lv, grid, kept, slots, out):
                 else:
                     key = own
                     own += 1
-                _put(cand_col, cand_cls, cand_key, rep, pos, qb, kb, c, key)
+                _put(cand_col, cand_key, rep, pos, qb, kb, key)
                 pos += 1
 
 
 @njit(cache=True, parallel=True)
-def fill_rows(lv, grid, kept, slots, out, n_chunks):
-    """Pass 2, parallel over chunks of rows: write each non-empty block's column, class
-    (FULL, or PARTIAL / UNKNOWN for an undecided one) and key (-1 for FULL) into ``out``
-    (:class:`Blocks`).
+def fill_rows(lv, grid, kept, slots, out, n_chunks, flag):
+    """Pass 2, parallel over chunks of rows: write each non-empty block's column and key
+    (-1 for FULL) into ``out`` (:class:`Blocks`); classes follow from the keys (finalize).
 
     ``out.rep[key]`` receives some block holding the key (threads may race to write it;
     any of them is a valid representative).
     """
     for ch in prange(n_chunks):
         for qb in range(ch * grid.n_qb // n_chunks, (ch + 1) * grid.n_qb // n_chunks):
-            _fill_row(np.int64(qb), lv, grid, kept, slots, out)
+            _fill_row(np.int64(qb), lv, grid, kept, slots, out, flag)
 
 
 @njit(cache=True)
-def fill_rows_serial(lv, grid, kept, slots, out):
+def fill_rows_serial(lv, grid, kept, slots, out, flag):
     """:func:`fill_rows` on the calling thread (small compiles: no thread pool to start)."""
     for qb in range(grid.n_qb):
-        _fill_row(np.int64(qb), lv, grid, kept, slots, out)
+        _fill_row(np.int64(qb), lv, grid, kept, slots, out, flag)
