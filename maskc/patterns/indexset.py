@@ -75,6 +75,8 @@ def _restore(cls: type, kind: str, data: Any) -> FrozenData:
 #: Values a named sequence is generated to per call without regard to the positions asked
 #: about (beyond that, at most 64 values per position): 2**24, about 0.2 s for the primes.
 NAMED_WORK = 1 << 24
+#: Up to this many runs, a membership is written one slice per run (beyond: a running sum).
+_SLICED_RUNS = 1024
 
 
 class IndexSet(FrozenData):
@@ -115,12 +117,7 @@ class IndexSet(FrozenData):
         ``'paley_residues'``)."""
         x = np.asarray(x, dtype=np.int64)
         if self.kind == "named":
-            # generating the sequence costs O(limit): bounded by the positions asked about, so a
-            # large shift or period (values, not sizes) is refused before any work
-            refuse_above(int(limit), max(NAMED_WORK, 64 * int(x.size)),
-                         f"the named sequence {self.data!r} up to {int(limit):,} (for {int(x.size):,} positions)",
-                         "use a smaller shift or period with a named sequence, or an explicit list or range",
-                         unit="values")
+            self._refuse_named(limit, int(x.size))
             return np.isin(x, _seq.named_sequence(self.data, limit))
         if self.kind == "step":
             first, last, step = self.data
@@ -130,6 +127,14 @@ class IndexSet(FrozenData):
             return np.zeros(x.shape, dtype=bool)
         k = np.searchsorted(starts, x, side="right") - 1
         return (k >= 0) & (x < ends[np.maximum(k, 0)])
+
+    def _refuse_named(self, limit: int, positions: int) -> None:
+        """Generating a named sequence costs O(limit): bounded by the positions asked about, so
+        a large shift or period (values, not sizes) is refused before any work."""
+        refuse_above(int(limit), max(NAMED_WORK, 64 * positions),
+                     f"the named sequence {self.data!r} up to {int(limit):,} (for {positions:,} positions)",
+                     "use a smaller shift or period with a named sequence, or an explicit list or range",
+                     unit="values")
 
     def membership(self, n: int, shift: int = 0) -> np.ndarray:
         """``m[x] = (x + shift) in set`` for x in ``[0, n)``."""
@@ -141,14 +146,30 @@ class IndexSet(FrozenData):
             if a <= b:
                 m[a - shift:b - shift + 1:step] = True
             return m
-        if self.kind == "runs":  # +1 / -1 at the clipped run ends, then a running sum: O(n + runs)
+        if self.kind == "runs":
             starts, ends = self._runs()
             lo, hi = np.clip(starts - shift, 0, n), np.clip(ends - shift, 0, n)
             keep = lo < hi
+            lo, hi = lo[keep], hi[keep]
+            if lo.size <= _SLICED_RUNS:  # one slice per run: no n-sized temporaries
+                m = np.zeros(max(n, 0), dtype=bool)
+                for a, b in zip(lo.tolist(), hi.tolist()):
+                    m[a:b] = True
+                return m
+            # +1 / -1 at the clipped run ends, then a running sum in place: O(n + runs)
             delta = np.zeros(max(n, 0) + 1, dtype=np.int32)
-            np.add.at(delta, lo[keep], 1)
-            np.add.at(delta, hi[keep], -1)
-            return np.cumsum(delta[:-1]) > 0
+            np.add.at(delta, lo, 1)
+            np.add.at(delta, hi, -1)
+            np.cumsum(delta, out=delta)
+            return delta[:-1] > 0
+        if self.kind == "named":  # the members in range, written: O(n / 8 + members), no n-sized int64s
+            limit = max(n - 1 + shift, 0)
+            self._refuse_named(limit, n)
+            values = _seq.named_sequence(self.data, limit)
+            m = np.zeros(max(n, 0), dtype=bool)
+            lo, hi = np.searchsorted(values, [shift, shift + n])
+            m[values[lo:hi] - shift] = True
+            return m
         return self.contains(np.arange(n, dtype=np.int64) + shift, limit=max(n - 1 + shift, 0))
 
     def values(self, limit: int) -> np.ndarray:

@@ -49,3 +49,37 @@ def test_runs_membership_equals_its_definition(seed):
     s = IndexSet(values, "values", allow_negative=True)
     n, shift = int(rng.integers(0, 600)), int(rng.integers(-100, 100))
     assert np.array_equal(s.membership(n, shift), s.contains(np.arange(n) + shift, limit=max(n - 1 + shift, 0)))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_runs_membership_by_running_sum_equals_its_definition(seed, monkeypatch):
+    from maskc.patterns import indexset
+    monkeypatch.setattr(indexset, "_SLICED_RUNS", 0)  # past the slice-per-run path
+    rng = np.random.default_rng(seed)
+    values = rng.integers(-80, 400, int(rng.integers(0, 120))).tolist()
+    s = indexset.IndexSet(values, "values", allow_negative=True)
+    n, shift = int(rng.integers(0, 600)), int(rng.integers(-100, 100))
+    assert np.array_equal(s.membership(n, shift), s.contains(np.arange(n) + shift, limit=max(n - 1 + shift, 0)))
+
+
+@pytest.mark.parametrize("name", ["primes", "squares", "mian_chowla", "twin_primes", "paley_residues"])
+@pytest.mark.parametrize("n, shift", [(0, 0), (1, 0), (500, 0), (700, -300), (300, 250), (5, -10)])
+def test_named_membership_equals_its_definition(name, n, shift):
+    from maskc.patterns.indexset import IndexSet
+    s = IndexSet(name)
+    assert s.kind == "named"
+    assert np.array_equal(s.membership(n, shift), s.contains(np.arange(n) + shift, limit=max(n - 1 + shift, 0)))
+
+
+def test_named_membership_has_no_position_sized_int64_temporaries():
+    import tracemalloc
+
+    from maskc.patterns.indexset import IndexSet
+    s = IndexSet("primes")
+    s.membership(1 << 21, -(1 << 20))  # the sequence cached at this limit
+    tracemalloc.start()
+    m = s.membership(1 << 21, -(1 << 20))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert m.sum() == np.count_nonzero(s.contains(np.arange(1 << 20), limit=1 << 20))
+    assert peak < 4 * m.nbytes  # was an int64 per position (8x) and np.isin's sorts
