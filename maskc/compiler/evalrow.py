@@ -13,7 +13,7 @@ import numpy as np
 from maskc.jit import njit
 
 from maskc.compiler.codes import (
-    EMPTY, FULL, OP_AND, OP_LEAF, OP_NARROW_AND, OP_NARROW_OR, OP_NOT, OP_OR, PARTIAL, UNKNOWN,
+    EMPTY, FULL, OP_AND, OP_LEAF, OP_NARROW_AND, OP_NARROW_OR, OP_NOT, PARTIAL, UNKNOWN,
 )
 from maskc.compiler.leafruns import leaf_runs
 from maskc.compiler.runs import combine_class, emit_run
@@ -136,6 +136,46 @@ def _complement(ar, r0, r1, i_from, i_to, p):
     return p
 
 
+@njit(cache=True, inline="always")
+def _combine(ar, a0, a1, b0, b1, p, is_and):
+    """A & B (or A | B) of the result lists A = ``[a0, a1)`` and B = ``[b0, b1)`` (B above A,
+    ``p`` the free space above B): returns ``(lo, hi, work)``, the result's place
+    (within ``[a0, b1)``: a result may start above a0) and the runs merged.
+
+    Where one operand is EMPTY, or B lies wholly after A in a union, nothing is merged. A
+    long B keeps in place what a short A cannot change: for ``&`` the runs of B inside A's
+    first run when it is FULL (``causal() & X``: all of X's runs left of the diagonal), for
+    ``|`` the runs of B after A's last run; only the rest is merged, above B, and moved
+    next to them."""
+    na = a1 - a0
+    nb = b1 - b0
+    if is_and and (na == 0 or nb == 0):  # an EMPTY operand
+        return a0, a0, 0
+    if not is_and and na == 0:
+        return b0, b1, 0
+    if not is_and and nb == 0:
+        return a0, a1, 0
+    if not is_and and b0 == a1 and ar.hi[a1 - 1] < ar.lo[b0]:  # A then B, in place
+        return a0, b1, 0
+    if nb > 2 * na + 4:
+        if is_and and ar.cls[a0] == FULL and ar.lo[a0] <= ar.lo[b0]:
+            m = b0 + np.searchsorted(ar.hi[b0:b1], ar.hi[a0], side="right")  # B[b0:m] lie inside A's first run
+            if m > b0:
+                q = _merge(ar, a0, a1, m, b1, p, True)
+                return b0, _copy_runs(ar, p, q, m), q - p
+        if not is_and:
+            m = b0 + np.searchsorted(ar.lo[b0:b1], ar.hi[a1 - 1], side="right")  # B[m:] lie after A
+            if (m - b0) + na <= nb // 2:
+                q = _merge(ar, a0, a1, b0, m, p, False)
+                h = q - p
+                if m - h >= a0:  # the merged head fits just below B[m:]
+                    _copy_runs(ar, p, q, m - h)
+                    return m - h, b1, h
+    q = _merge(ar, a0, a1, b0, b1, p, is_and)
+    end = _copy_runs(ar, p, q, a0)
+    return a0, end, end - a0
+
+
 @njit(cache=True, _nrt=False)
 def eval_row(qb, ops, args, lv, grid, ar, share):
     """Runs of the whole program on block row qb: ``(lo, hi, work)``, the runs being
@@ -205,18 +245,11 @@ def eval_row(qb, ops, args, lv, grid, ar, share):
             work += p - r0
         else:
             ni -= 1
-            a0 = ar.res_lo[nr - 2]
-            a1 = ar.res_hi[nr - 2]
-            b0 = ar.res_lo[nr - 1]  # == a1: results lie one after another
-            b1 = ar.res_hi[nr - 1]
-            if op == OP_AND and (a0 == a1 or b0 == b1):  # an EMPTY operand
-                p = a0
-            elif op == OP_OR and (a0 == a1 or b0 == b1 or ar.hi[a1 - 1] < ar.lo[b0]):
-                p = b1  # one operand EMPTY, or B wholly after A (not touching): A then B, in place
-            else:
-                q = _merge(ar, a0, a1, b0, b1, p, op == OP_AND)
-                p = _copy_runs(ar, p, q, a0)
-                work += p - a0
+            lo, hi, w = _combine(ar, ar.res_lo[nr - 2], ar.res_hi[nr - 2], ar.res_lo[nr - 1], ar.res_hi[nr - 1], p,
+                                 op == OP_AND)
             nr -= 1
-            ar.res_hi[nr - 1] = p
+            ar.res_lo[nr - 1] = lo
+            ar.res_hi[nr - 1] = hi
+            p = hi
+            work += w
     return ar.res_lo[0], ar.res_hi[0], work

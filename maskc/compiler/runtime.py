@@ -98,6 +98,30 @@ def expect_build() -> None:
     _state["checked"] = True
 
 
+def clear_stale_kernels() -> int:
+    """Delete numba's cached machine code of the compiler's kernels if their sources changed
+    since the last build; returns the files removed.
+
+    numba checks a cached kernel against its own source file only, but a kernel carries the
+    code of the kernels it calls from other files: after an edit of ``evalrow.py`` the row
+    walk of ``rowwalk.py`` would go on running the old ``eval_row`` from its cache. The
+    build stamp hashes every kernel file, so a missing stamp means some changed; then all
+    are rebuilt. (With ``NUMBA_CACHE_DIR`` set, numba's cache lives elsewhere and is left
+    alone.)
+    """
+    if kernels_built() or os.environ.get("NUMBA_CACHE_DIR"):
+        return 0
+    removed = 0
+    for f in (Path(__file__).resolve().parent / "__pycache__").glob("*.nb[ic]"):
+        if f.name.split(".", 1)[0] in _KERNEL_MODULES:
+            try:
+                f.unlink()
+                removed += 1
+            except OSError:  # read-only installation, or removed by another process meanwhile
+                pass
+    return removed
+
+
 def announce_first_build() -> bool:
     """Print one line to stderr before the first compile on a machine; True if it did."""
     if _state["checked"]:
@@ -105,6 +129,7 @@ def announce_first_build() -> bool:
     _state["checked"] = True
     if kernels_built():
         return False
+    clear_stale_kernels()
     print("maskc: building the compiler's numba kernels for this machine (once, about a minute; "
           "`maskc warmup` does it ahead of time) ...", file=sys.stderr, flush=True)
     return True

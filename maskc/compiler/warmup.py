@@ -14,7 +14,7 @@ from typing import Callable, TextIO
 
 from maskc.compiler.compile import compile
 from maskc.compiler.interp import use_jit
-from maskc.compiler.runtime import _stamp, expect_build, mark_built
+from maskc.compiler.runtime import _stamp, clear_stale_kernels, expect_build, mark_built
 import maskc.patterns as P
 
 
@@ -44,6 +44,7 @@ def warmup(out: TextIO | None = sys.stderr) -> float:
         True
     """
     t0 = time.perf_counter()
+    clear_stale_kernels()  # kernels of changed sources would otherwise keep their callees' old code
     expect_build()
     use_jit()  # the steps are small: without this they would run the kernels as Python, building nothing
     steps = _steps()

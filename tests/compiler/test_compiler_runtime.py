@@ -35,6 +35,9 @@ def fresh_stamp(tmp_path, monkeypatch):
     stamp = tmp_path / "maskc-kernels-test.built"
     monkeypatch.setattr(runtime, "_stamp", lambda: stamp)
     monkeypatch.setitem(runtime._state, "checked", False)
+    cleared = []  # a fresh stamp means "sources changed": keep the real kernel cache anyway
+    monkeypatch.setattr(runtime, "clear_stale_kernels", lambda: cleared.append(1) or 0)
+    monkeypatch.setattr(sys.modules["maskc.compiler.warmup"], "clear_stale_kernels", lambda: cleared.append(1) or 0)
     return stamp
 
 
@@ -77,3 +80,21 @@ def test_parallel_kernels_give_the_serial_layout(monkeypatch, pattern):
     for f in ("row_ptr", "col_idx", "kind", "partial_id", "masks"):
         assert np.array_equal(getattr(parallel, f), getattr(serial, f)), f
     assert serial.nnz_blocks > 0
+
+
+def test_stale_kernel_caches_are_cleared_when_the_sources_changed(tmp_path, monkeypatch):
+    """numba checks a cached kernel against its own file only; a missing build stamp (some
+    kernel file changed) clears every cached kernel of the compiler, and nothing else."""
+    folder = tmp_path / "__pycache__"
+    folder.mkdir()
+    stale = [folder / "rowwalk._walk_row-68.py311.nbi", folder / "evalrow.eval_row-128.py311.1.nbc"]
+    other = [folder / "layout.cpython-311.pyc", folder / "someone_else.f-1.py311.nbi"]
+    for f in stale + other:
+        f.write_bytes(b"x")
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setattr(runtime, "__file__", str(tmp_path / "runtime.py"))
+    monkeypatch.setattr(runtime, "kernels_built", lambda: True)
+    assert runtime.clear_stale_kernels() == 0 and all(f.exists() for f in stale)
+    monkeypatch.setattr(runtime, "kernels_built", lambda: False)
+    assert runtime.clear_stale_kernels() == 2
+    assert not any(f.exists() for f in stale) and all(f.exists() for f in other)
