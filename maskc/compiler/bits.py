@@ -53,32 +53,13 @@ def predicates_needed(ops, args, lv, grid, pred_of_leaf, rep_qb, rep_kb, need):
 
 @njit(cache=True, inline="always")
 def _leaf_bits(l, qb, kb, lv, grid, rows, cols, gbits, gslot, col_label, out):
-    """Element bits of leaf l on block (qb, kb) into out[:rows, :cols]."""
+    """Element bits of leaf l on block (qb, kb) into out[:rows, :cols]: segment, block-level,
+    cells and predicate leaves (axis leaves are packed straight from their membership by
+    :func:`_leaf_packed`)."""
     t = lv.kind[l]
     i0 = grid.q_offset + qb * grid.bq
     j0 = kb * grid.bk
-    if t == T_D:
-        base = lv.at[l, AT_MEMB] + i0 - j0 + grid.kv_len - 1
-        for a in range(rows):
-            for b in range(cols):
-                out[a, b] = lv.memb[base + a - b] != 0
-    elif t == T_S:
-        base = lv.at[l, AT_MEMB] + i0 + j0
-        for a in range(rows):
-            for b in range(cols):
-                out[a, b] = lv.memb[base + a + b] != 0
-    elif t == T_R:
-        base = lv.at[l, AT_MEMB] + i0
-        for a in range(rows):
-            v = lv.memb[base + a] != 0
-            for b in range(cols):
-                out[a, b] = v
-    elif t == T_C:
-        base = lv.at[l, AT_MEMB] + j0
-        for a in range(rows):
-            for b in range(cols):
-                out[a, b] = lv.memb[base + b] != 0
-    elif t == T_SEG:
+    if t == T_SEG:
         base = lv.at[l, AT_IDS]
         starts = lv.piece_start[base:base + lv.param[l] + 1]
         p = np.searchsorted(starts, j0, side="right") - 1

@@ -209,8 +209,9 @@ def build_tables(leaves: list, grid: Grid, budget: Budget, compile_inner: Callab
             memb = leaf.data.view(np.uint8)
             at[l, AT_MEMB] = f["memb"].add(memb)
             if leaf.kind in (codes.T_D, codes.T_S):  # a block row of bits is then a shifted byte slice
-                at[l, AT_BITS] = f["memb_bits"].add(np.packbits(np.concatenate(
-                    [np.zeros(8, np.uint8), memb, np.zeros(24, np.uint8)]), bitorder="little"))
+                packed = np.packbits(memb, bitorder="little")  # with 8 zero bits ahead, 24 behind
+                zero = np.zeros(1, np.uint8)
+                at[l, AT_BITS] = f["memb_bits"].add(np.concatenate([zero, packed, zero, zero, zero]))
             cls, steps = axis_tables(leaf.kind, memb, grid)
             at[l, AT_COUNT] = f["count"].add(block_counts(memb))
             at[l, AT_TAB] = f["tab_cls"].add(cls)
