@@ -3,7 +3,9 @@ allocation-honest size refusals, and inputs that look transposed."""
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,9 @@ import torch
 
 import maskc as mc
 import maskc.backends as mb
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "fuzz"))
+from fuzz_attention import softmax64  # noqa: E402  (the fuzzer's independent float64 attention)
 
 # (backend, array library): every backend maskc owns that runs on this machine's CPU
 CASES = [("reference", "numpy"), ("reference", "torch"), ("scipy", "numpy"), ("jax", "jax"), ("flex", "torch"),
@@ -28,17 +33,6 @@ def _arr(x: np.ndarray, lib: str):
 
 def _np(x) -> np.ndarray:
     return x.detach().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
-def _dense(q, k, v, mask, scale):
-    """An independent float64 masked softmax: mask [B or 1, H or 1, N, M] (not maskc's reference)."""
-    group = q.shape[1] // k.shape[1]
-    k, v = np.repeat(k, group, 1), np.repeat(v, group, 1)
-    s = np.where(mask, np.einsum("bhid,bhjd->bhij", q, k) * scale, -np.inf)
-    mx = s.max(-1, keepdims=True, initial=-np.inf)
-    p = np.exp(s - np.where(np.isfinite(mx), mx, 0))
-    z = p.sum(-1, keepdims=True)
-    return np.einsum("bhij,bhjd->bhid", p / np.where(z > 0, z, 1), v)
 
 
 def _skip_unavailable(name):
@@ -64,7 +58,7 @@ def _trap_case(name: str, seed: int, batch: int = 1):
     m = _layout_with_traps()
     rng = np.random.default_rng(seed)
     q, k, v = (rng.normal(size=(batch, 2, 24, 8)).astype(np.float32) for _ in range(3))
-    want = _dense(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), m[None, None], 0.3)
+    want = softmax64(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), m[None, None], 0.3)
     return mc.Layout.from_dense(m, 8), q, k, v, want
 
 
@@ -140,7 +134,7 @@ def test_batched_layouts_match_an_independent_dense_softmax(name, lib, heads):
     k, v = (rng.normal(size=(B, 1, M, 8)).astype(np.float32) for _ in range(2))  # GQA: 3 q heads, 1 kv head
     with torch.no_grad():
         out, lse = mc.attention(*(_arr(x, lib) for x in (q, k, v)), lay, backend=name, scale=0.4, return_lse=True)
-    want = _dense(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), m, 0.4)
+    want = softmax64(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), m, 0.4)
     np.testing.assert_allclose(_np(out), want, rtol=1e-5, atol=1e-6, err_msg=name)
     assert np.isneginf(_np(lse)[1, :, 4]).all()
 
@@ -188,7 +182,7 @@ def test_a_masked_key_with_an_enormous_score_does_not_change_a_row(name, lib):
     would underflow to 0 and the row would read as empty."""
     lay, q, k, v, _ = _trap_case(name, seed=4)
     q = np.abs(q) + 0.5  # every query scores the key below far above the others
-    want = _dense(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), lay.to_dense()[None], 0.3)
+    want = softmax64(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), lay.to_dense()[None], 0.3)
     kb = k.copy()
     kb[:, :, 7] = 1e4  # key 7 is attended by no row
     with torch.no_grad():
